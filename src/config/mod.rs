@@ -1,0 +1,371 @@
+//! Typed configuration: defaults, then the TOML file, then environment variables; every problem reported at once.
+
+mod secret;
+mod units;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+pub use secret::Secret;
+pub use units::{ByteSize, HumanDuration};
+
+/// The whole configuration. Field docs here are the short form; `config/groxy.example.toml`
+/// documents every key with its default and is kept in step by a test.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Slowloris guard: a connection that has not sent complete request headers by then is closed.
+    pub header_read_timeout: HumanDuration,
+    /// Accepting pauses while this many connections are open, so a flood queues in the kernel
+    /// backlog instead of exhausting memory or file descriptors.
+    pub max_connections: usize,
+    /// How long a SIGTERM waits for in-flight requests; kept under Docker's default 10 s grace.
+    pub drain_timeout: HumanDuration,
+    /// Origins allowed to call from a browser. Empty: no CORS headers at all (the safe default,
+    /// since a page on any site could otherwise spend the team's key through a local groxy).
+    pub cors_allow_origins: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_read_timeout: HumanDuration::secs(10),
+            max_connections: 10_000,
+            drain_timeout: HumanDuration::secs(8),
+            cors_allow_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct UpstreamConfig {
+    /// Groq's OpenAI-compatible base URL; every `/v1/<rest>` request goes to `<url>/<rest>`.
+    pub url: String,
+    pub api_key: Option<Secret>,
+    pub connect_timeout: HumanDuration,
+    /// Until Groq's response headers (and, for streams, the first body bytes) arrive: a 504 after.
+    pub first_byte_timeout: HumanDuration,
+    /// Longest silence between two body chunks of a response once it has started.
+    pub idle_timeout: HumanDuration,
+    /// Upper bound for one whole exchange, streams included.
+    pub total_timeout: HumanDuration,
+    pub pool_idle_timeout: HumanDuration,
+    pub pool_max_idle_per_host: usize,
+    /// Request headers forwarded in addition to the built-in allowlist (lower-case names).
+    pub forward_headers: Vec<String>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: "https://api.groq.com/openai/v1".to_owned(),
+            api_key: None,
+            connect_timeout: HumanDuration::secs(5),
+            first_byte_timeout: HumanDuration::secs(120),
+            idle_timeout: HumanDuration::secs(60),
+            total_timeout: HumanDuration::secs(600),
+            pool_idle_timeout: HumanDuration::secs(90),
+            pool_max_idle_per_host: 256,
+            forward_headers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Largest chat request body; it is buffered (to validate it), so this bounds memory per call.
+    pub chat_body: ByteSize,
+    /// Largest body on the streamed pass-through routes (audio uploads, batch files): streamed
+    /// to Groq, never buffered, so it can be large.
+    pub upload_body: ByteSize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            chat_body: ByteSize::mib(8),
+            upload_body: ByteSize::mib(100),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON lines otherwise.
+    #[default]
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// Used when RUST_LOG is not set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Every problem found while loading, so `check-config` can print them all in one go.
+#[derive(Debug, Default)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "- {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The environment variables groxy reads, named once so `--help` and the README agree.
+pub mod env {
+    pub const API_KEY: &str = "GROQ_API_KEY";
+    pub const LISTEN: &str = "GROXY_LISTEN";
+    pub const UPSTREAM_URL: &str = "GROXY_UPSTREAM_URL";
+    pub const CONFIG: &str = "GROXY_CONFIG";
+    pub const LOG_FORMAT: &str = "GROXY_LOG_FORMAT";
+}
+
+impl Config {
+    /// Loads defaults, then `path` (or `$GROXY_CONFIG`), then the environment.
+    ///
+    /// `vars` is the environment as a map rather than `std::env`, so tests never mutate process
+    /// state and can run in parallel.
+    pub fn load(path: Option<&Path>, vars: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let path: Option<PathBuf> = path
+            .map(Path::to_path_buf)
+            .or_else(|| vars.get(env::CONFIG).filter(|p| !p.is_empty()).map(PathBuf::from));
+        let mut config = match &path {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => Self::parse_toml(&text, &mut errors),
+                Err(e) => {
+                    errors.push(format!("cannot read config file {}: {e}", path.display()));
+                    Config::default()
+                }
+            },
+            None => Config::default(),
+        };
+        config.apply_env(vars, &mut errors);
+        config.validate(&mut errors);
+        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+    }
+
+    /// Parses TOML text, collecting every unknown key (serde's `deny_unknown_fields` would stop
+    /// at the first one).
+    pub fn parse_toml(text: &str, errors: &mut Vec<String>) -> Config {
+        let deserializer = match toml::Deserializer::parse(text) {
+            Ok(d) => d,
+            Err(e) => {
+                errors.push(format!("config is not valid TOML: {}", e.message()));
+                return Config::default();
+            }
+        };
+        let mut unknown = Vec::new();
+        let parsed: Result<Config, _> =
+            serde_ignored::deserialize(deserializer, |path| unknown.push(path.to_string()));
+        errors.extend(unknown.into_iter().map(|key| format!("unknown config key `{key}`")));
+        match parsed {
+            Ok(config) => config,
+            Err(e) => {
+                errors.push(format!("config: {}", e.message().trim()));
+                Config::default()
+            }
+        }
+    }
+
+    fn apply_env(&mut self, vars: &HashMap<String, String>, errors: &mut Vec<String>) {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        if let Some(key) = get(env::API_KEY) {
+            self.upstream.api_key = Some(Secret::new(key));
+        }
+        if let Some(listen) = get(env::LISTEN) {
+            match listen.parse() {
+                Ok(addr) => self.server.listen = addr,
+                Err(_) => errors.push(format!(
+                    "{}={listen:?} is not a socket address such as 127.0.0.1:8080",
+                    env::LISTEN
+                )),
+            }
+        }
+        if let Some(url) = get(env::UPSTREAM_URL) {
+            self.upstream.url = url.to_owned();
+        }
+        if let Some(format) = get(env::LOG_FORMAT) {
+            match format {
+                "auto" => self.log.format = LogFormat::Auto,
+                "pretty" => self.log.format = LogFormat::Pretty,
+                "json" => self.log.format = LogFormat::Json,
+                other => errors.push(format!(
+                    "{}={other:?} must be auto, pretty or json",
+                    env::LOG_FORMAT
+                )),
+            }
+        }
+    }
+
+    fn validate(&mut self, errors: &mut Vec<String>) {
+        let url = self.upstream.url.trim_end_matches('/').to_owned();
+        match reqwest::Url::parse(&url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
+                if parsed.query().is_some() || parsed.fragment().is_some() {
+                    errors.push("upstream.url must not have a query or fragment".to_owned());
+                }
+            }
+            _ => errors.push(format!(
+                "upstream.url {url:?} is not an http(s) URL such as https://api.groq.com/openai/v1"
+            )),
+        }
+        self.upstream.url = url;
+        match &self.upstream.api_key {
+            None => errors.push(format!(
+                "upstream.api_key is not set: set {} or upstream.api_key",
+                env::API_KEY
+            )),
+            Some(key) if http::HeaderValue::from_str(&format!("Bearer {}", key.expose())).is_err() => {
+                errors.push("upstream.api_key contains characters not allowed in a header".to_owned())
+            }
+            Some(_) => {}
+        }
+        let positive = [
+            ("server.header_read_timeout", self.server.header_read_timeout),
+            ("server.drain_timeout", self.server.drain_timeout),
+            ("upstream.connect_timeout", self.upstream.connect_timeout),
+            ("upstream.first_byte_timeout", self.upstream.first_byte_timeout),
+            ("upstream.idle_timeout", self.upstream.idle_timeout),
+            ("upstream.total_timeout", self.upstream.total_timeout),
+            ("upstream.pool_idle_timeout", self.upstream.pool_idle_timeout),
+        ];
+        for (name, value) in positive {
+            if value.0.is_zero() {
+                errors.push(format!("{name} must be greater than zero (every timeout is finite and non-zero)"));
+            }
+        }
+        if self.upstream.first_byte_timeout > self.upstream.total_timeout {
+            errors.push("upstream.first_byte_timeout must not exceed upstream.total_timeout".to_owned());
+        }
+        if self.server.max_connections == 0 {
+            errors.push("server.max_connections must be at least 1".to_owned());
+        }
+        if self.limits.chat_body.0 == 0 || self.limits.upload_body.0 == 0 {
+            errors.push("limits.chat_body and limits.upload_body must be greater than zero".to_owned());
+        }
+        for origin in &self.server.cors_allow_origins {
+            if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
+                errors.push(format!("server.cors_allow_origins: {origin:?} is not a valid origin"));
+            }
+        }
+        for name in &mut self.upstream.forward_headers {
+            *name = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                errors.push(format!("upstream.forward_headers: {name:?} is not a header name"));
+            } else if matches!(name.as_str(), "authorization" | "host" | "cookie" | "proxy-authorization") {
+                errors.push(format!("upstream.forward_headers: {name:?} may not be forwarded"));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            errors.push(format!("log.level {:?} is not a valid filter such as \"info\"", self.log.level));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn problems(toml: &str, env: &[(&str, &str)]) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut config = Config::parse_toml(toml, &mut errors);
+        config.apply_env(&vars(env), &mut errors);
+        config.validate(&mut errors);
+        errors
+    }
+
+    #[test]
+    fn defaults_need_only_a_key() {
+        assert!(problems("", &[("GROQ_API_KEY", "gsk_x")]).is_empty());
+        let all = problems("", &[]);
+        assert_eq!(all.len(), 1);
+        assert!(all[0].contains("GROQ_API_KEY"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let toml = r#"
+            colour = "blue"
+            [server]
+            listne = "x"
+            drain_timeout = "0s"
+            [upstream]
+            url = "ftp://nope"
+            api_key = "gsk_x"
+            idle_timeout = "0ms"
+            [limits]
+            chat_body = 0
+        "#;
+        let errors = problems(toml, &[]);
+        let joined = errors.join("\n");
+        for needle in ["`colour`", "`server.listne`", "drain_timeout", "upstream.url", "idle_timeout", "limits.chat_body"] {
+            assert!(joined.contains(needle), "missing {needle} in {joined}");
+        }
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut errors = Vec::new();
+        let mut c = Config::parse_toml("[server]\nlisten = \"127.0.0.1:1\"\n[upstream]\napi_key=\"a\"", &mut errors);
+        c.apply_env(&vars(&[("GROXY_LISTEN", "0.0.0.0:9"), ("GROQ_API_KEY", "b"), ("GROXY_UPSTREAM_URL", "http://x/v1/")]), &mut errors);
+        c.validate(&mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(c.server.listen.port(), 9);
+        assert_eq!(c.upstream.api_key.as_ref().map(Secret::expose), Some("b"));
+        assert_eq!(c.upstream.url, "http://x/v1");
+    }
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let mut errors = Vec::new();
+        let c = Config::parse_toml("[upstream]\napi_key = \"gsk_canary\"", &mut errors);
+        assert!(!format!("{c:?}").contains("gsk_canary"));
+    }
+}

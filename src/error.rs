@@ -1,0 +1,152 @@
+//! The one error type for everything groxy itself refuses or fails at, and the only place a status code is chosen.
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+
+/// Errors the gateway makes (as opposed to errors Groq makes, which pass through untouched).
+///
+/// Messages are written for the API caller: they never carry a key, an internal address or a
+/// Rust error chain. The detail worth debugging goes to the log at the place the error is made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("request body is too large: the limit is {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    BodyRead,
+    #[error("Unknown request URL: {method} {path}. Please check the URL for typos, or see the docs at https://console.groq.com/docs/")]
+    UnknownUrl { method: String, path: String },
+    #[error("could not reach the upstream API")]
+    UpstreamUnreachable,
+    #[error("the upstream API did not respond within {seconds} s")]
+    UpstreamTimeout { seconds: u64 },
+    #[error("the upstream API answered with HTTP {status} and a body that is not JSON")]
+    UpstreamNonJson { status: u16 },
+    #[error("the upstream API closed the response before it was complete")]
+    UpstreamTruncated,
+    #[error("the upstream API sent nothing for {seconds} s")]
+    UpstreamIdle { seconds: u64 },
+    #[error("the request exceeded groxy's total time limit of {seconds} s")]
+    TotalTimeout { seconds: u64 },
+    #[error("groxy is shutting down; retry the request")]
+    ShuttingDown,
+    #[error("internal error in groxy")]
+    Internal,
+}
+
+/// `{"error":{"message","type","param","code"}}`: the shape every OpenAI SDK reads.
+#[derive(Serialize)]
+struct ErrorEnvelope<'a> {
+    error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+impl GatewayError {
+    /// Who failed decides the status: the client (4xx), Groq (502, 504), or us (500, 503).
+    /// Exhaustive on purpose: a new variant must decide its status here.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::InvalidJson(_) | GatewayError::BodyRead => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UnknownUrl { .. } => StatusCode::NOT_FOUND,
+            GatewayError::UpstreamUnreachable
+            | GatewayError::UpstreamNonJson { .. }
+            | GatewayError::UpstreamTruncated => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamIdle { .. }
+            | GatewayError::TotalTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI's `type` and a stable machine-readable `code`.
+    fn kind_and_code(&self) -> (&'static str, &'static str) {
+        match self {
+            GatewayError::InvalidJson(_) => ("invalid_request_error", "invalid_json"),
+            GatewayError::BodyRead => ("invalid_request_error", "invalid_body"),
+            GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
+            GatewayError::UnknownUrl { .. } => ("invalid_request_error", "unknown_url"),
+            GatewayError::UpstreamUnreachable => ("api_error", "upstream_unreachable"),
+            GatewayError::UpstreamTimeout { .. } => ("api_error", "upstream_timeout"),
+            GatewayError::UpstreamNonJson { .. } => ("api_error", "upstream_error"),
+            GatewayError::UpstreamTruncated => ("api_error", "upstream_truncated"),
+            GatewayError::UpstreamIdle { .. } => ("api_error", "upstream_idle_timeout"),
+            GatewayError::TotalTimeout { .. } => ("api_error", "total_timeout"),
+            GatewayError::ShuttingDown => ("api_error", "server_shutting_down"),
+            GatewayError::Internal => ("api_error", "internal_error"),
+        }
+    }
+
+    /// The JSON body, with Groq's trailing newline.
+    pub fn body(&self) -> Bytes {
+        let (kind, code) = self.kind_and_code();
+        let envelope = ErrorEnvelope {
+            error: ErrorObject { message: self.to_string(), kind, param: None, code: Some(code) },
+        };
+        let mut out = serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{}".to_vec());
+        out.push(b'\n');
+        Bytes::from(out)
+    }
+
+    /// The error as one SSE event, for failures after a stream's first byte: both OpenAI SDKs
+    /// raise on a data frame with a top-level `error`, as they do for Groq's own mid-stream errors.
+    pub fn sse_frame(&self) -> Bytes {
+        let (kind, code) = self.kind_and_code();
+        let envelope = ErrorEnvelope {
+            error: ErrorObject { message: self.to_string(), kind, param: None, code: Some(code) },
+        };
+        let json = serde_json::to_string(&envelope).unwrap_or_else(|_| "{}".to_owned());
+        Bytes::from(format!("data: {json}\n\n"))
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (status, self.body()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if matches!(self, GatewayError::ShuttingDown) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_openai_shaped_with_every_key() {
+        let body = GatewayError::BodyTooLarge { limit: 10 }.body();
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let e = &v["error"];
+        assert_eq!(e["type"], "invalid_request_error");
+        assert_eq!(e["code"], "request_too_large");
+        assert!(e.as_object().is_some_and(|o| o.contains_key("param")));
+        assert!(e["message"].as_str().is_some_and(|m| m.contains("10 bytes")));
+        assert!(body.ends_with(b"}\n"));
+    }
+
+    #[test]
+    fn sse_frame_is_one_event() {
+        let frame = GatewayError::UpstreamTruncated.sse_frame();
+        let text = std::str::from_utf8(&frame).expect("utf8");
+        assert!(text.starts_with("data: {\"error\":"));
+        assert!(text.ends_with("}\n\n"));
+        assert_eq!(text.matches('\n').count(), 2);
+    }
+}

@@ -1,0 +1,53 @@
+//! groxy: an OpenAI-compatible gateway for Groq.
+//!
+//! The request path, one module per step (see ARCHITECTURE.md for the invariants):
+//!
+//! ```text
+//! client ─► server (accept cap, header deadline, drain) ─► app (panic guard, trace, in-flight)
+//!        ─► routes::{chat, passthrough, health} ─► body (size limits)
+//!        ─► upstream (pooled client, key injection, header allowlist, first-byte deadline)
+//!        ─► relay (status + allowed headers, body streamed chunk by chunk, error frames)
+//! ```
+//!
+//! - [`config`]: defaults → TOML file → environment, every problem reported at once.
+//! - [`error`]: the one error enum and the only place a status code is chosen.
+//! - [`sim`]: a Groq simulator speaking the real wire format, for tests and benchmarks.
+
+pub mod app;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod lifecycle;
+pub mod relay;
+pub mod routes;
+pub mod server;
+pub mod sim;
+pub mod sse;
+pub mod telemetry;
+pub mod upstream;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+pub use app::{AppState, app};
+pub use config::Config;
+
+/// Serves on `listener` until `shutdown` resolves and the drain completes.
+///
+/// Takes a bound listener (not an address) so tests can bind port 0 and learn the port first.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let lifecycle = lifecycle::Lifecycle::new();
+    let state = AppState::new(config, lifecycle.clone())?;
+    let router = app(state.clone());
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, upstream = %state.config().upstream.url, "groxy listening");
+    }
+    server::serve(listener, router, lifecycle, &state.config().server, shutdown)
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}

@@ -1,0 +1,143 @@
+//! Process lifecycle shared by every request: draining on SIGTERM, the in-flight count, and the drain deadline.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Why one struct: readiness, the accept loop and every open stream must agree on the same
+/// moment the drain started and the same moment it ran out.
+#[derive(Debug, Default)]
+pub struct Lifecycle {
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+    became_idle: Notify,
+    /// Cancelled at the drain deadline: open streams end with an error frame.
+    abort: CancellationToken,
+}
+
+impl Lifecycle {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.became_idle.notify_waiters();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn abort_token(&self) -> CancellationToken {
+        self.abort.clone()
+    }
+
+    pub fn abort_streams(&self) {
+        self.abort.cancel();
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts a request until the guard is dropped, which for a streamed response is when its
+    /// body ends or the client goes away.
+    pub fn track(self: &Arc<Self>) -> InFlightGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard { lifecycle: Arc::clone(self) }
+    }
+
+    /// Resolves once no request is in flight.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.became_idle.notified();
+            if self.in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct InFlightGuard {
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.lifecycle.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.lifecycle.became_idle.notify_waiters();
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight until it ends or is dropped,
+    /// so a drain waits for open streams, not just for handlers to return.
+    pub struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        guard: Option<InFlightGuard>,
+    }
+}
+
+impl<B> TrackedBody<B> {
+    pub fn new(inner: B, guard: InFlightGuard) -> Self {
+        Self { inner, guard: Some(guard) }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let std::task::Poll::Ready(None | Some(Err(_))) = &polled {
+            this.guard.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn wait_idle_returns_when_last_guard_drops() {
+        let life = Lifecycle::new();
+        let a = life.track();
+        let b = life.track();
+        let waiter = tokio::spawn({
+            let life = Arc::clone(&life);
+            async move { life.wait_idle().await }
+        });
+        drop(a);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(b);
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("idle in time")
+            .expect("join");
+    }
+}

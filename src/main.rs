@@ -1,0 +1,134 @@
+//! The `groxy` command line: parse flags, load the config, hand over to `groxy::run`. Nothing else lives here.
+
+use std::{collections::HashMap, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use groxy::config::{Config, env};
+
+#[derive(Parser)]
+#[command(
+    name = "groxy",
+    version,
+    about = "An OpenAI-compatible gateway for Groq",
+    long_about = "An OpenAI-compatible gateway for Groq: point an OpenAI SDK's base_url at \
+                  http://127.0.0.1:8080/v1 and groxy forwards to Groq with the team's key, \
+                  relaying streams byte for byte.",
+    after_help = "Environment (overrides the config file):\n  \
+                  GROQ_API_KEY        upstream Groq key (required)\n  \
+                  GROXY_LISTEN        listen address, default 127.0.0.1:8080\n  \
+                  GROXY_UPSTREAM_URL  default https://api.groq.com/openai/v1\n  \
+                  GROXY_CONFIG        config file path (same as --config)\n  \
+                  GROXY_LOG_FORMAT    auto | pretty | json\n  \
+                  RUST_LOG            log filter, e.g. info or groxy=debug"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway until SIGTERM or Ctrl-C, then drain.
+    Serve {
+        /// TOML config file (see config/groxy.example.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen address; overrides GROXY_LISTEN and the file.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Validate the configuration, print every problem found, exit non-zero if there is any.
+    CheckConfig {
+        /// TOML config file (see config/groxy.example.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn environment() -> HashMap<String, String> {
+    // vars_os, not vars: a non-UTF-8 variable anywhere in the environment must not panic us.
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let vars = environment();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(config.as_deref(), &vars) {
+            Ok(config) => {
+                println!("config OK");
+                println!("  listen:       {}", config.server.listen);
+                println!("  upstream:     {}", config.upstream.url);
+                println!("  upstream key: {}", if config.upstream.api_key.is_some() { "set" } else { "not set" });
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("config has {} problem(s):\n{errors}", errors.0.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config, listen } => {
+            let mut config = match Config::load(config.as_deref(), &vars) {
+                Ok(config) => config,
+                Err(errors) => {
+                    eprintln!("config has {} problem(s):\n{errors}", errors.0.len());
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
+            groxy::telemetry::init(&config.log, vars.get("RUST_LOG").map(String::as_str));
+            serve(config)
+        }
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("cannot listen on {} ({}): {error}", config.server.listen, env::LISTEN);
+                return ExitCode::FAILURE;
+            }
+        };
+        match groxy::run(listener, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Resolves on the first SIGTERM (Docker, Kubernetes) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,168 @@
+//! The response body relayed from Groq: each upstream chunk passed on as read, with idle, total and drain limits.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, future::BoxFuture, FutureExt};
+use tokio::time::{Instant, Sleep, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::{error::GatewayError, sse::BoundaryTracker, upstream::Deadlines};
+
+/// How a failure after the first byte is shown to the client.
+#[derive(Debug)]
+pub enum Framing {
+    /// Server-sent events: one `data: {"error":...}` event, then the end without `[DONE]`.
+    Sse(BoundaryTracker),
+    /// Anything else: the body is aborted, so the client sees a truncated transfer, never a
+    /// short body that looks complete.
+    Opaque,
+}
+
+type Upstream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// Why a stream and not a channel: polling the upstream only when hyper asks for the next chunk
+/// is what gives backpressure (a slow reader slows the upstream read) with at most one chunk
+/// held per stream.
+pub struct RelayBody {
+    upstream: Upstream,
+    first: Option<Bytes>,
+    framing: Framing,
+    idle_limit: std::time::Duration,
+    idle: Pin<Box<Sleep>>,
+    total: Pin<Box<Sleep>>,
+    started: Instant,
+    abort: BoxFuture<'static, ()>,
+    done: bool,
+}
+
+impl RelayBody {
+    pub fn new(
+        upstream: Upstream,
+        first: Option<Bytes>,
+        framing: Framing,
+        deadlines: &Deadlines,
+        started: Instant,
+        abort: CancellationToken,
+    ) -> Self {
+        let mut framing = framing;
+        if let (Framing::Sse(tracker), Some(first)) = (&mut framing, &first) {
+            tracker.observe(first);
+        }
+        Self {
+            upstream,
+            first,
+            framing,
+            idle_limit: deadlines.idle,
+            idle: Box::pin(sleep(deadlines.idle)),
+            total: Box::pin(sleep_until(deadlines.total)),
+            started,
+            abort: abort.cancelled_owned().boxed(),
+            done: false,
+        }
+    }
+
+    fn fail(&mut self, error: GatewayError) -> Poll<Option<Result<Bytes, RelayError>>> {
+        self.done = true;
+        tracing::warn!(error = %error, "response from upstream ended abnormally");
+        match &self.framing {
+            Framing::Sse(tracker) => {
+                let frame = error.sse_frame();
+                if tracker.at_boundary() {
+                    Poll::Ready(Some(Ok(frame)))
+                } else {
+                    let mut out = BytesMut::with_capacity(frame.len() + 2);
+                    out.extend_from_slice(b"\n\n");
+                    out.extend_from_slice(&frame);
+                    Poll::Ready(Some(Ok(out.freeze())))
+                }
+            }
+            Framing::Opaque => Poll::Ready(Some(Err(RelayError(error)))),
+        }
+    }
+}
+
+/// The body error hyper sees when an opaque response has to be cut short.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RelayError(pub GatewayError);
+
+impl Stream for RelayBody {
+    type Item = Result<Bytes, RelayError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        if this.abort.poll_unpin(cx).is_ready() {
+            return this.fail(GatewayError::ShuttingDown);
+        }
+        loop {
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    let deadline = Instant::now() + this.idle_limit;
+                    this.idle.as_mut().reset(deadline);
+                    if let Framing::Sse(tracker) = &mut this.framing {
+                        tracker.observe(&chunk);
+                    }
+                    return Poll::Ready(Some(Ok(chunk)));
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    tracing::debug!(error = %error, "upstream body error");
+                    return this.fail(GatewayError::UpstreamTruncated);
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => break,
+            }
+        }
+        if this.idle.as_mut().poll(cx).is_ready() {
+            let seconds = this.idle_limit.as_secs().max(1);
+            return this.fail(GatewayError::UpstreamIdle { seconds });
+        }
+        if this.total.as_mut().poll(cx).is_ready() {
+            let seconds = this.total.deadline().saturating_duration_since(this.started).as_secs().max(1);
+            return this.fail(GatewayError::TotalTimeout { seconds });
+        }
+        Poll::Pending
+    }
+}
+
+/// Waits for the first non-empty chunk of a stream, so a failure before any byte can still be an
+/// ordinary HTTP error (which the SDKs retry) instead of an error frame after a 200.
+pub async fn first_chunk(
+    upstream: &mut Upstream,
+    deadlines: &Deadlines,
+    started: Instant,
+) -> Result<Option<Bytes>, GatewayError> {
+    use futures_util::StreamExt;
+    let read = async {
+        loop {
+            match upstream.next().await {
+                Some(Ok(chunk)) if chunk.is_empty() => continue,
+                Some(Ok(chunk)) => return Ok(Some(chunk)),
+                Some(Err(error)) => {
+                    tracing::warn!(error = %error, "upstream stream failed before its first byte");
+                    return Err(GatewayError::UpstreamTruncated);
+                }
+                None => return Ok(None),
+            }
+        }
+    };
+    match tokio::time::timeout_at(deadlines.first_byte, read).await {
+        Ok(result) => result,
+        Err(_) => Err(GatewayError::UpstreamTimeout { seconds: deadlines.first_byte_seconds(started) }),
+    }
+}

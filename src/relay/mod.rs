@@ -1,0 +1,68 @@
+//! Turns Groq's response into the client's: status and allowed headers kept, body relayed as received.
+
+mod body;
+
+use axum::{body::Body, response::Response};
+use futures_util::StreamExt;
+use http::{HeaderValue, header};
+use tokio::time::Instant;
+
+pub use body::{Framing, RelayBody, RelayError};
+
+use crate::{
+    error::GatewayError,
+    sse::BoundaryTracker,
+    upstream::{Deadlines, headers},
+};
+
+/// Everything the relay needs besides the response itself.
+pub struct RelayContext {
+    pub started: Instant,
+    pub deadlines: Deadlines,
+    pub abort: tokio_util::sync::CancellationToken,
+}
+
+/// Builds the client's response from Groq's.
+///
+/// - An error whose body is not JSON (a plain-text 503 from a load balancer) becomes an
+///   OpenAI-shaped 502, because the SDKs cannot read anything else.
+/// - A successful event stream waits for its first bytes before answering, so a failure that
+///   early is still an ordinary HTTP error; after that, every chunk goes out as read.
+/// - Everything else is relayed as is, body streamed.
+pub async fn respond(upstream: reqwest::Response, ctx: RelayContext) -> Result<Response, GatewayError> {
+    let status = upstream.status();
+    let kept = headers::response_headers(upstream.headers());
+    if (status.is_client_error() || status.is_server_error()) && !headers::is_json(upstream.headers()) {
+        tracing::warn!(status = status.as_u16(), "upstream error with a non-JSON body; answering 502");
+        let mut response = axum::response::IntoResponse::into_response(GatewayError::UpstreamNonJson {
+            status: status.as_u16(),
+        });
+        for (name, value) in &kept {
+            if name != header::CONTENT_TYPE {
+                response.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        return Ok(response);
+    }
+
+    let is_sse = status.is_success() && headers::is_event_stream(upstream.headers());
+    let mut stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>> =
+        upstream.bytes_stream().boxed();
+    let (first, framing) = if is_sse {
+        let first = body::first_chunk(&mut stream, &ctx.deadlines, ctx.started).await?;
+        (first, Framing::Sse(BoundaryTracker::default()))
+    } else {
+        (None, Framing::Opaque)
+    };
+    let relay = RelayBody::new(stream, first, framing, &ctx.deadlines, ctx.started, ctx.abort);
+
+    let mut response = Response::new(Body::from_stream(relay));
+    *response.status_mut() = status;
+    *response.headers_mut() = kept;
+    if is_sse {
+        let h = response.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
+    Ok(response)
+}

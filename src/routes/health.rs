@@ -1,0 +1,32 @@
+//! Liveness, readiness, and the 404 for paths groxy does not serve.
+
+use axum::{
+    Json,
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use http::{Method, StatusCode, Uri};
+use serde_json::json;
+
+use crate::{app::AppState, error::GatewayError};
+
+/// Alive: the process answers. Never depends on Groq, so an upstream outage does not get the
+/// container restarted.
+pub async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// Ready to take traffic: false from the moment a drain starts, so a load balancer stops
+/// sending new requests while the in-flight ones finish.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.lifecycle().is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"}))).into_response()
+    } else {
+        Json(json!({"status": "ready"})).into_response()
+    }
+}
+
+/// Groq's own `unknown_url` shape, so clients see one dialect for a mistyped path.
+pub async fn unknown_url(method: Method, uri: Uri) -> GatewayError {
+    GatewayError::UnknownUrl { method: method.to_string(), path: uri.path().to_owned() }
+}

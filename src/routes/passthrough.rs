@@ -1,0 +1,51 @@
+//! Every other `/v1/*` endpoint (audio, responses, files, batches, models): request and response streamed through, never buffered.
+
+use axum::{extract::State, response::Response};
+use http::{Request, header};
+use tokio::time::Instant;
+
+use crate::{
+    app::AppState,
+    body,
+    error::GatewayError,
+    relay::{self, RelayContext},
+    routes::upstream_path,
+    upstream::UpstreamRequest,
+};
+
+pub async fn passthrough(
+    State(state): State<AppState>,
+    request: Request<axum::body::Body>,
+) -> Result<Response, GatewayError> {
+    let started = Instant::now();
+    let (parts, incoming) = request.into_parts();
+    let path = upstream_path(&parts.uri).ok_or_else(|| GatewayError::UnknownUrl {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+    })?;
+
+    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    let limit = state.config().limits.upload_body.as_usize();
+    let body = if has_body {
+        reqwest::Body::wrap_stream(body::stream_limited(incoming, &parts.headers, limit)?)
+    } else {
+        reqwest::Body::from(bytes::Bytes::new())
+    };
+
+    let upstream = state.upstream();
+    let deadlines = upstream.deadlines(started);
+    let request = UpstreamRequest {
+        method: parts.method.clone(),
+        path: &path,
+        headers: &parts.headers,
+        body,
+        streamed_body: has_body,
+    };
+    let response = upstream.send(request, started, &deadlines).await?;
+    relay::respond(response, RelayContext { started, deadlines, abort: state.lifecycle().abort_token() }).await
+}

@@ -1,0 +1,124 @@
+//! A Groq simulator: Groq's wire format, realistic pacing, injected faults, and a log of requests.
+//!
+//! Tests start it in-process on port 0 ([`Simulator::start`]) and script it with
+//! [`Simulator::push`]; the `groq-sim` binary and the benchmark run [`Simulator::serve`] and pick
+//! faults per request with the `x-sim-reply` header ([`faults::HELP`]).
+//!
+//! Routes (under `/openai/v1/` and `/v1/`): `POST chat/completions` (JSON, or SSE when the body
+//! says `"stream": true`), `GET models`, `GET models/{id}`, an echo for the upload, file, batch
+//! and responses routes, and Groq's `unknown_url` 404 for everything else.
+//!
+//! Module map: `state` (config), `routes` and `chat` (answers), `reply` (scripts and slicing),
+//! `frames` (synthesized streams), `body` (pacing), `record` (the log), `fixtures`, `faults`,
+//! `server` (accept loop).
+
+mod body;
+mod chat;
+pub mod faults;
+pub mod fixtures;
+mod frames;
+mod record;
+mod reply;
+mod routes;
+mod server;
+mod state;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use record::{Outcome, RECORDED_BODY_CAP, Recorded};
+pub use reply::{Reply, SliceMode, Slicing, StreamEnd};
+pub use state::SimConfig;
+
+use state::State;
+
+/// A running in-process simulator. Dropping it (or [`Simulator::shutdown`]) stops the server
+/// and cuts its open connections.
+pub struct Simulator {
+    state: Arc<State>,
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Simulator {
+    /// Binds `127.0.0.1:0` and serves on the current tokio runtime, recording every request.
+    pub async fn start(config: SimConfig) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::new(config, true));
+        let stop = CancellationToken::new();
+        tokio::spawn(server::run(listener, state.clone(), stop.clone()));
+        Ok(Simulator { state, addr, stop })
+    }
+
+    /// Serves `listener` until `shutdown` resolves. Nothing is recorded: no one could read the
+    /// log, and a benchmark would make it grow without bound.
+    pub async fn serve(
+        listener: TcpListener,
+        config: SimConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = Arc::new(State::new(config, false));
+        let stop = CancellationToken::new();
+        let trigger = stop.clone();
+        tokio::join!(server::run(listener, state, stop), async move {
+            shutdown.await;
+            trigger.cancel();
+        });
+        Ok(())
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/openai/v1`, the shape of Groq's base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/openai/v1", self.addr)
+    }
+
+    /// Queues a reply: each chat completion request takes the oldest queued one, if any, instead
+    /// of the default answer (other routes never consume it).
+    pub fn push(&self, reply: Reply) {
+        self.state.push(reply);
+    }
+
+    /// Everything received so far, in order, each as it is now (outcomes update live). A request
+    /// appears once its body has been read, or once its client gave up sending it.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.recorder.snapshot()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.state.recorder.count()
+    }
+
+    /// Whether at least `n` requests arrived within `timeout`.
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
+        self.state.recorder.wait_for(n, timeout).await
+    }
+
+    pub fn shutdown(self) {}
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

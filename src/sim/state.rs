@@ -1,0 +1,113 @@
+//! Configuration and the state every connection of one simulator shares.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::fixtures;
+use super::record::Recorder;
+use super::reply::Reply;
+
+/// How the simulator answers when no reply is scripted.
+#[derive(Clone, Debug, Default)]
+pub struct SimConfig {
+    /// If set, every request must carry `Authorization: Bearer <key>`, else 401 as Groq answers.
+    pub api_key: Option<String>,
+    /// Delay before the first stream frame (headers are sent immediately).
+    pub ttft: Duration,
+    /// Pause between stream frames.
+    pub chunk_interval: Duration,
+    /// Delay before a non-streaming response.
+    pub json_latency: Duration,
+    /// `None`: replay stream-content.sse; `Some(n)`: synthesize `n` content frames in Groq's
+    /// format, for the request's model.
+    pub stream_chunks: Option<usize>,
+    /// `None`: the chat-completion.json fixture; `Some`: this body verbatim.
+    pub json_body: Option<Bytes>,
+}
+
+pub(crate) struct State {
+    pub(crate) config: SimConfig,
+    /// `Bearer <key>`, compared byte for byte.
+    expected_auth: Option<Vec<u8>>,
+    pub(crate) json_body: Bytes,
+    pub(crate) script: Mutex<VecDeque<Reply>>,
+    pub(crate) recorder: Arc<Recorder>,
+    /// Makes synthesized ids unique per request.
+    seq: AtomicU64,
+}
+
+impl State {
+    pub(crate) fn new(config: SimConfig, keep_records: bool) -> State {
+        State {
+            expected_auth: config
+                .api_key
+                .as_ref()
+                .map(|k| format!("Bearer {k}").into_bytes()),
+            json_body: config
+                .json_body
+                .clone()
+                .unwrap_or_else(fixtures::chat_completion),
+            config,
+            script: Mutex::new(VecDeque::new()),
+            recorder: Arc::new(Recorder::new(keep_records)),
+            seq: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn authorized(&self, headers: &HeaderMap) -> bool {
+        match &self.expected_auth {
+            None => true,
+            Some(expected) => headers
+                .get(http::header::AUTHORIZATION)
+                .is_some_and(|v| v.as_bytes() == expected.as_slice()),
+        }
+    }
+
+    pub(crate) fn push(&self, reply: Reply) {
+        self.script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(reply);
+    }
+
+    pub(crate) fn next_scripted(&self) -> Option<Reply> {
+        self.script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// headers-ok.json as a `HeaderMap`, built once; each response clones it.
+static OK_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+    let mut map = HeaderMap::new();
+    for (name, value) in fixtures::ok_headers() {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            map.append(n, v);
+        }
+    }
+    map
+});
+
+/// Groq's success headers (rate limits, request id, and the ones a gateway must strip) with
+/// this content type.
+pub(crate) fn ok_headers(content_type: &'static str) -> HeaderMap {
+    let mut map = OK_HEADERS.clone();
+    map.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    map
+}

@@ -1,0 +1,355 @@
+//! End-to-end checks of the simulator over raw TCP: routes, byte-exact streams, faults, and
+//! the detection of clients that hang up.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::*;
+
+const CHAT: &str = "/openai/v1/chat/completions";
+const STREAM_BODY: &str = r#"{"model":"openai/gpt-oss-20b","stream":true,"messages":[]}"#;
+const JSON_BODY: &str = r#"{"model":"openai/gpt-oss-20b","messages":[]}"#;
+
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: sim\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    req.into_bytes()
+}
+
+async fn send(sim: &Simulator, raw: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(sim.addr())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    stream
+        .write_all(raw)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    stream
+}
+
+struct Answer {
+    head: String,
+    /// De-chunked body.
+    body: Vec<u8>,
+    /// Whether a chunked body ended with its terminating zero-length chunk.
+    terminated: bool,
+}
+
+impl Answer {
+    fn status(&self) -> u16 {
+        self.head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+    fn has_header(&self, line: &str) -> bool {
+        self.head.lines().any(|l| l.eq_ignore_ascii_case(line))
+    }
+}
+
+/// Sends a `connection: close` request and reads until the server closes or resets.
+async fn call(
+    sim: &Simulator,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut stream = send(sim, &request(method, path, headers, body)).await;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no answer within 5 s"),
+        }
+    }
+    parse(&raw)
+}
+
+fn parse(raw: &[u8]) -> Answer {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut rest = &raw[split..];
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Answer {
+            head,
+            body: rest.to_vec(),
+            terminated: true,
+        };
+    }
+    let mut body = Vec::new();
+    loop {
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return Answer {
+                head,
+                body,
+                terminated: false,
+            };
+        };
+        let size = std::str::from_utf8(&rest[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+            .unwrap_or(0);
+        if size == 0 {
+            return Answer {
+                head,
+                body,
+                terminated: true,
+            };
+        }
+        let chunk = &rest[eol + 2..];
+        let take = size.min(chunk.len());
+        body.extend_from_slice(&chunk[..take]);
+        if take < size || chunk.len() < size + 2 {
+            return Answer {
+                head,
+                body,
+                terminated: false,
+            };
+        }
+        rest = &chunk[size + 2..];
+    }
+}
+
+/// Polls the log until the first request's outcome is `ClientGone`; returns how long it took.
+async fn client_gone_within(sim: &Simulator, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(r) = sim.requests().first() {
+            if matches!(r.outcome, Outcome::ClientGone { .. }) {
+                return Some(start.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+async fn sim(config: SimConfig) -> Simulator {
+    Simulator::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn default_answers_are_groq_fixtures() {
+    let sim = sim(SimConfig::default()).await;
+    let json = call(&sim, "POST", CHAT, &[], JSON_BODY).await;
+    assert_eq!(json.status(), 200);
+    assert_eq!(json.body, fixtures::chat_completion().to_vec());
+    assert!(json.has_header("content-type: application/json"));
+    assert!(json.head.contains("set-cookie: __cf_bm"));
+    let sse = call(&sim, "POST", "/v1/chat/completions", &[], STREAM_BODY).await;
+    assert_eq!(sse.status(), 200);
+    assert!(sse.has_header("content-type: text/event-stream"));
+    assert!(sse.has_header("x-request-id: req_01kztw3k7d9r8m2p4q6s8t0v1x"));
+    assert!(sse.terminated);
+    assert_eq!(sse.body, fixtures::stream("content").to_vec());
+
+    let model = call(&sim, "GET", "/openai/v1/models/openai/gpt-oss-20b", &[], "").await;
+    assert_eq!(model.status(), 200);
+    assert!(model.body.starts_with(br#"{"id":"openai/gpt-oss-20b""#));
+    let missing = call(
+        &sim,
+        "GET",
+        "/openai/v1/models/llama-3.3-70b-versatile",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(missing.status(), 404);
+    assert!(missing.body.ends_with(b"\"code\":\"model_not_found\"}}\n"));
+    let unknown = call(&sim, "GET", "/openai/v1/completions", &[], "").await;
+    assert_eq!(
+        unknown.body,
+        fixtures::error("404-unknown-url").map_or_else(Vec::new, |r| match r {
+            Reply::Full { body, .. } => body.to_vec(),
+            _ => Vec::new(),
+        })
+    );
+    let bad = call(&sim, "POST", CHAT, &[], "{nope").await;
+    assert_eq!(bad.status(), 400);
+
+    let recorded = sim.requests();
+    assert_eq!(recorded.len(), 6);
+    assert_eq!(sim.request_count(), 6);
+    assert_eq!(recorded[0].body, JSON_BODY.as_bytes());
+    assert_eq!(recorded[1].path, "/v1/chat/completions");
+    assert!(recorded.iter().all(|r| r.outcome == Outcome::Completed));
+    assert_eq!(recorded[1].sent.len(), 22);
+}
+
+#[tokio::test]
+async fn synthesized_streams_and_echo() {
+    let sim = sim(SimConfig {
+        stream_chunks: Some(3),
+        ..SimConfig::default()
+    })
+    .await;
+    let body = r#"{"model":"qwen/qwen3.8-27b","stream":true}"#;
+    let sse = call(&sim, "POST", CHAT, &[("x-sim-stamp", "1")], body).await;
+    let text = String::from_utf8_lossy(&sse.body).into_owned();
+    assert_eq!(text.matches("\n\n").count(), 6, "{text}");
+    assert_eq!(text.matches(r#""model":"qwen/qwen3.8-27b""#).count(), 5);
+    assert_eq!(text.matches(r#"{"content":"t1"#).count(), 3, "{text}");
+
+    let upload = "x".repeat(100_000);
+    let echo = call(
+        &sim,
+        "POST",
+        "/openai/v1/audio/transcriptions",
+        &[],
+        &upload,
+    )
+    .await;
+    let echo: serde_json::Value = serde_json::from_slice(&echo.body).unwrap_or_default();
+    assert_eq!(echo["bytes"], 100_000);
+    assert_eq!(echo["path"], "/openai/v1/audio/transcriptions");
+    let download = call(
+        &sim,
+        "GET",
+        "/openai/v1/files/f1/content",
+        &[("x-sim-bytes", "70000")],
+        "",
+    )
+    .await;
+    assert_eq!(download.body.len(), 70_000);
+    assert!(download.has_header("content-length: 70000"));
+}
+
+#[tokio::test]
+async fn scripted_replies_and_auth() {
+    let sim = sim(SimConfig {
+        api_key: Some("k".into()),
+        ..SimConfig::default()
+    })
+    .await;
+    let denied = call(&sim, "POST", CHAT, &[], JSON_BODY).await;
+    assert_eq!(denied.status(), 401);
+    assert!(denied.body.ends_with(b"\"code\":\"invalid_api_key\"}}\n"));
+    let auth = [("authorization", "Bearer k")];
+    sim.push(fixtures::error("429-tpm").unwrap_or(Reply::Drop));
+    sim.push(Reply::Drop);
+    let limited = call(&sim, "POST", CHAT, &auth, JSON_BODY).await;
+    assert_eq!(limited.status(), 429);
+    assert!(limited.has_header("retry-after: 19"));
+    let dropped = call(&sim, "POST", CHAT, &auth, JSON_BODY).await;
+    assert!(
+        dropped.head.is_empty() && dropped.body.is_empty(),
+        "{}",
+        dropped.head
+    );
+    let fine = call(&sim, "POST", CHAT, &auth, JSON_BODY).await;
+    assert_eq!(fine.status(), 200);
+    assert!(sim.wait_for_requests(4, Duration::from_secs(1)).await);
+    assert!(!sim.wait_for_requests(5, Duration::from_millis(50)).await);
+}
+
+#[tokio::test]
+async fn truncated_streams_end_without_a_proper_ending() {
+    let sim = sim(SimConfig::default()).await;
+    let cut = call(
+        &sim,
+        "POST",
+        CHAT,
+        &[("x-sim-reply", "drop-after:3")],
+        STREAM_BODY,
+    )
+    .await;
+    assert_eq!(cut.status(), 200);
+    assert!(!cut.terminated);
+    assert_eq!(
+        cut.body,
+        reply::first_events(&fixtures::stream("content"), 3).to_vec()
+    );
+    let sliced = call(
+        &sim,
+        "POST",
+        CHAT,
+        &[("x-sim-reply", "slice:1-7")],
+        STREAM_BODY,
+    )
+    .await;
+    assert_eq!(sliced.body, fixtures::stream("content").to_vec());
+    assert!(sim.requests()[1].sent.len() > 500);
+    let bad = call(
+        &sim,
+        "POST",
+        CHAT,
+        &[("x-sim-reply", "explode")],
+        STREAM_BODY,
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+}
+
+async fn hang_up_is_seen(config: SimConfig, reply: Option<Reply>, read_first: bool, body: &str) {
+    let sim = sim(config).await;
+    if let Some(reply) = reply {
+        sim.push(reply);
+    }
+    let mut stream = send(&sim, &request("POST", CHAT, &[], body)).await;
+    assert!(sim.wait_for_requests(1, Duration::from_secs(2)).await);
+    if read_first {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(n)) if n > 0));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(sim.requests()[0].outcome, Outcome::InProgress);
+    drop(stream);
+    let seen = client_gone_within(&sim, Duration::from_secs(1)).await;
+    assert!(seen.is_some(), "hang-up not observed within 1 s");
+}
+
+#[tokio::test]
+async fn hang_up_while_stalled_before_headers() {
+    hang_up_is_seen(SimConfig::default(), Some(Reply::Stall), false, JSON_BODY).await;
+}
+
+#[tokio::test]
+async fn hang_up_during_slow_json() {
+    let config = SimConfig {
+        json_latency: Duration::from_secs(30),
+        ..SimConfig::default()
+    };
+    hang_up_is_seen(config, None, false, JSON_BODY).await;
+}
+
+#[tokio::test]
+async fn hang_up_mid_stream() {
+    let config = SimConfig {
+        chunk_interval: Duration::from_secs(5),
+        ..SimConfig::default()
+    };
+    hang_up_is_seen(config, None, true, STREAM_BODY).await;
+}
+
+#[tokio::test]
+async fn hang_up_during_a_stalled_stream() {
+    let reply = Reply::Stream {
+        body: fixtures::stream("content"),
+        slicing: Slicing::default(),
+        end: StreamEnd::Stall,
+    };
+    hang_up_is_seen(SimConfig::default(), Some(reply), true, STREAM_BODY).await;
+}

@@ -1,0 +1,138 @@
+//! Which headers cross the gateway in each direction: allowlists, so nothing new leaks by default.
+
+use http::{HeaderMap, HeaderName, header};
+
+/// Request headers a client may pass on to Groq. Everything else (cookies, the client's own
+/// `Authorization`, proxy and hop-by-hop headers, `Accept-Encoding`) stays here.
+///
+/// `accept-encoding` is deliberately absent: Groq then answers uncompressed, so the bytes groxy
+/// relays, inspects and caches are the bytes the client decodes, and SSE is never compressed.
+const FORWARDED_REQUEST: &[&str] = &[
+    "content-type",
+    "accept",
+    "user-agent",
+    "openai-organization",
+    "openai-project",
+    "groq-organization",
+    "idempotency-key",
+];
+
+/// Forwarded when the body is streamed (pass-through routes): Groq's upload endpoints want the
+/// length up front, and the body we send is byte-for-byte the one that was announced.
+pub const CONTENT_LENGTH: &str = "content-length";
+
+pub fn forward_request_header(name: &HeaderName, extra: &[String]) -> bool {
+    let name = name.as_str();
+    FORWARDED_REQUEST.contains(&name)
+        || name.starts_with("x-stainless-")
+        || extra.iter().any(|e| e == name)
+}
+
+/// Copies the allowed request headers. `with_length` forwards `content-length` too.
+pub fn request_headers(incoming: &HeaderMap, extra: &[String], with_length: bool) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(incoming.len());
+    for (name, value) in incoming {
+        if forward_request_header(name, extra) || (with_length && name.as_str() == CONTENT_LENGTH) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// Response headers worth keeping from Groq: what the OpenAI SDKs read (request id, rate-limit
+/// state, retry hints) and what describes the body. Cloudflare's cookies and routing headers,
+/// `server`, `via` and `alt-svc` are dropped.
+fn keep_response_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(
+        name,
+        "content-type" | "content-disposition" | "retry-after" | "retry-after-ms" | "x-request-id" | "x-should-retry"
+    ) || name.starts_with("x-ratelimit-")
+        || name.starts_with("x-groq-")
+        || name.starts_with("openai-")
+}
+
+pub fn response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        if keep_response_header(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
+        })
+}
+
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn request_allowlist() {
+        let incoming = map(&[
+            ("authorization", "Bearer client"),
+            ("cookie", "a=b"),
+            ("content-type", "application/json"),
+            ("x-stainless-lang", "python"),
+            ("connection", "keep-alive"),
+            ("accept-encoding", "gzip"),
+            ("content-length", "12"),
+            ("x-custom", "1"),
+        ]);
+        let out = request_headers(&incoming, &["x-custom".to_owned()], false);
+        let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-type", "x-stainless-lang", "x-custom"]);
+        assert!(request_headers(&incoming, &[], true).contains_key("content-length"));
+    }
+
+    #[test]
+    fn response_allowlist() {
+        let upstream = map(&[
+            ("set-cookie", "__cf_bm=1"),
+            ("cf-ray", "x"),
+            ("server", "cloudflare"),
+            ("via", "1.1 google"),
+            ("alt-svc", "h3"),
+            ("x-request-id", "req_1"),
+            ("x-ratelimit-remaining-tokens", "10"),
+            ("retry-after", "3"),
+            ("content-type", "application/json"),
+        ]);
+        let out = response_headers(&upstream);
+        let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-request-id", "x-ratelimit-remaining-tokens", "retry-after", "content-type"]);
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(is_json(&map(&[("content-type", "application/json; charset=utf-8")])));
+        assert!(!is_json(&map(&[("content-type", "text/plain")])));
+        assert!(is_event_stream(&map(&[("content-type", "text/event-stream")])));
+        assert!(!is_event_stream(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,142 @@
+//! The only module that talks to Groq: one pooled client, the upstream key injected, timeouts that map to 502/504.
+
+pub mod headers;
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Method, header};
+use tokio::time::Instant;
+
+use crate::{
+    config::UpstreamConfig,
+    error::GatewayError,
+};
+
+/// Deadlines for one exchange, fixed when the request arrives so every later step shares them.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// Response headers (and a stream's first bytes) must have arrived by then.
+    pub first_byte: Instant,
+    /// The whole exchange ends by then.
+    pub total: Instant,
+    /// Longest allowed silence between body chunks.
+    pub idle: Duration,
+}
+
+impl Deadlines {
+    pub fn first_byte_seconds(&self, started: Instant) -> u64 {
+        self.first_byte.saturating_duration_since(started).as_secs().max(1)
+    }
+}
+
+/// A request about to be sent to Groq.
+pub struct UpstreamRequest<'a> {
+    pub method: Method,
+    /// Path below the base URL, without a leading slash, with the query if any
+    /// (`chat/completions`, `models/openai/gpt-oss-20b`, `files?purpose=batch`).
+    pub path: &'a str,
+    /// The client's request headers; only the allowlisted ones are copied.
+    pub headers: &'a HeaderMap,
+    pub body: reqwest::Body,
+    /// The body is streamed as it arrives, so its length header is forwarded as announced.
+    pub streamed_body: bool,
+}
+
+/// The upstream client. Cloning is cheap and shares the connection pool.
+#[derive(Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+    base: String,
+    authorization: HeaderValue,
+    extra_headers: std::sync::Arc<[String]>,
+    first_byte_timeout: Duration,
+    idle_timeout: Duration,
+    total_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
+        let key = config.api_key.as_ref().ok_or("upstream.api_key is not set")?;
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+            .map_err(|_| "upstream.api_key is not a valid header value")?;
+        // Marked sensitive so hyper's HPACK never indexes it and Debug output hides it.
+        authorization.set_sensitive(true);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout.0)
+            .pool_idle_timeout(config.pool_idle_timeout.0)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            base: config.url.trim_end_matches('/').to_owned(),
+            authorization,
+            extra_headers: config.forward_headers.clone().into(),
+            first_byte_timeout: config.first_byte_timeout.0,
+            idle_timeout: config.idle_timeout.0,
+            total_timeout: config.total_timeout.0,
+        })
+    }
+
+    pub fn deadlines(&self, started: Instant) -> Deadlines {
+        let total = started + self.total_timeout;
+        Deadlines {
+            first_byte: (started + self.first_byte_timeout).min(total),
+            total,
+            idle: self.idle_timeout,
+        }
+    }
+
+    /// Sends the request and waits for Groq's response headers, at most until the first-byte
+    /// deadline. Dropping the returned future (the client went away) drops the connection, which
+    /// is how cancellation reaches Groq.
+    pub async fn send(
+        &self,
+        request: UpstreamRequest<'_>,
+        started: Instant,
+        deadlines: &Deadlines,
+    ) -> Result<reqwest::Response, GatewayError> {
+        let url = format!("{}/{}", self.base, request.path);
+        let mut headers = headers::request_headers(request.headers, &self.extra_headers, request.streamed_body);
+        headers.insert(header::AUTHORIZATION, self.authorization.clone());
+        let send = self
+            .client
+            .request(request.method, url)
+            .headers(headers)
+            .body(request.body)
+            .send();
+        match tokio::time::timeout_at(deadlines.first_byte, send).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(classify(&error)),
+            Err(_elapsed) => {
+                tracing::warn!(path = request.path, "upstream sent no response headers before the first-byte deadline");
+                Err(GatewayError::UpstreamTimeout { seconds: deadlines.first_byte_seconds(started) })
+            }
+        }
+    }
+}
+
+/// Maps a transport failure to who is at fault: a body the client sent too much of is the
+/// client's (413), anything else is Groq's side (502).
+fn classify(error: &reqwest::Error) -> GatewayError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(limit) = e.downcast_ref::<crate::body::BodyTooLarge>() {
+            return GatewayError::BodyTooLarge { limit: limit.limit };
+        }
+        if e.downcast_ref::<crate::body::ClientBodyError>().is_some() {
+            return GatewayError::BodyRead;
+        }
+        source = e.source();
+    }
+    if error.is_connect() {
+        tracing::warn!(error = %error, "upstream connection failed");
+        GatewayError::UpstreamUnreachable
+    } else {
+        tracing::warn!(error = %error, "upstream request failed before a response");
+        GatewayError::UpstreamTruncated
+    }
+}

@@ -1,0 +1,11 @@
+//! Black-box tests: groxy and the Groq simulator on real loopback sockets, asserting bytes, statuses, headers and counts.
+
+mod binary;
+mod cancellation;
+mod errors;
+mod limits;
+mod passthrough;
+mod sdk;
+mod shutdown;
+mod streaming;
+mod support;

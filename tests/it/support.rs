@@ -1,0 +1,171 @@
+//! Test harness: a real groxy and a real simulator on loopback ports, plus small client helpers.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use groxy::{
+    Config,
+    config::{HumanDuration, Secret},
+    sim::{Outcome, Recorded, SimConfig, Simulator},
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// The key groxy is configured with; the simulator refuses anything else.
+pub const UPSTREAM_KEY: &str = "gsk_test_upstream_key_0123456789";
+
+pub async fn sim() -> Simulator {
+    sim_with(SimConfig::default()).await
+}
+
+pub async fn sim_with(mut config: SimConfig) -> Simulator {
+    config.api_key = Some(UPSTREAM_KEY.to_owned());
+    Simulator::start(config).await.expect("start simulator")
+}
+
+/// A config pointing at `sim`, with short timeouts so failure tests finish quickly.
+pub fn config_for(sim: &Simulator) -> Config {
+    let mut config = Config::default();
+    config.upstream.url = sim.base_url();
+    config.upstream.api_key = Some(Secret::new(UPSTREAM_KEY));
+    config.upstream.first_byte_timeout = HumanDuration::secs(5);
+    config.upstream.idle_timeout = HumanDuration::secs(5);
+    config.server.drain_timeout = HumanDuration::secs(2);
+    config
+}
+
+pub struct Gateway {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Starts the drain and returns the task that resolves when `run` returns.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<Result<(), String>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("gateway task")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+pub async fn gateway(config: Config) -> Gateway {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(groxy::run(listener, config, async move {
+        let _ = rx.await;
+    }));
+    Gateway { addr, shutdown: Some(tx), task: Some(task) }
+}
+
+/// A simulator and a gateway in front of it.
+pub async fn pair() -> (Simulator, Gateway) {
+    let sim = sim().await;
+    let gw = gateway(config_for(&sim)).await;
+    (sim, gw)
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("client")
+}
+
+pub const CHAT: &str = "/v1/chat/completions";
+
+pub fn chat_body(stream: bool) -> String {
+    format!(
+        r#"{{"model":"openai/gpt-oss-20b","messages":[{{"role":"user","content":"Say hi"}}],"stream":{stream}}}"#
+    )
+}
+
+/// Sends a chat request and returns the response.
+pub async fn post_chat(gw: &Gateway, body: impl Into<String>) -> reqwest::Response {
+    client()
+        .post(gw.url(CHAT))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer client-key")
+        .body(body.into())
+        .send()
+        .await
+        .expect("send")
+}
+
+/// Reads a body to the end, noting when each chunk arrived and how many bytes had arrived then.
+pub async fn read_timed(response: reqwest::Response) -> (Vec<u8>, Vec<(Instant, usize)>, Option<String>) {
+    let mut stream = response.bytes_stream();
+    let mut all = Vec::new();
+    let mut arrivals = Vec::new();
+    let mut error = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                all.extend_from_slice(&chunk);
+                arrivals.push((Instant::now(), all.len()));
+            }
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    (all, arrivals, error)
+}
+
+pub fn last_request(sim: &Simulator) -> Recorded {
+    sim.requests().pop().expect("the simulator received a request")
+}
+
+/// Waits until the simulator's last request has this kind of outcome; returns it with the time.
+pub async fn wait_outcome(sim: &Simulator, want_gone: bool, within: Duration) -> Option<Outcome> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(r) = sim.requests().pop() {
+            match r.outcome {
+                Outcome::ClientGone { .. } if want_gone => return Some(r.outcome),
+                Outcome::Completed if !want_gone => return Some(r.outcome),
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+pub fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// Asserts an error body the OpenAI SDKs can read (Groq's own omit `param` and often `code`).
+pub fn assert_sdk_error(bytes: &[u8]) -> serde_json::Value {
+    let v = json(bytes);
+    let e = v.get("error").cloned().unwrap_or_else(|| panic!("no error object: {v}"));
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(e["type"].as_str().is_some(), "{v}");
+    e
+}
+
+/// Asserts a gateway-made error: OpenAI-shaped with every key, and returns its `error` object.
+pub fn assert_openai_error(bytes: &[u8]) -> serde_json::Value {
+    let v = json(bytes);
+    let e = v.get("error").cloned().unwrap_or_else(|| panic!("no error object: {v}"));
+    for key in ["message", "type", "param", "code"] {
+        assert!(e.get(key).is_some(), "error lacks {key}: {v}");
+    }
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+    e
+}

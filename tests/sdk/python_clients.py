@@ -1,0 +1,121 @@
+"""The official openai and groq Python SDKs, unmodified, pointed at groxy (driven by tests/it/sdk.rs).
+
+Each check prints `ok: <name>`; any failure raises, which fails the Rust test with this output.
+"""
+import asyncio
+import json
+import os
+
+import groq
+import openai
+
+BASE = os.environ["GROXY_BASE"]
+MODEL = "openai/gpt-oss-20b"
+MESSAGES = [{"role": "user", "content": "Say hi"}]
+
+
+def ok(name):
+    print(f"ok: {name}", flush=True)
+
+
+def check_openai_sync():
+    client = openai.OpenAI(base_url=f"{BASE}/v1", max_retries=0, timeout=20)
+    r = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert r.choices[0].message.content, r
+    assert r.usage.total_tokens > 0
+    ok("openai sync plain")
+
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
+    assert raw.headers.get("x-request-id", "").startswith("req_"), raw.headers
+    assert "set-cookie" not in raw.headers
+
+    chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True,
+                                                 stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text, chunks
+    assert any(c.choices and c.choices[0].finish_reason for c in chunks)
+    ok("openai sync stream")
+
+    r = client.chat.completions.create(model=MODEL, messages=MESSAGES, stop=["\n\n", "END"])
+    assert r.choices[0].finish_reason in ("stop", "length"), r
+    ok("openai stop")
+
+    r = client.chat.completions.create(model=MODEL, messages=MESSAGES,
+                                       response_format={"type": "json_object"})
+    json.loads(r.choices[0].message.content)
+    ok("openai json mode")
+
+    tools = [{"type": "function", "function": {"name": "weather", "description": "Weather for a city",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    r = client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=tools, tool_choice="auto")
+    call = r.choices[0].message.tool_calls[0]
+    assert call.function.name and json.loads(call.function.arguments) is not None
+    streamed = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=tools, stream=True))
+    assert any(c.choices and c.choices[0].delta.tool_calls for c in streamed), streamed
+    ok("openai tools")
+
+    models = client.models.list()
+    ids = [m.id for m in models]
+    assert MODEL in ids, ids
+    assert client.models.retrieve(MODEL).id == MODEL
+    ok("openai models.list")
+
+    try:
+        client.models.retrieve("does-not/exist")
+        raise AssertionError("expected a 404")
+    except openai.NotFoundError as e:
+        assert e.status_code == 404
+        assert e.body["code"] == "model_not_found", e.body
+    try:
+        client.post("/nonexistent", cast_to=object, body={})
+        raise AssertionError("expected a 404")
+    except openai.NotFoundError as e:
+        assert e.body["code"] == "unknown_url", e.body
+    ok("openai error")
+
+
+async def check_openai_async():
+    client = openai.AsyncOpenAI(base_url=f"{BASE}/v1", max_retries=0, timeout=20)
+    r = await client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert r.choices[0].message.content
+    ok("openai async plain")
+    stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+    text = ""
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+    assert text
+    ok("openai async stream")
+    await client.close()
+
+
+def check_groq_sync():
+    # The Groq SDK puts /openai/v1 in every path, so its base_url is the bare host.
+    client = groq.Groq(base_url=BASE, max_retries=0, timeout=20)
+    r = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert r.choices[0].message.content
+    ok("groq sync plain")
+    text = "".join(c.choices[0].delta.content or ""
+                   for c in client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+                   if c.choices)
+    assert text
+    ok("groq sync stream")
+    assert MODEL in [m.id for m in client.models.list().data]
+    ok("groq models.list")
+
+
+async def check_groq_async():
+    client = groq.AsyncGroq(base_url=BASE, max_retries=0, timeout=20)
+    stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
+    text = ""
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+    assert text
+    ok("groq async stream")
+
+
+check_openai_sync()
+asyncio.run(check_openai_async())
+check_groq_sync()
+asyncio.run(check_groq_async())
