@@ -45,7 +45,13 @@ struct Shared {
 impl AppState {
     pub fn new(config: Config, lifecycle: Arc<Lifecycle>) -> Result<Self, String> {
         let upstream = Upstream::new(&config.upstream)?;
-        Ok(Self { inner: Arc::new(Shared { config, upstream, lifecycle }) })
+        Ok(Self {
+            inner: Arc::new(Shared {
+                config,
+                upstream,
+                lifecycle,
+            }),
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -85,7 +91,9 @@ async fn track_in_flight(State(state): State<AppState>, request: Request, next: 
     let http1 = request.version() <= Version::HTTP_11;
     let mut response = next.run(request).await;
     if http1 && lifecycle.is_draining() {
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response.map(|body| Body::new(TrackedBody::new(body, guard)))
 }

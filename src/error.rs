@@ -17,7 +17,9 @@ pub enum GatewayError {
     BodyTooLarge { limit: usize },
     #[error("the request body could not be read")]
     BodyRead,
-    #[error("Unknown request URL: {method} {path}. Please check the URL for typos, or see the docs at https://console.groq.com/docs/")]
+    #[error(
+        "Unknown request URL: {method} {path}. Please check the URL for typos, or see the docs at https://console.groq.com/docs/"
+    )]
     UnknownUrl { method: String, path: String },
     #[error("could not reach the upstream API")]
     UpstreamUnreachable,
@@ -93,7 +95,12 @@ impl GatewayError {
     pub fn body(&self) -> Bytes {
         let (kind, code) = self.kind_and_code();
         let envelope = ErrorEnvelope {
-            error: ErrorObject { message: self.to_string(), kind, param: None, code: Some(code) },
+            error: ErrorObject {
+                message: self.to_string(),
+                kind,
+                param: None,
+                code: Some(code),
+            },
         };
         let mut out = serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{}".to_vec());
         out.push(b'\n');
@@ -105,7 +112,12 @@ impl GatewayError {
     pub fn sse_frame(&self) -> Bytes {
         let (kind, code) = self.kind_and_code();
         let envelope = ErrorEnvelope {
-            error: ErrorObject { message: self.to_string(), kind, param: None, code: Some(code) },
+            error: ErrorObject {
+                message: self.to_string(),
+                kind,
+                param: None,
+                code: Some(code),
+            },
         };
         let json = serde_json::to_string(&envelope).unwrap_or_else(|_| "{}".to_owned());
         Bytes::from(format!("data: {json}\n\n"))
@@ -117,7 +129,10 @@ impl IntoResponse for GatewayError {
         let status = self.status();
         let mut response = (status, self.body()).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if matches!(self, GatewayError::ShuttingDown) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -137,7 +152,11 @@ mod tests {
         assert_eq!(e["type"], "invalid_request_error");
         assert_eq!(e["code"], "request_too_large");
         assert!(e.as_object().is_some_and(|o| o.contains_key("param")));
-        assert!(e["message"].as_str().is_some_and(|m| m.contains("10 bytes")));
+        assert!(
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("10 bytes"))
+        );
         assert!(body.ends_with(b"}\n"));
     }
 

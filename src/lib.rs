@@ -47,7 +47,13 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, upstream = %state.config().upstream.url, "groxy listening");
     }
-    server::serve(listener, router, lifecycle, &state.config().server, shutdown)
-        .await
-        .map_err(|e| format!("server error: {e}"))
+    server::serve(
+        listener,
+        router,
+        lifecycle,
+        &state.config().server,
+        shutdown,
+    )
+    .await
+    .map_err(|e| format!("server error: {e}"))
 }

@@ -49,7 +49,9 @@ impl Lifecycle {
     /// body ends or the client goes away.
     pub fn track(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard { lifecycle: Arc::clone(self) }
+        InFlightGuard {
+            lifecycle: Arc::clone(self),
+        }
     }
 
     /// Resolves once no request is in flight.
@@ -89,7 +91,10 @@ pin_project_lite::pin_project! {
 
 impl<B> TrackedBody<B> {
     pub fn new(inner: B, guard: InFlightGuard) -> Self {
-        Self { inner, guard: Some(guard) }
+        Self {
+            inner,
+            guard: Some(guard),
+        }
     }
 }
 

@@ -37,7 +37,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout.0)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
     let builder = Arc::new(builder);
     let connections = Arc::new(Semaphore::new(config.max_connections));
     // Cancelled when `serve` returns so idle keep-alive connections do not outlive the server.
@@ -46,7 +49,10 @@ pub async fn serve(
 
     let drained = async {
         shutdown.await;
-        tracing::info!(in_flight = lifecycle.in_flight(), "shutdown requested: draining");
+        tracing::info!(
+            in_flight = lifecycle.in_flight(),
+            "shutdown requested: draining"
+        );
         lifecycle.start_draining();
         let deadline = tokio::time::sleep(config.drain_timeout.0);
         tokio::pin!(deadline);
@@ -89,7 +95,14 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
                 let router = router.clone();
-                async move { Ok::<_, Infallible>(router.oneshot(request.map(axum::body::Body::new)).await.unwrap_or_else(|never| match never {})) }
+                async move {
+                    Ok::<_, Infallible>(
+                        router
+                            .oneshot(request.map(axum::body::Body::new))
+                            .await
+                            .unwrap_or_else(|never| match never {}),
+                    )
+                }
             });
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::select! {

@@ -2,16 +2,10 @@
 
 /// Tracks the last bytes written so an error frame appended after a failure starts on a fresh
 /// event: a frame glued to half an event would be one garbled event instead of a visible error.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct BoundaryTracker {
     tail: [u8; 4],
     len: u8,
-}
-
-impl Default for BoundaryTracker {
-    fn default() -> Self {
-        Self { tail: [0; 4], len: 0 }
-    }
 }
 
 impl BoundaryTracker {

@@ -167,11 +167,16 @@ impl Config {
     ///
     /// `vars` is the environment as a map rather than `std::env`, so tests never mutate process
     /// state and can run in parallel.
-    pub fn load(path: Option<&Path>, vars: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+    pub fn load(
+        path: Option<&Path>,
+        vars: &HashMap<String, String>,
+    ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let path: Option<PathBuf> = path
-            .map(Path::to_path_buf)
-            .or_else(|| vars.get(env::CONFIG).filter(|p| !p.is_empty()).map(PathBuf::from));
+        let path: Option<PathBuf> = path.map(Path::to_path_buf).or_else(|| {
+            vars.get(env::CONFIG)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        });
         let mut config = match &path {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => Self::parse_toml(&text, &mut errors),
@@ -184,7 +189,11 @@ impl Config {
         };
         config.apply_env(vars, &mut errors);
         config.validate(&mut errors);
-        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     /// Parses TOML text, collecting every unknown key (serde's `deny_unknown_fields` would stop
@@ -200,7 +209,11 @@ impl Config {
         let mut unknown = Vec::new();
         let parsed: Result<Config, _> =
             serde_ignored::deserialize(deserializer, |path| unknown.push(path.to_string()));
-        errors.extend(unknown.into_iter().map(|key| format!("unknown config key `{key}`")));
+        errors.extend(
+            unknown
+                .into_iter()
+                .map(|key| format!("unknown config key `{key}`")),
+        );
         match parsed {
             Ok(config) => config,
             Err(e) => {
@@ -258,49 +271,79 @@ impl Config {
                 "upstream.api_key is not set: set {} or upstream.api_key",
                 env::API_KEY
             )),
-            Some(key) if http::HeaderValue::from_str(&format!("Bearer {}", key.expose())).is_err() => {
-                errors.push("upstream.api_key contains characters not allowed in a header".to_owned())
+            Some(key)
+                if http::HeaderValue::from_str(&format!("Bearer {}", key.expose())).is_err() =>
+            {
+                errors
+                    .push("upstream.api_key contains characters not allowed in a header".to_owned())
             }
             Some(_) => {}
         }
         let positive = [
-            ("server.header_read_timeout", self.server.header_read_timeout),
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
             ("server.drain_timeout", self.server.drain_timeout),
             ("upstream.connect_timeout", self.upstream.connect_timeout),
-            ("upstream.first_byte_timeout", self.upstream.first_byte_timeout),
+            (
+                "upstream.first_byte_timeout",
+                self.upstream.first_byte_timeout,
+            ),
             ("upstream.idle_timeout", self.upstream.idle_timeout),
             ("upstream.total_timeout", self.upstream.total_timeout),
-            ("upstream.pool_idle_timeout", self.upstream.pool_idle_timeout),
+            (
+                "upstream.pool_idle_timeout",
+                self.upstream.pool_idle_timeout,
+            ),
         ];
         for (name, value) in positive {
             if value.0.is_zero() {
-                errors.push(format!("{name} must be greater than zero (every timeout is finite and non-zero)"));
+                errors.push(format!(
+                    "{name} must be greater than zero (every timeout is finite and non-zero)"
+                ));
             }
         }
         if self.upstream.first_byte_timeout > self.upstream.total_timeout {
-            errors.push("upstream.first_byte_timeout must not exceed upstream.total_timeout".to_owned());
+            errors.push(
+                "upstream.first_byte_timeout must not exceed upstream.total_timeout".to_owned(),
+            );
         }
         if self.server.max_connections == 0 {
             errors.push("server.max_connections must be at least 1".to_owned());
         }
         if self.limits.chat_body.0 == 0 || self.limits.upload_body.0 == 0 {
-            errors.push("limits.chat_body and limits.upload_body must be greater than zero".to_owned());
+            errors.push(
+                "limits.chat_body and limits.upload_body must be greater than zero".to_owned(),
+            );
         }
         for origin in &self.server.cors_allow_origins {
             if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
-                errors.push(format!("server.cors_allow_origins: {origin:?} is not a valid origin"));
+                errors.push(format!(
+                    "server.cors_allow_origins: {origin:?} is not a valid origin"
+                ));
             }
         }
         for name in &mut self.upstream.forward_headers {
             *name = name.to_ascii_lowercase();
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                errors.push(format!("upstream.forward_headers: {name:?} is not a header name"));
-            } else if matches!(name.as_str(), "authorization" | "host" | "cookie" | "proxy-authorization") {
-                errors.push(format!("upstream.forward_headers: {name:?} may not be forwarded"));
+                errors.push(format!(
+                    "upstream.forward_headers: {name:?} is not a header name"
+                ));
+            } else if matches!(
+                name.as_str(),
+                "authorization" | "host" | "cookie" | "proxy-authorization"
+            ) {
+                errors.push(format!(
+                    "upstream.forward_headers: {name:?} may not be forwarded"
+                ));
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            errors.push(format!("log.level {:?} is not a valid filter such as \"info\"", self.log.level));
+            errors.push(format!(
+                "log.level {:?} is not a valid filter such as \"info\"",
+                self.log.level
+            ));
         }
     }
 }
@@ -310,7 +353,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn problems(toml: &str, env: &[(&str, &str)]) -> Vec<String> {
@@ -345,7 +391,14 @@ mod tests {
         "#;
         let errors = problems(toml, &[]);
         let joined = errors.join("\n");
-        for needle in ["`colour`", "`server.listne`", "drain_timeout", "upstream.url", "idle_timeout", "limits.chat_body"] {
+        for needle in [
+            "`colour`",
+            "`server.listne`",
+            "drain_timeout",
+            "upstream.url",
+            "idle_timeout",
+            "limits.chat_body",
+        ] {
             assert!(joined.contains(needle), "missing {needle} in {joined}");
         }
     }
@@ -353,8 +406,18 @@ mod tests {
     #[test]
     fn env_overrides_file() {
         let mut errors = Vec::new();
-        let mut c = Config::parse_toml("[server]\nlisten = \"127.0.0.1:1\"\n[upstream]\napi_key=\"a\"", &mut errors);
-        c.apply_env(&vars(&[("GROXY_LISTEN", "0.0.0.0:9"), ("GROQ_API_KEY", "b"), ("GROXY_UPSTREAM_URL", "http://x/v1/")]), &mut errors);
+        let mut c = Config::parse_toml(
+            "[server]\nlisten = \"127.0.0.1:1\"\n[upstream]\napi_key=\"a\"",
+            &mut errors,
+        );
+        c.apply_env(
+            &vars(&[
+                ("GROXY_LISTEN", "0.0.0.0:9"),
+                ("GROQ_API_KEY", "b"),
+                ("GROXY_UPSTREAM_URL", "http://x/v1/"),
+            ]),
+            &mut errors,
+        );
         c.validate(&mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(c.server.listen.port(), 9);

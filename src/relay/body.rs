@@ -6,7 +6,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, future::BoxFuture, FutureExt};
+use futures_util::{FutureExt, Stream, future::BoxFuture};
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
@@ -133,7 +133,12 @@ impl Stream for RelayBody {
             return this.fail(GatewayError::UpstreamIdle { seconds });
         }
         if this.total.as_mut().poll(cx).is_ready() {
-            let seconds = this.total.deadline().saturating_duration_since(this.started).as_secs().max(1);
+            let seconds = this
+                .total
+                .deadline()
+                .saturating_duration_since(this.started)
+                .as_secs()
+                .max(1);
             return this.fail(GatewayError::TotalTimeout { seconds });
         }
         Poll::Pending
@@ -163,6 +168,8 @@ pub async fn first_chunk(
     };
     match tokio::time::timeout_at(deadlines.first_byte, read).await {
         Ok(result) => result,
-        Err(_) => Err(GatewayError::UpstreamTimeout { seconds: deadlines.first_byte_seconds(started) }),
+        Err(_) => Err(GatewayError::UpstreamTimeout {
+            seconds: deadlines.first_byte_seconds(started),
+        }),
     }
 }

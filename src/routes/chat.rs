@@ -31,7 +31,11 @@ pub async fn chat_completions(
     let bytes = body::read_limited(incoming, &parts.headers, limit).await?;
     let peek: ChatPeek =
         serde_json::from_slice(&bytes).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
-    tracing::debug!(stream = peek.stream.unwrap_or(false), bytes = bytes.len(), "chat completion");
+    tracing::debug!(
+        stream = peek.stream.unwrap_or(false),
+        bytes = bytes.len(),
+        "chat completion"
+    );
 
     let upstream = state.upstream();
     let deadlines = upstream.deadlines(started);
@@ -43,5 +47,13 @@ pub async fn chat_completions(
         streamed_body: false,
     };
     let response = upstream.send(request, started, &deadlines).await?;
-    relay::respond(response, RelayContext { started, deadlines, abort: state.lifecycle().abort_token() }).await
+    relay::respond(
+        response,
+        RelayContext {
+            started,
+            deadlines,
+            abort: state.lifecycle().abort_token(),
+        },
+    )
+    .await
 }

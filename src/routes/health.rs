@@ -20,7 +20,11 @@ pub async fn healthz() -> Response {
 /// sending new requests while the in-flight ones finish.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.lifecycle().is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        )
+            .into_response()
     } else {
         Json(json!({"status": "ready"})).into_response()
     }
@@ -28,5 +32,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Groq's own `unknown_url` shape, so clients see one dialect for a mistyped path.
 pub async fn unknown_url(method: Method, uri: Uri) -> GatewayError {
-    GatewayError::UnknownUrl { method: method.to_string(), path: uri.path().to_owned() }
+    GatewayError::UnknownUrl {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
 }

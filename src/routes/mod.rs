@@ -21,8 +21,14 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz));
     for prefix in API_PREFIXES {
         router = router
-            .route(&format!("{prefix}/chat/completions"), post(chat::chat_completions))
-            .route(&format!("{prefix}/{{*rest}}"), any(passthrough::passthrough));
+            .route(
+                &format!("{prefix}/chat/completions"),
+                post(chat::chat_completions),
+            )
+            .route(
+                &format!("{prefix}/{{*rest}}"),
+                any(passthrough::passthrough),
+            );
     }
     router
         .fallback(health::unknown_url)
@@ -63,7 +69,10 @@ mod tests {
     #[test]
     fn upstream_paths() {
         check("/v1/chat/completions", Some("chat/completions"));
-        check("/openai/v1/models/openai/gpt-oss-20b", Some("models/openai/gpt-oss-20b"));
+        check(
+            "/openai/v1/models/openai/gpt-oss-20b",
+            Some("models/openai/gpt-oss-20b"),
+        );
         check("/v1/files?purpose=batch", Some("files?purpose=batch"));
         check("/v1/", None);
         check("/v1", None);

@@ -47,5 +47,13 @@ pub async fn passthrough(
         streamed_body: has_body,
     };
     let response = upstream.send(request, started, &deadlines).await?;
-    relay::respond(response, RelayContext { started, deadlines, abort: state.lifecycle().abort_token() }).await
+    relay::respond(
+        response,
+        RelayContext {
+            started,
+            deadlines,
+            abort: state.lifecycle().abort_token(),
+        },
+    )
+    .await
 }

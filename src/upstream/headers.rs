@@ -46,7 +46,12 @@ fn keep_response_header(name: &HeaderName) -> bool {
     let name = name.as_str();
     matches!(
         name,
-        "content-type" | "content-disposition" | "retry-after" | "retry-after-ms" | "x-request-id" | "x-should-retry"
+        "content-type"
+            | "content-disposition"
+            | "retry-after"
+            | "retry-after-ms"
+            | "x-request-id"
+            | "x-should-retry"
     ) || name.starts_with("x-ratelimit-")
         || name.starts_with("x-groq-")
         || name.starts_with("openai-")
@@ -76,7 +81,11 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }
 
 #[cfg(test)]
@@ -125,14 +134,28 @@ mod tests {
         ]);
         let out = response_headers(&upstream);
         let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["x-request-id", "x-ratelimit-remaining-tokens", "retry-after", "content-type"]);
+        assert_eq!(
+            names,
+            [
+                "x-request-id",
+                "x-ratelimit-remaining-tokens",
+                "retry-after",
+                "content-type"
+            ]
+        );
     }
 
     #[test]
     fn content_types() {
-        assert!(is_json(&map(&[("content-type", "application/json; charset=utf-8")])));
+        assert!(is_json(&map(&[(
+            "content-type",
+            "application/json; charset=utf-8"
+        )])));
         assert!(!is_json(&map(&[("content-type", "text/plain")])));
-        assert!(is_event_stream(&map(&[("content-type", "text/event-stream")])));
+        assert!(is_event_stream(&map(&[(
+            "content-type",
+            "text/event-stream"
+        )])));
         assert!(!is_event_stream(&HeaderMap::new()));
     }
 }

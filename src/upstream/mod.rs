@@ -7,10 +7,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, Method, header};
 use tokio::time::Instant;
 
-use crate::{
-    config::UpstreamConfig,
-    error::GatewayError,
-};
+use crate::{config::UpstreamConfig, error::GatewayError};
 
 /// Deadlines for one exchange, fixed when the request arrives so every later step shares them.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +22,10 @@ pub struct Deadlines {
 
 impl Deadlines {
     pub fn first_byte_seconds(&self, started: Instant) -> u64 {
-        self.first_byte.saturating_duration_since(started).as_secs().max(1)
+        self.first_byte
+            .saturating_duration_since(started)
+            .as_secs()
+            .max(1)
     }
 }
 
@@ -56,7 +56,10 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
-        let key = config.api_key.as_ref().ok_or("upstream.api_key is not set")?;
+        let key = config
+            .api_key
+            .as_ref()
+            .ok_or("upstream.api_key is not set")?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
             .map_err(|_| "upstream.api_key is not a valid header value")?;
         // Marked sensitive so hyper's HPACK never indexes it and Debug output hides it.
@@ -100,7 +103,8 @@ impl Upstream {
         deadlines: &Deadlines,
     ) -> Result<reqwest::Response, GatewayError> {
         let url = format!("{}/{}", self.base, request.path);
-        let mut headers = headers::request_headers(request.headers, &self.extra_headers, request.streamed_body);
+        let mut headers =
+            headers::request_headers(request.headers, &self.extra_headers, request.streamed_body);
         headers.insert(header::AUTHORIZATION, self.authorization.clone());
         let send = self
             .client
@@ -112,8 +116,13 @@ impl Upstream {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(classify(&error)),
             Err(_elapsed) => {
-                tracing::warn!(path = request.path, "upstream sent no response headers before the first-byte deadline");
-                Err(GatewayError::UpstreamTimeout { seconds: deadlines.first_byte_seconds(started) })
+                tracing::warn!(
+                    path = request.path,
+                    "upstream sent no response headers before the first-byte deadline"
+                );
+                Err(GatewayError::UpstreamTimeout {
+                    seconds: deadlines.first_byte_seconds(started),
+                })
             }
         }
     }

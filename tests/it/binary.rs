@@ -14,7 +14,14 @@ const CANARY: &str = "gsk_canary_binary_test_key_42";
 
 fn groxy() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_groxy"));
-    for var in ["GROQ_API_KEY", "GROXY_LISTEN", "GROXY_UPSTREAM_URL", "GROXY_CONFIG", "GROXY_LOG_FORMAT", "RUST_LOG"] {
+    for var in [
+        "GROQ_API_KEY",
+        "GROXY_LISTEN",
+        "GROXY_UPSTREAM_URL",
+        "GROXY_CONFIG",
+        "GROXY_LOG_FORMAT",
+        "RUST_LOG",
+    ] {
         command.env_remove(var);
     }
     command
@@ -34,7 +41,15 @@ fn help_and_version() {
     let help = groxy().arg("--help").output().expect("run");
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for needle in ["serve", "check-config", "GROQ_API_KEY", "GROXY_LISTEN", "GROXY_UPSTREAM_URL", "GROXY_CONFIG", "RUST_LOG"] {
+    for needle in [
+        "serve",
+        "check-config",
+        "GROQ_API_KEY",
+        "GROXY_LISTEN",
+        "GROXY_UPSTREAM_URL",
+        "GROXY_CONFIG",
+        "RUST_LOG",
+    ] {
         assert!(text.contains(needle), "--help lacks {needle}");
     }
     let version = groxy().arg("--version").output().expect("run");
@@ -44,14 +59,27 @@ fn help_and_version() {
 #[test]
 fn check_config_accepts_the_example_and_never_prints_the_key() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/groxy.example.toml");
-    let out = groxy().args(["check-config", "--config", example]).env("GROQ_API_KEY", CANARY).output().expect("run");
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = groxy()
+        .args(["check-config", "--config", example])
+        .env("GROQ_API_KEY", CANARY)
+        .output()
+        .expect("run");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{all}");
     assert!(all.contains("config OK"));
     assert!(!all.contains(CANARY), "the key was printed");
 
     // GROXY_CONFIG works as well as --config.
-    let out = groxy().arg("check-config").env("GROXY_CONFIG", example).env("GROQ_API_KEY", CANARY).output().expect("run");
+    let out = groxy()
+        .arg("check-config")
+        .env("GROXY_CONFIG", example)
+        .env("GROQ_API_KEY", CANARY)
+        .output()
+        .expect("run");
     assert!(out.status.success());
 }
 
@@ -61,16 +89,28 @@ fn check_config_reports_every_problem_at_once() {
         "bad.toml",
         "typo_section = 1\n[server]\nlisten = \"127.0.0.1:8080\"\nheader_read_timeout = \"0s\"\nmax_conections = 5\n[upstream]\napi_key = \"gsk_canary_binary_test_key_42\"\nurl = \"not a url\"\n",
     );
-    let out = groxy().args(["check-config", "--config"]).arg(&bad).output().expect("run");
+    let out = groxy()
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for needle in ["typo_section", "server.max_conections", "header_read_timeout", "upstream.url"] {
+    for needle in [
+        "typo_section",
+        "server.max_conections",
+        "header_read_timeout",
+        "upstream.url",
+    ] {
         assert!(stderr.contains(needle), "missing {needle}: {stderr}");
     }
     assert!(stderr.contains("4 problem"), "{stderr}");
     assert!(!stderr.contains(CANARY));
 
-    let missing = groxy().args(["check-config", "--config", "/nonexistent/groxy.toml"]).output().expect("run");
+    let missing = groxy()
+        .args(["check-config", "--config", "/nonexistent/groxy.toml"])
+        .output()
+        .expect("run");
     assert!(!missing.status.success());
     let out = groxy().arg("check-config").output().expect("run");
     assert!(!out.status.success(), "no key configured is an error");
@@ -80,7 +120,11 @@ fn check_config_reports_every_problem_at_once() {
 #[tokio::test]
 async fn serve_drains_on_sigterm_with_a_stream_open_and_exits_zero() {
     let sim = sim().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let config = temp_file("drain.toml", "[server]\ndrain_timeout = \"1s\"\n");
     let mut child = groxy()
         .args(["serve", "--config"])
@@ -107,14 +151,26 @@ async fn serve_drains_on_sigterm_with_a_stream_open_and_exits_zero() {
 
     // A stream that stays open: the drain deadline must end it with an error frame.
     let body = fixtures::stream("content").slice(..700);
-    sim.push(Reply::Stream { body: body.clone(), slicing: Slicing::default(), end: StreamEnd::Stall });
-    let response = client().post(format!("{base}{CHAT}")).body(chat_body(true)).send().await.expect("send");
+    sim.push(Reply::Stream {
+        body: body.clone(),
+        slicing: Slicing::default(),
+        end: StreamEnd::Stall,
+    });
+    let response = client()
+        .post(format!("{base}{CHAT}"))
+        .body(chat_body(true))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(response.status(), 200);
     let reader = tokio::spawn(read_timed(response));
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let sigterm = Instant::now();
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let (received, _, _) = reader.await.expect("join");
     assert!(String::from_utf8_lossy(&received).contains("server_shutting_down"));
@@ -128,7 +184,10 @@ async fn serve_drains_on_sigterm_with_a_stream_open_and_exits_zero() {
     let (status, mut child) = status;
     let status = status.expect("wait");
     assert_eq!(status.code(), Some(0), "clean exit");
-    assert!(exit_after < Duration::from_millis(2500), "exited {exit_after:?} after SIGTERM (drain 1s)");
+    assert!(
+        exit_after < Duration::from_millis(2500),
+        "exited {exit_after:?} after SIGTERM (drain 1s)"
+    );
     let mut logs = String::new();
     use std::io::Read;
     if let Some(mut out) = child.stdout.take() {

@@ -8,7 +8,12 @@ use crate::support::*;
 
 /// Sends a request, drops the client at `hang_up_after`, and returns how long after the hang-up
 /// the simulator saw its caller go away.
-async fn cancellation_latency(sim: &groxy::sim::Simulator, gw: &Gateway, stream: bool, hang_up_after: Duration) -> Duration {
+async fn cancellation_latency(
+    sim: &groxy::sim::Simulator,
+    gw: &Gateway,
+    stream: bool,
+    hang_up_after: Duration,
+) -> Duration {
     let url = gw.url(CHAT);
     let request = tokio::spawn(async move {
         let response = client().post(url).body(chat_body(stream)).send().await;
@@ -41,18 +46,28 @@ async fn mid_stream() {
     let (sim, gw) = pair().await;
     sim.push(Reply::Stream {
         body: fixtures::stream("content"),
-        slicing: Slicing { pause: Duration::from_millis(50), ..Slicing::default() },
+        slicing: Slicing {
+            pause: Duration::from_millis(50),
+            ..Slicing::default()
+        },
         end: StreamEnd::Complete,
     });
     let latency = cancellation_latency(&sim, &gw, true, Duration::from_millis(300)).await;
     println!("cancellation mid-stream observed after {latency:?}");
     assert!(latency < Duration::from_secs(1), "{latency:?}");
-    assert!(!last_request(&sim).sent.is_empty(), "the stream had started");
+    assert!(
+        !last_request(&sim).sent.is_empty(),
+        "the stream had started"
+    );
 }
 
 #[tokio::test]
 async fn non_streaming() {
-    let sim = sim_with(SimConfig { json_latency: Duration::from_secs(20), ..SimConfig::default() }).await;
+    let sim = sim_with(SimConfig {
+        json_latency: Duration::from_secs(20),
+        ..SimConfig::default()
+    })
+    .await;
     let gw = gateway(config_for(&sim)).await;
     let latency = cancellation_latency(&sim, &gw, false, Duration::from_millis(100)).await;
     println!("cancellation of a non-streaming call observed after {latency:?}");
@@ -61,6 +76,8 @@ async fn non_streaming() {
     let mut gw = gw;
     let started = Instant::now();
     let done = gw.begin_shutdown();
-    let _ = tokio::time::timeout(Duration::from_secs(1), done).await.expect("drained at once");
+    let _ = tokio::time::timeout(Duration::from_secs(1), done)
+        .await
+        .expect("drained at once");
     assert!(started.elapsed() < Duration::from_millis(500));
 }

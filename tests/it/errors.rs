@@ -18,22 +18,41 @@ async fn every_groq_error_fixture_passes_through_intact() {
             continue;
         }
         let raw: serde_json::Value = json(
-            &std::fs::read(format!("{}/tests/fixtures/groq/error-{name}.json", env!("CARGO_MANIFEST_DIR"))).expect("fixture"),
+            &std::fs::read(format!(
+                "{}/tests/fixtures/groq/error-{name}.json",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .expect("fixture"),
         );
         for stream in [false, true] {
             sim.push(fixtures::error(name).expect("fixture"));
             let response = post_chat(&gw, chat_body(stream)).await;
-            assert_eq!(u64::from(response.status().as_u16()), raw["status"].as_u64().expect("status"), "{name}");
+            assert_eq!(
+                u64::from(response.status().as_u16()),
+                raw["status"].as_u64().expect("status"),
+                "{name}"
+            );
             let headers = response.headers().clone();
             let body = response.bytes().await.expect("body");
-            assert_eq!(body, raw["body"].as_str().expect("body").as_bytes(), "{name}: body unchanged");
+            assert_eq!(
+                body,
+                raw["body"].as_str().expect("body").as_bytes(),
+                "{name}: body unchanged"
+            );
             for (header, value) in raw["headers"].as_object().expect("headers") {
-                assert_eq!(headers.get(header).map(|v| v.to_str().expect("ascii")), value.as_str(), "{name}: {header}");
+                assert_eq!(
+                    headers.get(header).map(|v| v.to_str().expect("ascii")),
+                    value.as_str(),
+                    "{name}: {header}"
+                );
             }
             checked += 1;
         }
     }
-    assert!(checked >= 24, "all error fixtures were exercised ({checked})");
+    assert!(
+        checked >= 24,
+        "all error fixtures were exercised ({checked})"
+    );
 }
 
 #[tokio::test]
@@ -51,7 +70,11 @@ async fn a_plain_text_upstream_error_becomes_a_json_502() {
 #[tokio::test]
 async fn unreachable_upstream_is_a_502() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let sim = sim().await;
     let mut config = config_for(&sim);
     config.upstream.url = format!("http://127.0.0.1:{port}/openai/v1");
@@ -59,7 +82,10 @@ async fn unreachable_upstream_is_a_502() {
     for stream in [false, true] {
         let response = post_chat(&gw, chat_body(stream)).await;
         assert_eq!(response.status(), 502);
-        assert_eq!(assert_openai_error(&response.bytes().await.expect("body"))["code"], "upstream_unreachable");
+        assert_eq!(
+            assert_openai_error(&response.bytes().await.expect("body"))["code"],
+            "upstream_unreachable"
+        );
     }
 }
 
@@ -75,12 +101,18 @@ async fn no_headers_by_the_first_byte_deadline_is_a_504() {
         let response = post_chat(&gw, chat_body(stream)).await;
         assert_eq!(response.status(), 504);
         assert!(started.elapsed() < Duration::from_secs(2));
-        assert_eq!(assert_openai_error(&response.bytes().await.expect("body"))["code"], "upstream_timeout");
+        assert_eq!(
+            assert_openai_error(&response.bytes().await.expect("body"))["code"],
+            "upstream_timeout"
+        );
     }
     // A stream whose headers come at once but whose first event never does: also 504.
     sim.push(Reply::Stream {
         body: fixtures::stream("content"),
-        slicing: groxy::sim::Slicing { first_delay: Duration::from_secs(30), ..Default::default() },
+        slicing: groxy::sim::Slicing {
+            first_delay: Duration::from_secs(30),
+            ..Default::default()
+        },
         end: groxy::sim::StreamEnd::Complete,
     });
     let response = post_chat(&gw, chat_body(true)).await;
@@ -99,7 +131,14 @@ async fn upstream_closing_without_a_response_is_a_502() {
 #[tokio::test]
 async fn malformed_json_is_a_local_400() {
     let (sim, gw) = pair().await;
-    for body in ["", "{", "not json", "{\"model\": }", "[1,2]", "{\"stream\": \"yes\"}"] {
+    for body in [
+        "",
+        "{",
+        "not json",
+        "{\"model\": }",
+        "[1,2]",
+        "{\"stream\": \"yes\"}",
+    ] {
         let response = post_chat(&gw, body).await;
         assert_eq!(response.status(), 400, "{body:?}");
         let error = assert_openai_error(&response.bytes().await.expect("body"));

@@ -11,13 +11,27 @@ async fn non_streaming_body_status_and_headers_pass_through() {
     assert_eq!(response.status(), 200);
     let headers = response.headers().clone();
     let body = response.bytes().await.expect("body");
-    assert_eq!(body, fixtures::chat_completion(), "body relayed byte for byte");
+    assert_eq!(
+        body,
+        fixtures::chat_completion(),
+        "body relayed byte for byte"
+    );
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(headers["x-request-id"], "req_01m48tqzdve5v8d97j7jgm40as");
     assert_eq!(headers["x-ratelimit-remaining-tokens"], "7965");
     assert_eq!(headers["x-ratelimit-reset-requests"], "1m26.4s");
-    for dropped in ["set-cookie", "cf-ray", "cf-cache-status", "server", "via", "alt-svc"] {
-        assert!(headers.get(dropped).is_none(), "{dropped} must not reach the client");
+    for dropped in [
+        "set-cookie",
+        "cf-ray",
+        "cf-cache-status",
+        "server",
+        "via",
+        "alt-svc",
+    ] {
+        assert!(
+            headers.get(dropped).is_none(),
+            "{dropped} must not reach the client"
+        );
     }
     assert_eq!(sim.request_count(), 1);
 }
@@ -43,12 +57,19 @@ async fn the_request_reaches_groq_byte_for_byte_with_the_upstream_key() {
     let seen = last_request(&sim);
     assert_eq!(seen.body, body.as_bytes());
     assert_eq!(seen.path, "/openai/v1/chat/completions");
-    assert_eq!(seen.header("authorization"), Some(format!("Bearer {UPSTREAM_KEY}").as_str()));
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {UPSTREAM_KEY}").as_str())
+    );
     assert_eq!(seen.header("x-stainless-lang"), Some("python"));
     assert_eq!(seen.header("user-agent"), Some("OpenAI/Python 2.8.0"));
     assert_eq!(seen.header("openai-organization"), Some("org-1"));
     assert_eq!(seen.header("cookie"), None);
-    assert_eq!(seen.header("accept-encoding"), None, "Groq must answer uncompressed");
+    assert_eq!(
+        seen.header("accept-encoding"),
+        None,
+        "Groq must answer uncompressed"
+    );
 }
 
 #[tokio::test]
@@ -61,7 +82,11 @@ async fn the_groq_sdk_prefix_works_too() {
         .await
         .expect("send");
     assert_eq!(response.status(), 200);
-    let response = client().get(gw.url("/openai/v1/models")).send().await.expect("send");
+    let response = client()
+        .get(gw.url("/openai/v1/models"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().await.expect("body"), fixtures::models());
     assert_eq!(sim.request_count(), 2);
@@ -70,17 +95,38 @@ async fn the_groq_sdk_prefix_works_too() {
 #[tokio::test]
 async fn models_list_and_one_model_whose_id_has_a_slash() {
     let (sim, gw) = pair().await;
-    let list = client().get(gw.url("/v1/models")).send().await.expect("send");
+    let list = client()
+        .get(gw.url("/v1/models"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(list.status(), 200);
     let list = json(&list.bytes().await.expect("body"));
     assert_eq!(list["object"], "list");
-    let one = client().get(gw.url("/v1/models/openai/gpt-oss-20b")).send().await.expect("send");
+    let one = client()
+        .get(gw.url("/v1/models/openai/gpt-oss-20b"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(one.status(), 200);
-    assert_eq!(json(&one.bytes().await.expect("body"))["id"], "openai/gpt-oss-20b");
-    assert_eq!(last_request(&sim).path, "/openai/v1/models/openai/gpt-oss-20b");
-    let missing = client().get(gw.url("/v1/models/nope/nope")).send().await.expect("send");
+    assert_eq!(
+        json(&one.bytes().await.expect("body"))["id"],
+        "openai/gpt-oss-20b"
+    );
+    assert_eq!(
+        last_request(&sim).path,
+        "/openai/v1/models/openai/gpt-oss-20b"
+    );
+    let missing = client()
+        .get(gw.url("/v1/models/nope/nope"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(missing.status(), 404);
-    assert_eq!(assert_sdk_error(&missing.bytes().await.expect("body"))["code"], "model_not_found");
+    assert_eq!(
+        assert_sdk_error(&missing.bytes().await.expect("body"))["code"],
+        "model_not_found"
+    );
 }
 
 #[tokio::test]
@@ -98,11 +144,17 @@ async fn uploads_and_downloads_stream_through() {
     .into_bytes();
     upload.extend((0..3 * 1024 * 1024).map(|i| (i % 251) as u8));
     upload.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = upload.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        upload.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     let response = client()
         .post(gw.url("/v1/audio/transcriptions"))
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .expect("send");
@@ -122,8 +174,14 @@ async fn uploads_and_downloads_stream_through() {
         .send()
         .await
         .expect("send");
-    assert_eq!(json(&response.bytes().await.expect("body"))["bytes"], upload.len());
-    assert_eq!(last_request(&sim).header("content-length"), Some(upload.len().to_string().as_str()));
+    assert_eq!(
+        json(&response.bytes().await.expect("body"))["bytes"],
+        upload.len()
+    );
+    assert_eq!(
+        last_request(&sim).header("content-length"),
+        Some(upload.len().to_string().as_str())
+    );
 
     // A download comes back whole.
     let response = client()
@@ -139,7 +197,13 @@ async fn uploads_and_downloads_stream_through() {
 #[tokio::test]
 async fn unknown_paths_get_groqs_unknown_url_404() {
     let (sim, gw) = pair().await;
-    for (method, path) in [("GET", "/"), ("POST", "/completions"), ("GET", "/v2/models"), ("POST", "/healthz"), ("GET", "/v1/../etc/passwd")] {
+    for (method, path) in [
+        ("GET", "/"),
+        ("POST", "/completions"),
+        ("GET", "/v2/models"),
+        ("POST", "/healthz"),
+        ("GET", "/v1/../etc/passwd"),
+    ] {
         let response = client()
             .request(method.parse().expect("method"), gw.url(path))
             .send()
@@ -152,9 +216,17 @@ async fn unknown_paths_get_groqs_unknown_url_404() {
     }
     assert_eq!(sim.request_count(), 0);
     // Paths under the prefix that Groq does not serve get Groq's own answer.
-    let response = client().post(gw.url("/v1/completions")).body("{}").send().await.expect("send");
+    let response = client()
+        .post(gw.url("/v1/completions"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(response.status(), 404);
-    assert_eq!(assert_sdk_error(&response.bytes().await.expect("body"))["code"], "unknown_url");
+    assert_eq!(
+        assert_sdk_error(&response.bytes().await.expect("body"))["code"],
+        "unknown_url"
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,11 @@ fn python() -> Option<PathBuf> {
         eprintln!("GROXY_SKIP_SDK_TESTS is set: skipping the SDK tests");
         return None;
     }
-    let status = Command::new("bash").arg(sdk_dir().join("setup.sh")).arg("python").status().expect("run setup.sh");
+    let status = Command::new("bash")
+        .arg(sdk_dir().join("setup.sh"))
+        .arg("python")
+        .status()
+        .expect("run setup.sh");
     assert!(status.success(), "tests/sdk/setup.sh python failed");
     Some(sdk_dir().join(".venv/bin/python"))
 }
@@ -36,26 +40,57 @@ async fn run_script(program: &std::path::Path, script: &str, gw: &Gateway) -> St
         .expect("run the SDK script");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}"
+    );
     stdout
 }
 
 #[tokio::test]
 async fn openai_and_groq_python_sdks_work_unmodified() {
     let Some(python) = python() else { return };
-    let sim = sim_with(SimConfig { stream_chunks: Some(12), ..SimConfig::default() }).await;
+    let sim = sim_with(SimConfig {
+        stream_chunks: Some(12),
+        ..SimConfig::default()
+    })
+    .await;
     let gw = gateway(config_for(&sim)).await;
     let out = run_script(&python, "python_clients.py", &gw).await;
-    for check in ["openai sync plain", "openai sync stream", "openai async plain", "openai async stream", "openai stop", "openai json mode", "openai tools", "openai models.list", "openai error", "groq sync plain", "groq sync stream", "groq async stream", "groq models.list"] {
-        assert!(out.contains(&format!("ok: {check}")), "missing '{check}' in:\n{out}");
+    for check in [
+        "openai sync plain",
+        "openai sync stream",
+        "openai async plain",
+        "openai async stream",
+        "openai stop",
+        "openai json mode",
+        "openai tools",
+        "openai models.list",
+        "openai error",
+        "groq sync plain",
+        "groq sync stream",
+        "groq async stream",
+        "groq models.list",
+    ] {
+        assert!(
+            out.contains(&format!("ok: {check}")),
+            "missing '{check}' in:\n{out}"
+        );
     }
     // Every request reached the simulator with the upstream key, never the client's.
     let requests = sim.requests();
     assert!(requests.len() >= 13, "{}", requests.len());
     for r in &requests {
-        assert_eq!(r.header("authorization"), Some(format!("Bearer {UPSTREAM_KEY}").as_str()));
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {UPSTREAM_KEY}").as_str())
+        );
     }
-    assert!(requests.iter().any(|r| r.header("x-stainless-lang") == Some("python")));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.header("x-stainless-lang") == Some("python"))
+    );
 }
 
 #[tokio::test]
@@ -63,12 +98,28 @@ async fn openai_node_sdk_works_unmodified() {
     if std::env::var_os("GROXY_SKIP_SDK_TESTS").is_some() {
         return;
     }
-    let status = Command::new("bash").arg(sdk_dir().join("setup.sh")).arg("node").status().expect("run setup.sh");
+    let status = Command::new("bash")
+        .arg(sdk_dir().join("setup.sh"))
+        .arg("node")
+        .status()
+        .expect("run setup.sh");
     assert!(status.success(), "tests/sdk/setup.sh node failed");
-    let sim = sim_with(SimConfig { stream_chunks: Some(12), ..SimConfig::default() }).await;
+    let sim = sim_with(SimConfig {
+        stream_chunks: Some(12),
+        ..SimConfig::default()
+    })
+    .await;
     let gw = gateway(config_for(&sim)).await;
     let out = run_script(std::path::Path::new("node"), "node_client.mjs", &gw).await;
-    for check in ["node plain", "node stream", "node models.list", "node error"] {
-        assert!(out.contains(&format!("ok: {check}")), "missing '{check}' in:\n{out}");
+    for check in [
+        "node plain",
+        "node stream",
+        "node models.list",
+        "node error",
+    ] {
+        assert!(
+            out.contains(&format!("ok: {check}")),
+            "missing '{check}' in:\n{out}"
+        );
     }
 }

@@ -18,7 +18,10 @@ async fn in_flight_streams_finish_and_readiness_flips_at_once() {
     let fixture = fixtures::stream("content");
     sim.push(Reply::Stream {
         body: fixture.clone(),
-        slicing: Slicing { pause: Duration::from_millis(30), ..Slicing::default() },
+        slicing: Slicing {
+            pause: Duration::from_millis(30),
+            ..Slicing::default()
+        },
         end: StreamEnd::Complete,
     });
     let response = post_chat(&gw, chat_body(true)).await;
@@ -28,14 +31,26 @@ async fn in_flight_streams_finish_and_readiness_flips_at_once() {
     let started = Instant::now();
     let done = gw.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let ready = client().get(gw.url("/readyz")).send().await.expect("still answering while draining");
+    let ready = client()
+        .get(gw.url("/readyz"))
+        .send()
+        .await
+        .expect("still answering while draining");
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.headers()["connection"], "close");
 
     let (body, _, error) = reader.await.expect("join");
     assert_eq!(error, None);
-    assert_eq!(body, fixture.to_vec(), "the in-flight stream completed untouched");
-    tokio::time::timeout(Duration::from_secs(2), done).await.expect("exits once idle").expect("join").expect("ok");
+    assert_eq!(
+        body,
+        fixture.to_vec(),
+        "the in-flight stream completed untouched"
+    );
+    tokio::time::timeout(Duration::from_secs(2), done)
+        .await
+        .expect("exits once idle")
+        .expect("join")
+        .expect("ok");
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
@@ -47,7 +62,11 @@ async fn streams_open_at_the_drain_deadline_get_an_error_frame() {
     config.upstream.idle_timeout = HumanDuration::secs(30);
     let mut gw = gateway(config).await;
     let body = fixtures::stream("content").slice(..700);
-    sim.push(Reply::Stream { body: body.clone(), slicing: Slicing::default(), end: StreamEnd::Stall });
+    sim.push(Reply::Stream {
+        body: body.clone(),
+        slicing: Slicing::default(),
+        end: StreamEnd::Stall,
+    });
     let response = post_chat(&gw, chat_body(true)).await;
     let reader = tokio::spawn(read_timed(response));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -56,8 +75,18 @@ async fn streams_open_at_the_drain_deadline_get_an_error_frame() {
     let (received, _, _) = reader.await.expect("join");
     let text = String::from_utf8_lossy(&received);
     assert!(received.starts_with(&body));
-    assert!(text.contains("server_shutting_down") && !text.contains("[DONE]"), "{text}");
-    tokio::time::timeout(Duration::from_secs(2), done).await.expect("exits").expect("join").expect("ok");
+    assert!(
+        text.contains("server_shutting_down") && !text.contains("[DONE]"),
+        "{text}"
+    );
+    tokio::time::timeout(Duration::from_secs(2), done)
+        .await
+        .expect("exits")
+        .expect("join")
+        .expect("ok");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_millis(1500), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
 }

@@ -9,7 +9,15 @@ use crate::support::*;
 const STREAMS: [&str; 4] = ["content", "include-usage", "tool-call", "midstream-error"];
 
 fn sliced(body: bytes::Bytes, mode: SliceMode, pause: Duration) -> Reply {
-    Reply::Stream { body, slicing: Slicing { first_delay: Duration::ZERO, pause, mode }, end: StreamEnd::Complete }
+    Reply::Stream {
+        body,
+        slicing: Slicing {
+            first_delay: Duration::ZERO,
+            pause,
+            mode,
+        },
+        end: StreamEnd::Complete,
+    }
 }
 
 #[tokio::test]
@@ -18,10 +26,26 @@ async fn every_fixture_stream_is_relayed_byte_exact_however_it_is_sliced() {
     let modes = [
         SliceMode::PerFrame,
         SliceMode::Whole,
-        SliceMode::Random { min: 1, max: 1, seed: 1 },
-        SliceMode::Random { min: 1, max: 7, seed: 2 },
-        SliceMode::Random { min: 1, max: 64, seed: 3 },
-        SliceMode::Random { min: 16, max: 64, seed: 4 },
+        SliceMode::Random {
+            min: 1,
+            max: 1,
+            seed: 1,
+        },
+        SliceMode::Random {
+            min: 1,
+            max: 7,
+            seed: 2,
+        },
+        SliceMode::Random {
+            min: 1,
+            max: 64,
+            seed: 3,
+        },
+        SliceMode::Random {
+            min: 16,
+            max: 64,
+            seed: 4,
+        },
     ];
     for name in STREAMS {
         for mode in &modes {
@@ -34,7 +58,10 @@ async fn every_fixture_stream_is_relayed_byte_exact_however_it_is_sliced() {
             assert_eq!(error, None, "{name} {mode:?}");
             let sent = last_request(&sim).sent_bytes();
             assert_eq!(sent, fixture.to_vec(), "the simulator sent the fixture");
-            assert_eq!(body, sent, "{name} {mode:?}: bytes differ from what the simulator sent");
+            assert_eq!(
+                body, sent,
+                "{name} {mode:?}: bytes differ from what the simulator sent"
+            );
             assert_eq!(headers["content-type"], "text/event-stream");
             assert_eq!(headers["cache-control"], "no-cache");
             assert_eq!(headers["x-accel-buffering"], "no");
@@ -49,7 +76,15 @@ async fn each_slice_reaches_the_client_before_the_next_is_written() {
     let (sim, gw) = pair().await;
     let fixture = fixtures::stream("include-usage");
     let pause = Duration::from_millis(25);
-    sim.push(sliced(fixture.clone(), SliceMode::Random { min: 1, max: 64, seed: 9 }, pause));
+    sim.push(sliced(
+        fixture.clone(),
+        SliceMode::Random {
+            min: 1,
+            max: 64,
+            seed: 9,
+        },
+        pause,
+    ));
     let response = post_chat(&gw, chat_body(true)).await;
     let (body, arrivals, error) = read_timed(response).await;
     assert_eq!(error, None);
@@ -87,7 +122,10 @@ async fn stream_choice_follows_the_body_not_the_accept_header() {
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let body = response.bytes().await.expect("body");
     assert!(body.ends_with(b"data: [DONE]\n\n"));
-    assert_eq!(last_request(&sim).header("accept"), Some("application/json"));
+    assert_eq!(
+        last_request(&sim).header("accept"),
+        Some("application/json")
+    );
 }
 
 #[tokio::test]
@@ -96,17 +134,44 @@ async fn upstream_dropping_mid_stream_gives_one_error_frame_and_no_done() {
     let fixture = fixtures::stream("content");
     // Cut in the middle of an event: the error frame must still start a fresh event.
     let cut = fixture.len() / 2 + 7;
-    for (mode, body) in [(SliceMode::PerFrame, fixture.slice(..1200)), (SliceMode::Random { min: 5, max: 40, seed: 5 }, fixture.slice(..cut))] {
-        sim.push(Reply::Stream { body: body.clone(), slicing: Slicing { mode, ..Slicing::default() }, end: StreamEnd::DropConnection });
+    for (mode, body) in [
+        (SliceMode::PerFrame, fixture.slice(..1200)),
+        (
+            SliceMode::Random {
+                min: 5,
+                max: 40,
+                seed: 5,
+            },
+            fixture.slice(..cut),
+        ),
+    ] {
+        sim.push(Reply::Stream {
+            body: body.clone(),
+            slicing: Slicing {
+                mode,
+                ..Slicing::default()
+            },
+            end: StreamEnd::DropConnection,
+        });
         let response = post_chat(&gw, chat_body(true)).await;
         assert_eq!(response.status(), 200);
         let (received, _, error) = read_timed(response).await;
-        assert_eq!(error, None, "the client's stream ends cleanly after the error frame");
-        assert!(received.starts_with(&body), "everything Groq sent is relayed first");
+        assert_eq!(
+            error, None,
+            "the client's stream ends cleanly after the error frame"
+        );
+        assert!(
+            received.starts_with(&body),
+            "everything Groq sent is relayed first"
+        );
         let tail = String::from_utf8_lossy(&received[body.len()..]).into_owned();
         assert!(!String::from_utf8_lossy(&received).contains("[DONE]"));
         let frames: Vec<&str> = tail.split("\n\n").filter(|f| !f.is_empty()).collect();
-        assert_eq!(frames.len(), 1, "exactly one error event after the relayed bytes: {tail:?}");
+        assert_eq!(
+            frames.len(),
+            1,
+            "exactly one error event after the relayed bytes: {tail:?}"
+        );
         let payload = frames[0].strip_prefix("data: ").expect("a data event");
         let error = assert_openai_error(payload.as_bytes());
         assert_eq!(error["code"], "upstream_truncated");
@@ -121,18 +186,32 @@ async fn upstream_going_silent_past_the_idle_timeout_gives_an_error_frame() {
     config.upstream.idle_timeout = groxy::config::HumanDuration::millis(300);
     let gw = gateway(config).await;
     let body = fixtures::stream("content").slice(..900);
-    sim.push(Reply::Stream { body: body.clone(), slicing: Slicing::default(), end: StreamEnd::Stall });
+    sim.push(Reply::Stream {
+        body: body.clone(),
+        slicing: Slicing::default(),
+        end: StreamEnd::Stall,
+    });
     let started = std::time::Instant::now();
     let response = post_chat(&gw, chat_body(true)).await;
     let (received, _, _) = read_timed(response).await;
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
     let text = String::from_utf8_lossy(&received);
     assert!(received.starts_with(&body));
     assert!(!text.contains("[DONE]"));
-    assert!(text.ends_with("\n\n") && text.contains("upstream_idle_timeout"), "{text}");
+    assert!(
+        text.ends_with("\n\n") && text.contains("upstream_idle_timeout"),
+        "{text}"
+    );
     // The stalled upstream request is cancelled, not left hanging.
-    assert!(wait_outcome(&sim, true, Duration::from_secs(1)).await.is_some());
+    assert!(
+        wait_outcome(&sim, true, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -145,7 +224,11 @@ async fn an_error_before_the_first_byte_is_plain_json_even_for_stream_requests()
     assert_eq!(response.headers()["retry-after"], "19");
 
     // A stream that dies before sending any byte is a 502 the SDKs can retry.
-    sim.push(Reply::Stream { body: bytes::Bytes::new(), slicing: Slicing::default(), end: StreamEnd::DropConnection });
+    sim.push(Reply::Stream {
+        body: bytes::Bytes::new(),
+        slicing: Slicing::default(),
+        end: StreamEnd::DropConnection,
+    });
     let response = post_chat(&gw, chat_body(true)).await;
     assert_eq!(response.status(), 502);
     let error = assert_openai_error(&response.bytes().await.expect("body"));
@@ -198,5 +281,9 @@ async fn a_slow_reader_slows_the_upstream_instead_of_buffering() {
             break;
         }
     }
-    assert!(total > body.len(), "all {} body bytes arrived (with HTTP framing): {total}", body.len());
+    assert!(
+        total > body.len(),
+        "all {} body bytes arrived (with HTTP framing): {total}",
+        body.len()
+    );
 }

@@ -71,7 +71,11 @@ pub async fn gateway(config: Config) -> Gateway {
     let task = tokio::spawn(groxy::run(listener, config, async move {
         let _ = rx.await;
     }));
-    Gateway { addr, shutdown: Some(tx), task: Some(task) }
+    Gateway {
+        addr,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
 }
 
 /// A simulator and a gateway in front of it.
@@ -82,7 +86,10 @@ pub async fn pair() -> (Simulator, Gateway) {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 pub const CHAT: &str = "/v1/chat/completions";
@@ -106,7 +113,9 @@ pub async fn post_chat(gw: &Gateway, body: impl Into<String>) -> reqwest::Respon
 }
 
 /// Reads a body to the end, noting when each chunk arrived and how many bytes had arrived then.
-pub async fn read_timed(response: reqwest::Response) -> (Vec<u8>, Vec<(Instant, usize)>, Option<String>) {
+pub async fn read_timed(
+    response: reqwest::Response,
+) -> (Vec<u8>, Vec<(Instant, usize)>, Option<String>) {
     let mut stream = response.bytes_stream();
     let mut all = Vec::new();
     let mut arrivals = Vec::new();
@@ -127,7 +136,9 @@ pub async fn read_timed(response: reqwest::Response) -> (Vec<u8>, Vec<(Instant, 
 }
 
 pub fn last_request(sim: &Simulator) -> Recorded {
-    sim.requests().pop().expect("the simulator received a request")
+    sim.requests()
+        .pop()
+        .expect("the simulator received a request")
 }
 
 /// Waits until the simulator's last request has this kind of outcome; returns it with the time.
@@ -147,13 +158,17 @@ pub async fn wait_outcome(sim: &Simulator, want_gone: bool, within: Duration) ->
 }
 
 pub fn json(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 /// Asserts an error body the OpenAI SDKs can read (Groq's own omit `param` and often `code`).
 pub fn assert_sdk_error(bytes: &[u8]) -> serde_json::Value {
     let v = json(bytes);
-    let e = v.get("error").cloned().unwrap_or_else(|| panic!("no error object: {v}"));
+    let e = v
+        .get("error")
+        .cloned()
+        .unwrap_or_else(|| panic!("no error object: {v}"));
     assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
     assert!(e["type"].as_str().is_some(), "{v}");
     e
@@ -162,7 +177,10 @@ pub fn assert_sdk_error(bytes: &[u8]) -> serde_json::Value {
 /// Asserts a gateway-made error: OpenAI-shaped with every key, and returns its `error` object.
 pub fn assert_openai_error(bytes: &[u8]) -> serde_json::Value {
     let v = json(bytes);
-    let e = v.get("error").cloned().unwrap_or_else(|| panic!("no error object: {v}"));
+    let e = v
+        .get("error")
+        .cloned()
+        .unwrap_or_else(|| panic!("no error object: {v}"));
     for key in ["message", "type", "param", "code"] {
         assert!(e.get(key).is_some(), "error lacks {key}: {v}");
     }
