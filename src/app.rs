@@ -23,6 +23,7 @@ use tower::ServiceBuilder;
 use tower_http::{catch_panic::CatchPanicLayer, cors::CorsLayer, trace::TraceLayer};
 
 use crate::{
+    catalog::CatalogCache,
     config::Config,
     error::GatewayError,
     lifecycle::{Lifecycle, TrackedBody},
@@ -40,18 +41,25 @@ struct Shared {
     config: Config,
     upstream: Upstream,
     lifecycle: Arc<Lifecycle>,
+    catalog: Arc<CatalogCache>,
 }
 
 impl AppState {
     pub fn new(config: Config, lifecycle: Arc<Lifecycle>) -> Result<Self, String> {
         let upstream = Upstream::new(&config.upstream)?;
+        let catalog = CatalogCache::new(config.models.refresh_interval.0);
         Ok(Self {
             inner: Arc::new(Shared {
                 config,
                 upstream,
                 lifecycle,
+                catalog,
             }),
         })
+    }
+
+    pub fn catalog(&self) -> &Arc<CatalogCache> {
+        &self.inner.catalog
     }
 
     pub fn config(&self) -> &Config {

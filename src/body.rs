@@ -33,19 +33,11 @@ fn check_announced_length(headers: &HeaderMap, limit: usize) -> Result<(), Gatew
 }
 
 /// Buffers the whole body, refusing more than `limit` bytes (announced or actually sent).
-pub async fn read_limited(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<Bytes, GatewayError> {
+pub async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, GatewayError> {
     check_announced_length(headers, limit)?;
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error)
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
+        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(GatewayError::BodyTooLarge { limit })
         }
         Err(_) => Err(GatewayError::BodyRead),
@@ -58,20 +50,15 @@ pub fn stream_limited(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
-) -> Result<
-    impl Stream<Item = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>> + Send + 'static,
-    GatewayError,
-> {
+) -> Result<impl Stream<Item = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>> + Send + 'static, GatewayError>
+{
     check_announced_length(headers, limit)?;
     let mut seen: usize = 0;
     Ok(body.into_data_stream().map(move |chunk| {
-        let chunk = chunk
-            .map_err(|_| Box::new(ClientBodyError) as Box<dyn std::error::Error + Send + Sync>)?;
+        let chunk = chunk.map_err(|_| Box::new(ClientBodyError) as Box<dyn std::error::Error + Send + Sync>)?;
         seen = seen.saturating_add(chunk.len());
         if seen > limit {
-            return Err(
-                Box::new(BodyTooLarge { limit }) as Box<dyn std::error::Error + Send + Sync>
-            );
+            return Err(Box::new(BodyTooLarge { limit }) as Box<dyn std::error::Error + Send + Sync>);
         }
         Ok(chunk)
     }))

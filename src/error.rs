@@ -5,14 +5,14 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
+use crate::validate::Rejection;
+
 /// Errors the gateway makes (as opposed to errors Groq makes, which pass through untouched).
 ///
 /// Messages are written for the API caller: they never carry a key, an internal address or a
 /// Rust error chain. The detail worth debugging goes to the log at the place the error is made.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
-    #[error("request body is not valid JSON: {0}")]
-    InvalidJson(String),
     #[error("request body is too large: the limit is {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("the request body could not be read")]
@@ -37,6 +37,26 @@ pub enum GatewayError {
     ShuttingDown,
     #[error("internal error in groxy")]
     Internal,
+    #[error("Content-Type {0:?} is not supported: send the request body as application/json")]
+    UnsupportedMediaType(String),
+    /// Refused by validation; the wording is Groq's (see `validate`).
+    #[error("{}", rejection_message(.0))]
+    Rejected(Rejection),
+}
+
+fn rejection_message(rejection: &Rejection) -> String {
+    match rejection {
+        Rejection::Invalid { message, .. } | Rejection::ContextLength { message } => message.clone(),
+        Rejection::ModelNotFound { model } => {
+            format!("The model `{model}` does not exist or you do not have access to it.")
+        }
+    }
+}
+
+impl From<Rejection> for GatewayError {
+    fn from(rejection: Rejection) -> Self {
+        GatewayError::Rejected(rejection)
+    }
 }
 
 /// `{"error":{"message","type","param","code"}}`: the shape every OpenAI SDK reads.
@@ -54,12 +74,24 @@ struct ErrorObject<'a> {
     code: Option<&'a str>,
 }
 
+impl<'a> ErrorObject<'a> {
+    fn of(error: &'a GatewayError) -> Self {
+        let (kind, code) = error.kind_and_code();
+        ErrorObject {
+            message: error.to_string(),
+            kind,
+            param: error.param(),
+            code,
+        }
+    }
+}
+
 impl GatewayError {
     /// Who failed decides the status: the client (4xx), Groq (502, 504), or us (500, 503).
     /// Exhaustive on purpose: a new variant must decide its status here.
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::InvalidJson(_) | GatewayError::BodyRead => StatusCode::BAD_REQUEST,
+            GatewayError::BodyRead => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UnknownUrl { .. } => StatusCode::NOT_FOUND,
             GatewayError::UpstreamUnreachable
@@ -70,13 +102,33 @@ impl GatewayError {
             | GatewayError::TotalTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::Rejected(Rejection::Invalid { .. } | Rejection::ContextLength { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
+            GatewayError::Rejected(Rejection::ModelNotFound { .. }) => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            GatewayError::Rejected(Rejection::Invalid { param, .. }) => param.as_deref(),
+            GatewayError::Rejected(Rejection::ContextLength { .. }) => Some("messages"),
+            GatewayError::Rejected(Rejection::ModelNotFound { .. }) => Some("model"),
+            _ => None,
         }
     }
 
     /// OpenAI's `type` and a stable machine-readable `code`.
-    fn kind_and_code(&self) -> (&'static str, &'static str) {
-        match self {
-            GatewayError::InvalidJson(_) => ("invalid_request_error", "invalid_json"),
+    fn kind_and_code(&self) -> (&'static str, Option<&'static str>) {
+        let (kind, code) = match self {
+            // Groq's validation errors carry no code; keep the same so clients see one dialect.
+            GatewayError::Rejected(Rejection::Invalid { .. }) => return ("invalid_request_error", None),
+            GatewayError::Rejected(Rejection::ContextLength { .. }) => {
+                ("invalid_request_error", "context_length_exceeded")
+            }
+            GatewayError::Rejected(Rejection::ModelNotFound { .. }) => ("invalid_request_error", "model_not_found"),
+            GatewayError::UnsupportedMediaType(_) => ("invalid_request_error", "unsupported_media_type"),
             GatewayError::BodyRead => ("invalid_request_error", "invalid_body"),
             GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             GatewayError::UnknownUrl { .. } => ("invalid_request_error", "unknown_url"),
@@ -88,19 +140,14 @@ impl GatewayError {
             GatewayError::TotalTimeout { .. } => ("api_error", "total_timeout"),
             GatewayError::ShuttingDown => ("api_error", "server_shutting_down"),
             GatewayError::Internal => ("api_error", "internal_error"),
-        }
+        };
+        (kind, Some(code))
     }
 
     /// The JSON body, with Groq's trailing newline.
     pub fn body(&self) -> Bytes {
-        let (kind, code) = self.kind_and_code();
         let envelope = ErrorEnvelope {
-            error: ErrorObject {
-                message: self.to_string(),
-                kind,
-                param: None,
-                code: Some(code),
-            },
+            error: ErrorObject::of(self),
         };
         let mut out = serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{}".to_vec());
         out.push(b'\n');
@@ -110,14 +157,8 @@ impl GatewayError {
     /// The error as one SSE event, for failures after a stream's first byte: both OpenAI SDKs
     /// raise on a data frame with a top-level `error`, as they do for Groq's own mid-stream errors.
     pub fn sse_frame(&self) -> Bytes {
-        let (kind, code) = self.kind_and_code();
         let envelope = ErrorEnvelope {
-            error: ErrorObject {
-                message: self.to_string(),
-                kind,
-                param: None,
-                code: Some(code),
-            },
+            error: ErrorObject::of(self),
         };
         let json = serde_json::to_string(&envelope).unwrap_or_else(|_| "{}".to_owned());
         Bytes::from(format!("data: {json}\n\n"))
@@ -129,10 +170,7 @@ impl IntoResponse for GatewayError {
         let status = self.status();
         let mut response = (status, self.body()).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if matches!(self, GatewayError::ShuttingDown) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -152,11 +190,7 @@ mod tests {
         assert_eq!(e["type"], "invalid_request_error");
         assert_eq!(e["code"], "request_too_large");
         assert!(e.as_object().is_some_and(|o| o.contains_key("param")));
-        assert!(
-            e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("10 bytes"))
-        );
+        assert!(e["message"].as_str().is_some_and(|m| m.contains("10 bytes")));
         assert!(body.ends_with(b"}\n"));
     }
 

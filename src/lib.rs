@@ -4,17 +4,19 @@
 //!
 //! ```text
 //! client ─► server (accept cap, header deadline, drain) ─► app (panic guard, trace, in-flight)
-//!        ─► routes::{chat, passthrough, health} ─► body (size limits)
+//!        ─► routes::{chat, passthrough, health} ─► body (size limits) ─► validate (chat only)
 //!        ─► upstream (pooled client, key injection, header allowlist, first-byte deadline)
 //!        ─► relay (status + allowed headers, body streamed chunk by chunk, error frames)
 //! ```
 //!
 //! - [`config`]: defaults → TOML file → environment, every problem reported at once.
 //! - [`error`]: the one error enum and the only place a status code is chosen.
+//! - [`validate`]: Groq's request rules, aliases and OpenAI-compatibility rewrites; [`catalog`]: the model list.
 //! - [`sim`]: a Groq simulator speaking the real wire format, for tests and benchmarks.
 
 pub mod app;
 pub mod body;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod lifecycle;
@@ -25,6 +27,7 @@ pub mod sim;
 pub mod sse;
 pub mod telemetry;
 pub mod upstream;
+pub mod validate;
 
 use std::future::Future;
 
@@ -44,16 +47,15 @@ pub async fn run(
     let lifecycle = lifecycle::Lifecycle::new();
     let state = AppState::new(config, lifecycle.clone())?;
     let router = app(state.clone());
+    let stop_refresher = tokio_util::sync::CancellationToken::new();
+    let _stop_refresher_on_return = stop_refresher.clone().drop_guard();
+    state
+        .catalog()
+        .spawn_refresher(state.upstream().clone(), stop_refresher);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, upstream = %state.config().upstream.url, "groxy listening");
     }
-    server::serve(
-        listener,
-        router,
-        lifecycle,
-        &state.config().server,
-        shutdown,
-    )
-    .await
-    .map_err(|e| format!("server error: {e}"))
+    server::serve(listener, router, lifecycle, &state.config().server, shutdown)
+        .await
+        .map_err(|e| format!("server error: {e}"))
 }

@@ -94,10 +94,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");
@@ -108,11 +105,7 @@ fn serve(config: Config) -> ExitCode {
         let listener = match tokio::net::TcpListener::bind(config.server.listen).await {
             Ok(listener) => listener,
             Err(error) => {
-                eprintln!(
-                    "cannot listen on {} ({}): {error}",
-                    config.server.listen,
-                    env::LISTEN
-                );
+                eprintln!("cannot listen on {} ({}): {error}", config.server.listen, env::LISTEN);
                 return ExitCode::FAILURE;
             }
         };
@@ -131,10 +124,7 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

@@ -37,10 +37,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout.0)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
     let builder = Arc::new(builder);
     let connections = Arc::new(Semaphore::new(config.max_connections));
     // Cancelled when `serve` returns so idle keep-alive connections do not outlive the server.
@@ -49,10 +46,7 @@ pub async fn serve(
 
     let drained = async {
         shutdown.await;
-        tracing::info!(
-            in_flight = lifecycle.in_flight(),
-            "shutdown requested: draining"
-        );
+        tracing::info!(in_flight = lifecycle.in_flight(), "shutdown requested: draining");
         lifecycle.start_draining();
         let deadline = tokio::time::sleep(config.drain_timeout.0);
         tokio::pin!(deadline);

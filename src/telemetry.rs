@@ -20,12 +20,7 @@ pub fn init(config: &LogConfig, rust_log: Option<&str>) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
         registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false),
-            )
+            .with(fmt::layer().json().flatten_event(true).with_current_span(false))
             .try_init()
     } else {
         registry.with(fmt::layer().compact()).try_init()

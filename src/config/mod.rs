@@ -23,6 +23,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
     pub limits: LimitsConfig,
+    pub validation: ValidationConfig,
+    pub models: ModelsConfig,
     pub log: LogConfig,
 }
 
@@ -108,6 +110,74 @@ impl Default for LimitsConfig {
     }
 }
 
+/// What to do with a request field groxy knows Groq will refuse (or does not know at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldPolicy {
+    /// Remove it and name it in the `x-groxy-stripped` response header.
+    Strip,
+    /// Refuse the request with a 400 naming the field.
+    Reject,
+    /// Send it on and let Groq decide.
+    Forward,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ValidationConfig {
+    /// OpenAI-only fields (`store`, `metadata`, `prompt_cache_key`, ...) and OpenAI enum values
+    /// with a Groq equivalent (`service_tier: "default"`, `reasoning_effort: "minimal"`).
+    pub openai_fields: FieldPolicy,
+    /// Top-level fields that are neither Groq's nor OpenAI-only. Forwarded by default, because
+    /// refusing a field Groq added after this release would break a working request.
+    pub unknown_fields: FieldPolicy,
+    /// Refuse strings containing U+0000.
+    pub reject_nul: bool,
+    /// Most messages in one request.
+    pub max_messages: usize,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        Self {
+            openai_fields: FieldPolicy::Strip,
+            unknown_fields: FieldPolicy::Forward,
+            reject_nul: true,
+            max_messages: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ModelsConfig {
+    /// How often the model catalogue (`GET /models`) is refreshed in the background.
+    pub refresh_interval: HumanDuration,
+    /// Model names clients may use in place of Groq's, so OpenAI code runs unchanged.
+    /// Setting this table replaces the defaults.
+    pub aliases: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        let aliases = [
+            ("gpt-4o-mini", "openai/gpt-oss-20b"),
+            ("gpt-4.1-mini", "openai/gpt-oss-20b"),
+            ("gpt-5-mini", "openai/gpt-oss-20b"),
+            ("gpt-4o", "openai/gpt-oss-120b"),
+            ("gpt-4.1", "openai/gpt-oss-120b"),
+            ("gpt-5", "openai/gpt-oss-120b"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        Self {
+            refresh_interval: HumanDuration::secs(600),
+            aliases,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -167,16 +237,11 @@ impl Config {
     ///
     /// `vars` is the environment as a map rather than `std::env`, so tests never mutate process
     /// state and can run in parallel.
-    pub fn load(
-        path: Option<&Path>,
-        vars: &HashMap<String, String>,
-    ) -> Result<Config, ConfigErrors> {
+    pub fn load(path: Option<&Path>, vars: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let path: Option<PathBuf> = path.map(Path::to_path_buf).or_else(|| {
-            vars.get(env::CONFIG)
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-        });
+        let path: Option<PathBuf> = path
+            .map(Path::to_path_buf)
+            .or_else(|| vars.get(env::CONFIG).filter(|p| !p.is_empty()).map(PathBuf::from));
         let mut config = match &path {
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) => Self::parse_toml(&text, &mut errors),
@@ -207,13 +272,8 @@ impl Config {
             }
         };
         let mut unknown = Vec::new();
-        let parsed: Result<Config, _> =
-            serde_ignored::deserialize(deserializer, |path| unknown.push(path.to_string()));
-        errors.extend(
-            unknown
-                .into_iter()
-                .map(|key| format!("unknown config key `{key}`")),
-        );
+        let parsed: Result<Config, _> = serde_ignored::deserialize(deserializer, |path| unknown.push(path.to_string()));
+        errors.extend(unknown.into_iter().map(|key| format!("unknown config key `{key}`")));
         match parsed {
             Ok(config) => config,
             Err(e) => {
@@ -245,10 +305,7 @@ impl Config {
                 "auto" => self.log.format = LogFormat::Auto,
                 "pretty" => self.log.format = LogFormat::Pretty,
                 "json" => self.log.format = LogFormat::Json,
-                other => errors.push(format!(
-                    "{}={other:?} must be auto, pretty or json",
-                    env::LOG_FORMAT
-                )),
+                other => errors.push(format!("{}={other:?} must be auto, pretty or json", env::LOG_FORMAT)),
             }
         }
     }
@@ -271,31 +328,19 @@ impl Config {
                 "upstream.api_key is not set: set {} or upstream.api_key",
                 env::API_KEY
             )),
-            Some(key)
-                if http::HeaderValue::from_str(&format!("Bearer {}", key.expose())).is_err() =>
-            {
-                errors
-                    .push("upstream.api_key contains characters not allowed in a header".to_owned())
+            Some(key) if http::HeaderValue::from_str(&format!("Bearer {}", key.expose())).is_err() => {
+                errors.push("upstream.api_key contains characters not allowed in a header".to_owned())
             }
             Some(_) => {}
         }
         let positive = [
-            (
-                "server.header_read_timeout",
-                self.server.header_read_timeout,
-            ),
+            ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.drain_timeout", self.server.drain_timeout),
             ("upstream.connect_timeout", self.upstream.connect_timeout),
-            (
-                "upstream.first_byte_timeout",
-                self.upstream.first_byte_timeout,
-            ),
+            ("upstream.first_byte_timeout", self.upstream.first_byte_timeout),
             ("upstream.idle_timeout", self.upstream.idle_timeout),
             ("upstream.total_timeout", self.upstream.total_timeout),
-            (
-                "upstream.pool_idle_timeout",
-                self.upstream.pool_idle_timeout,
-            ),
+            ("upstream.pool_idle_timeout", self.upstream.pool_idle_timeout),
         ];
         for (name, value) in positive {
             if value.0.is_zero() {
@@ -305,37 +350,44 @@ impl Config {
             }
         }
         if self.upstream.first_byte_timeout > self.upstream.total_timeout {
-            errors.push(
-                "upstream.first_byte_timeout must not exceed upstream.total_timeout".to_owned(),
-            );
+            errors.push("upstream.first_byte_timeout must not exceed upstream.total_timeout".to_owned());
         }
         if self.server.max_connections == 0 {
             errors.push("server.max_connections must be at least 1".to_owned());
         }
         if self.limits.chat_body.0 == 0 || self.limits.upload_body.0 == 0 {
-            errors.push(
-                "limits.chat_body and limits.upload_body must be greater than zero".to_owned(),
-            );
+            errors.push("limits.chat_body and limits.upload_body must be greater than zero".to_owned());
         }
         for origin in &self.server.cors_allow_origins {
             if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
-                errors.push(format!(
-                    "server.cors_allow_origins: {origin:?} is not a valid origin"
-                ));
+                errors.push(format!("server.cors_allow_origins: {origin:?} is not a valid origin"));
             }
         }
         for name in &mut self.upstream.forward_headers {
             *name = name.to_ascii_lowercase();
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                errors.push(format!(
-                    "upstream.forward_headers: {name:?} is not a header name"
-                ));
+                errors.push(format!("upstream.forward_headers: {name:?} is not a header name"));
             } else if matches!(
                 name.as_str(),
                 "authorization" | "host" | "cookie" | "proxy-authorization"
             ) {
+                errors.push(format!("upstream.forward_headers: {name:?} may not be forwarded"));
+            }
+        }
+        if self.models.refresh_interval.0 < std::time::Duration::from_secs(1) {
+            errors.push("models.refresh_interval must be at least 1s".to_owned());
+        }
+        if self.validation.max_messages == 0 {
+            errors.push("validation.max_messages must be at least 1".to_owned());
+        }
+        for (alias, target) in &self.models.aliases {
+            if alias.trim().is_empty() || target.trim().is_empty() {
                 errors.push(format!(
-                    "upstream.forward_headers: {name:?} may not be forwarded"
+                    "models.aliases: {alias:?} = {target:?} must name two non-empty models"
+                ));
+            } else if self.models.aliases.contains_key(target) {
+                errors.push(format!(
+                    "models.aliases: {alias:?} points to {target:?}, which is itself an alias"
                 ));
             }
         }
@@ -353,10 +405,7 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn problems(toml: &str, env: &[(&str, &str)]) -> Vec<String> {

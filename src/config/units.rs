@@ -37,18 +37,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| {
-        format!("invalid duration {text:?}: expected e.g. \"250ms\", \"10s\", \"2m\"")
-    })?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. \"250ms\", \"10s\", \"2m\""))?;
     let seconds = match unit.trim() {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         _ => {
-            return Err(format!(
-                "invalid duration {text:?}: the unit must be ms, s, m or h"
-            ));
+            return Err(format!("invalid duration {text:?}: the unit must be ms, s, m or h"));
         }
     };
     if !seconds.is_finite() || seconds > 1e9 {
@@ -60,9 +58,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        parse_duration(&text)
-            .map(HumanDuration)
-            .map_err(de::Error::custom)
+        parse_duration(&text).map(HumanDuration).map_err(de::Error::custom)
     }
 }
 
@@ -92,9 +88,7 @@ impl fmt::Debug for ByteSize {
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: u64 = number
         .parse()
@@ -105,9 +99,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "MiB" | "MB" | "M" => 1024 * 1024,
         "GiB" | "GB" | "G" => 1024 * 1024 * 1024,
         _ => {
-            return Err(format!(
-                "invalid size {text:?}: the unit must be B, KiB, MiB or GiB"
-            ));
+            return Err(format!("invalid size {text:?}: the unit must be B, KiB, MiB or GiB"));
         }
     };
     value
@@ -136,8 +128,7 @@ mod tests {
 
     #[test]
     fn durations() {
-        let ok =
-            |s: &str, ms: u64| assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        let ok = |s: &str, ms: u64| assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
         ok("250ms", 250);
         ok("10s", 10_000);
         ok("1.5s", 1_500);

@@ -29,23 +29,17 @@ pub struct RelayContext {
 /// - A successful event stream waits for its first bytes before answering, so a failure that
 ///   early is still an ordinary HTTP error; after that, every chunk goes out as read.
 /// - Everything else is relayed as is, body streamed.
-pub async fn respond(
-    upstream: reqwest::Response,
-    ctx: RelayContext,
-) -> Result<Response, GatewayError> {
+pub async fn respond(upstream: reqwest::Response, ctx: RelayContext) -> Result<Response, GatewayError> {
     let status = upstream.status();
     let kept = headers::response_headers(upstream.headers());
-    if (status.is_client_error() || status.is_server_error())
-        && !headers::is_json(upstream.headers())
-    {
+    if (status.is_client_error() || status.is_server_error()) && !headers::is_json(upstream.headers()) {
         tracing::warn!(
             status = status.as_u16(),
             "upstream error with a non-JSON body; answering 502"
         );
-        let mut response =
-            axum::response::IntoResponse::into_response(GatewayError::UpstreamNonJson {
-                status: status.as_u16(),
-            });
+        let mut response = axum::response::IntoResponse::into_response(GatewayError::UpstreamNonJson {
+            status: status.as_u16(),
+        });
         for (name, value) in &kept {
             if name != header::CONTENT_TYPE {
                 response.headers_mut().append(name.clone(), value.clone());
@@ -55,23 +49,15 @@ pub async fn respond(
     }
 
     let is_sse = status.is_success() && headers::is_event_stream(upstream.headers());
-    let mut stream: std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>,
-    > = upstream.bytes_stream().boxed();
+    let mut stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>> =
+        upstream.bytes_stream().boxed();
     let (first, framing) = if is_sse {
         let first = body::first_chunk(&mut stream, &ctx.deadlines, ctx.started).await?;
         (first, Framing::Sse(BoundaryTracker::default()))
     } else {
         (None, Framing::Opaque)
     };
-    let relay = RelayBody::new(
-        stream,
-        first,
-        framing,
-        &ctx.deadlines,
-        ctx.started,
-        ctx.abort,
-    );
+    let relay = RelayBody::new(stream, first, framing, &ctx.deadlines, ctx.started, ctx.abort);
 
     let mut response = Response::new(Body::from_stream(relay));
     *response.status_mut() = status;

@@ -17,14 +17,12 @@ pub async fn healthz() -> Response {
 }
 
 /// Ready to take traffic: false from the moment a drain starts, so a load balancer stops
-/// sending new requests while the in-flight ones finish.
+/// sending new requests while the in-flight ones finish. The body names degraded parts
+/// (`catalog`: `loading` or `stale` means model names are not being checked), which never
+/// make groxy unready: Groq being unreachable is not a reason to stop serving.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.lifecycle().is_draining() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "draining"})),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"}))).into_response()
     } else {
         Json(json!({"status": "ready"})).into_response()
     }

@@ -21,14 +21,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz));
     for prefix in API_PREFIXES {
         router = router
-            .route(
-                &format!("{prefix}/chat/completions"),
-                post(chat::chat_completions),
-            )
-            .route(
-                &format!("{prefix}/{{*rest}}"),
-                any(passthrough::passthrough),
-            );
+            .route(&format!("{prefix}/chat/completions"), post(chat::chat_completions))
+            .route(&format!("{prefix}/{{*rest}}"), any(passthrough::passthrough));
     }
     router
         .fallback(health::unknown_url)

@@ -83,6 +83,10 @@ pub(crate) struct Paced {
     first_delay: Duration,
     pause: Duration,
     started: bool,
+    /// The deadline of the previous slice: the next one is due `pause` after it, not after
+    /// `now`, so timer granularity does not accumulate into drift over a long stream (and a
+    /// reader that fell behind gets the backlog at once, as from a real upstream).
+    last_due: Option<Instant>,
     /// Allocated only when some delay is non-zero, and re-armed rather than re-allocated.
     sleep: Option<Pin<Box<Sleep>>>,
     armed: bool,
@@ -94,17 +98,13 @@ pub(crate) struct Paced {
 }
 
 impl Paced {
-    pub(crate) fn new(
-        units: Units,
-        first_delay: Duration,
-        pause: Duration,
-        end: StreamEnd,
-    ) -> Paced {
+    pub(crate) fn new(units: Units, first_delay: Duration, pause: Duration, end: StreamEnd) -> Paced {
         Paced {
             units,
             first_delay,
             pause,
             started: false,
+            last_due: None,
             sleep: None,
             armed: false,
             end,
@@ -130,13 +130,10 @@ impl Paced {
             };
         }
         if !self.armed {
-            let delay = if self.started {
-                self.pause
-            } else {
-                self.first_delay
-            };
+            let delay = if self.started { self.pause } else { self.first_delay };
             if !delay.is_zero() {
-                let deadline = Instant::now() + delay;
+                let deadline = self.last_due.unwrap_or_else(Instant::now) + delay;
+                self.last_due = Some(deadline);
                 match &mut self.sleep {
                     Some(sleep) => sleep.as_mut().reset(deadline),
                     None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
@@ -200,10 +197,7 @@ impl Body for SimBody {
     type Data = Bytes;
     type Error = SimError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, SimError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, SimError>>> {
         let this = self.get_mut();
         let next = match &mut this.kind {
             Kind::Once(slot) => Poll::Ready(slot.take().map(Ok)),
@@ -233,8 +227,7 @@ impl Body for SimBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.len
-            .map_or_else(SizeHint::default, SizeHint::with_exact)
+        self.len.map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 

@@ -45,11 +45,7 @@ pub(crate) async fn chat(
     }
     let fault = match headers.get("x-sim-reply") {
         None => Fault::default(),
-        Some(value) => match value
-            .to_str()
-            .map_err(|e| e.to_string())
-            .and_then(faults::parse)
-        {
+        Some(value) => match value.to_str().map_err(|e| e.to_string()).and_then(faults::parse) {
             Ok(fault) => fault,
             Err(e) => {
                 let message = format!("groq-sim: bad x-sim-reply ({e}). {}", faults::HELP);
@@ -71,20 +67,13 @@ pub(crate) async fn chat(
             tokio::time::sleep(config.json_latency).await;
         }
         let headers = ok_headers("application/json");
-        return Ok(full(
-            StatusCode::OK,
-            headers,
-            state.json_body.clone(),
-            track,
-        ));
+        return Ok(full(StatusCode::OK, headers, state.json_body.clone(), track));
     }
 
     let (mut units, request_id) = match config.stream_chunks {
         Some(n) => {
             let model = probe.model.as_deref().unwrap_or(DEFAULT_MODEL);
-            let stamp = headers
-                .get("x-sim-stamp")
-                .is_some_and(|v| v.as_bytes() == b"1");
+            let stamp = headers.get("x-sim-stamp").is_some_and(|v| v.as_bytes() == b"1");
             let prompt_tokens = (body.len() / 4).max(1);
             let synth = SynthStream::new(model, n, prompt_tokens, stamp, state.next_seq());
             let id = synth.request_id().to_owned();
@@ -106,12 +95,7 @@ pub(crate) async fn chat(
         (units, end) = reshape(whole, &fault, true);
     }
     let paced = Paced::new(units, config.ttft, config.chunk_interval, end);
-    Ok(streamed(
-        paced,
-        "text/event-stream",
-        request_id.as_deref(),
-        track,
-    ))
+    Ok(streamed(paced, "text/event-stream", request_id.as_deref(), track))
 }
 
 fn join(mut acc: bytes::BytesMut, b: Bytes) -> bytes::BytesMut {
@@ -126,23 +110,14 @@ fn reshape(body: Bytes, fault: &Fault, sse: bool) -> (Units, StreamEnd) {
         Some((n, end)) => (body.slice(..n.min(body.len())), end),
         None => (body, StreamEnd::Complete),
     };
-    let default_mode = if sse {
-        SliceMode::PerFrame
-    } else {
-        SliceMode::Whole
-    };
+    let default_mode = if sse { SliceMode::PerFrame } else { SliceMode::Whole };
     let mode = fault.slicing.clone().unwrap_or(default_mode);
     (Units::Slices(Slicer::new(body, mode)), end)
 }
 
 /// A 200 whose body is paced out, with Groq's success headers. `x-request-id` follows the
 /// stream's `x_groq.id`, as Groq's does.
-fn streamed(
-    paced: Paced,
-    content_type: &'static str,
-    request_id: Option<&str>,
-    track: Track,
-) -> Response<SimBody> {
+fn streamed(paced: Paced, content_type: &'static str, request_id: Option<&str>, track: Track) -> Response<SimBody> {
     let mut headers = ok_headers(content_type);
     if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
         headers.insert("x-request-id", id);
@@ -156,21 +131,12 @@ fn streamed(
 /// records `ClientGone` when hyper drops it.
 pub(crate) async fn play(reply: Reply, mut track: Track) -> Result<Response<SimBody>, SimError> {
     match reply {
-        Reply::Full {
-            status,
-            headers,
-            body,
-        } => Ok(full_reply(status, &headers, body, track)),
+        Reply::Full { status, headers, body } => Ok(full_reply(status, &headers, body, track)),
         Reply::Stream { body, slicing, end } => {
             let request_id = fixtures::request_id_in(&body).map(str::to_owned);
             let units = Units::Slices(Slicer::new(body, slicing.mode));
             let paced = Paced::new(units, slicing.first_delay, slicing.pause, end);
-            Ok(streamed(
-                paced,
-                "text/event-stream",
-                request_id.as_deref(),
-                track,
-            ))
+            Ok(streamed(paced, "text/event-stream", request_id.as_deref(), track))
         }
         Reply::Stall => std::future::pending().await,
         Reply::Drop => {

@@ -62,8 +62,7 @@ pub(crate) fn parse(value: &str) -> Result<Fault, String> {
 }
 
 fn count(arg: &str) -> Result<usize, String> {
-    arg.parse()
-        .map_err(|_| format!("expected a count, got {arg:?}"))
+    arg.parse().map_err(|_| format!("expected a count, got {arg:?}"))
 }
 
 fn slice_mode(arg: &str) -> Result<SliceMode, String> {
@@ -105,18 +104,9 @@ mod tests {
             parse("error:429-tpm").map(|f| f.reply),
             Ok(Some(Reply::Full { status: 429, .. }))
         ));
-        assert!(matches!(
-            parse("stall").map(|f| f.reply),
-            Ok(Some(Reply::Stall))
-        ));
-        assert!(matches!(
-            parse("drop").map(|f| f.reply),
-            Ok(Some(Reply::Drop))
-        ));
-        assert_eq!(
-            parse("stall-after:0").map(|f| f.cut),
-            Ok(Some((0, StreamEnd::Stall)))
-        );
+        assert!(matches!(parse("stall").map(|f| f.reply), Ok(Some(Reply::Stall))));
+        assert!(matches!(parse("drop").map(|f| f.reply), Ok(Some(Reply::Drop))));
+        assert_eq!(parse("stall-after:0").map(|f| f.cut), Ok(Some((0, StreamEnd::Stall))));
         assert_eq!(
             parse("slice:2-2:9").map(|f| f.slicing),
             Ok(Some(SliceMode::Random {

@@ -19,18 +19,12 @@ macro_rules! fixture {
 
 /// Every `error-*.json` fixture, by the name `error()` accepts.
 const ERROR_FILES: &[(&str, &[u8])] = &[
-    (
-        "400-decommissioned",
-        fixture!("error-400-decommissioned.json"),
-    ),
+    ("400-decommissioned", fixture!("error-400-decommissioned.json")),
     (
         "400-json-mode-with-tools",
         fixture!("error-400-json-mode-with-tools.json"),
     ),
-    (
-        "400-messages-empty",
-        fixture!("error-400-messages-empty.json"),
-    ),
+    ("400-messages-empty", fixture!("error-400-messages-empty.json")),
     ("400-n", fixture!("error-400-n.json")),
     ("400-temperature", fixture!("error-400-temperature.json")),
     ("401", fixture!("error-401.json")),
@@ -173,10 +167,7 @@ pub fn models() -> Bytes {
 
 /// One model object from models.json, verbatim, by id (`openai/gpt-oss-20b`).
 pub fn model(id: &str) -> Option<Bytes> {
-    MODEL_OBJECTS
-        .iter()
-        .find(|(m, _)| m == id)
-        .map(|(_, b)| b.clone())
+    MODEL_OBJECTS.iter().find(|(m, _)| m == id).map(|(_, b)| b.clone())
 }
 
 /// The headers of a successful Groq response (headers-ok.json), including the ones a gateway
@@ -202,12 +193,7 @@ mod tests {
     fn every_fixture_parses() {
         assert_eq!(ERRORS.len(), ERROR_FILES.len());
         for name in error_names() {
-            let Some(Reply::Full {
-                status,
-                headers,
-                body,
-            }) = error(name)
-            else {
+            let Some(Reply::Full { status, headers, body }) = error(name) else {
                 panic!("{name}");
             };
             assert!(status >= 400, "{name}");

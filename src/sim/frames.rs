@@ -10,8 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 /// Content deltas, cycled: short words as Groq emits them (leading space, no trailing one).
 const WORDS: &[&str] = &[
-    "Fast", " models", " answer", " in", " milli", "seconds", " and", " keep", " users",
-    " engaged", ".",
+    "Fast", " models", " answer", " in", " milli", "seconds", " and", " keep", " users", " engaged", ".",
 ];
 
 const FINGERPRINT: &str = "fp_ef00694abe";
@@ -33,16 +32,8 @@ pub(crate) struct SynthStream {
 
 impl SynthStream {
     /// `seq` makes ids unique per request; `prompt_tokens` only feeds the usage block.
-    pub(crate) fn new(
-        model: &str,
-        content_frames: usize,
-        prompt_tokens: usize,
-        stamp: bool,
-        seq: u64,
-    ) -> SynthStream {
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+    pub(crate) fn new(model: &str, content_frames: usize, prompt_tokens: usize, stamp: bool, seq: u64) -> SynthStream {
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut head = String::with_capacity(256);
         let _ = write!(
             head,
@@ -106,9 +97,7 @@ impl SynthStream {
         } else if i <= n {
             f.push_str("\"delta\":{\"content\":\"");
             if self.stamp {
-                let nanos = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos());
+                let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
                 let _ = write!(f, "t{nanos} ");
             } else {
                 f.push_str(WORDS[(i - 1) % WORDS.len()]);

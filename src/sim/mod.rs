@@ -83,7 +83,9 @@ impl Simulator {
     }
 
     /// Queues a reply: each chat completion request takes the oldest queued one, if any, instead
-    /// of the default answer (other routes never consume it).
+    /// of the default answer (other routes never consume it). A scripted stream is paced by its
+    /// own `Slicing`, not by the config's `ttft`/`chunk_interval`; auth and JSON checks still
+    /// come first.
     pub fn push(&self, reply: Reply) {
         self.state.push(reply);
     }
@@ -114,9 +116,7 @@ impl Drop for Simulator {
 
 impl std::fmt::Debug for Simulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulator")
-            .field("addr", &self.addr)
-            .finish()
+        f.debug_struct("Simulator").field("addr", &self.addr).finish()
     }
 }
 

@@ -39,10 +39,7 @@ impl Recorded {
 
     /// All response body bytes sent so far, concatenated.
     pub fn sent_bytes(&self) -> Vec<u8> {
-        self.sent
-            .iter()
-            .flat_map(|(_, b)| b.iter().copied())
-            .collect()
+        self.sent.iter().flat_map(|(_, b)| b.iter().copied()).collect()
     }
 }
 
@@ -92,10 +89,7 @@ impl Recorder {
 
     pub(crate) async fn wait_for(&self, n: usize, timeout: std::time::Duration) -> bool {
         let mut rx = self.count.subscribe();
-        matches!(
-            tokio::time::timeout(timeout, rx.wait_for(|&c| c >= n)).await,
-            Ok(Ok(_))
-        )
+        matches!(tokio::time::timeout(timeout, rx.wait_for(|&c| c >= n)).await, Ok(Ok(_)))
     }
 }
 

@@ -26,7 +26,7 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// A `200 application/json` response with this body.
+    /// A JSON response with this status and body (and no other header).
     pub fn json(status: u16, body: impl Into<Bytes>) -> Reply {
         Reply::Full {
             status,
@@ -206,14 +206,8 @@ mod tests {
         assert_eq!(slices.len(), 22);
         assert!(slices.iter().all(|s| s.starts_with(b"data: ")));
         assert!(slices.iter().all(|s| s.ends_with(b"\n\n")));
-        assert_eq!(
-            slices.last().map(|s| &s[..]),
-            Some(&b"data: [DONE]\n\n"[..])
-        );
-        let tail = cut(
-            &Bytes::from_static(b"data: a\n\ndata: b"),
-            SliceMode::PerFrame,
-        );
+        assert_eq!(slices.last().map(|s| &s[..]), Some(&b"data: [DONE]\n\n"[..]));
+        let tail = cut(&Bytes::from_static(b"data: a\n\ndata: b"), SliceMode::PerFrame);
         assert_eq!(tail, vec![&b"data: a\n\n"[..], &b"data: b"[..]]);
     }
 

@@ -33,10 +33,7 @@ enum Route<'a> {
 impl<'a> Route<'a> {
     /// Groq's routes under `/openai/v1/` (and `/v1/`, as gateways often mount them).
     fn parse(method: &Method, path: &'a str) -> Route<'a> {
-        let Some(rest) = path
-            .strip_prefix("/openai/v1/")
-            .or_else(|| path.strip_prefix("/v1/"))
-        else {
+        let Some(rest) = path.strip_prefix("/openai/v1/").or_else(|| path.strip_prefix("/v1/")) else {
             return Route::Unknown;
         };
         let get = method == Method::GET;
@@ -59,11 +56,7 @@ impl<'a> Route<'a> {
         }
         match parts {
             [Some("files"), Some(_), Some("content")] if get => Route::Download,
-            [
-                Some("audio"),
-                Some("transcriptions" | "translations" | "speech"),
-                None,
-            ]
+            [Some("audio"), Some("transcriptions" | "translations" | "speech"), None]
             | [Some("responses" | "files" | "batches"), None, None]
             | [Some("files" | "batches"), Some(_), None]
             | [Some("files"), Some(_), Some("content")]
@@ -75,10 +68,7 @@ impl<'a> Route<'a> {
 
 /// The hyper service: one call per request. An `Err` makes hyper close the connection without
 /// a response, which is how `Reply::Drop` is played.
-pub(crate) async fn handle(
-    state: Arc<State>,
-    req: Request<Incoming>,
-) -> Result<Response<SimBody>, SimError> {
+pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<SimBody>, SimError> {
     let (parts, body) = req.into_parts();
     let mut track = Track::new(&state.recorder, &parts);
     let route = Route::parse(&parts.method, parts.uri.path());
@@ -93,9 +83,8 @@ pub(crate) async fn handle(
     track.publish();
 
     if !state.authorized(&parts.headers) {
-        let reply = fixtures::error("401").unwrap_or_else(|| {
-            Reply::json(401, &b"{\"error\":{\"message\":\"Invalid API Key\"}}\n"[..])
-        });
+        let reply = fixtures::error("401")
+            .unwrap_or_else(|| Reply::json(401, &b"{\"error\":{\"message\":\"Invalid API Key\"}}\n"[..]));
         return chat::play(reply, track).await;
     }
     match route {
@@ -122,12 +111,7 @@ pub(crate) async fn handle(
                 parts.method,
                 parts.uri.path()
             );
-            Ok(groq_error(
-                StatusCode::NOT_FOUND,
-                &message,
-                Some("unknown_url"),
-                track,
-            ))
+            Ok(groq_error(StatusCode::NOT_FOUND, &message, Some("unknown_url"), track))
         }
     }
 }
@@ -188,12 +172,7 @@ fn echo(parts: &http::request::Parts, body_len: usize, track: Track) -> Response
         "bytes": body_len,
     });
     let body = serde_json::to_vec(&body).unwrap_or_default();
-    full(
-        StatusCode::OK,
-        ok_headers("application/json"),
-        body.into(),
-        track,
-    )
+    full(StatusCode::OK, ok_headers("application/json"), body.into(), track)
 }
 
 fn download(headers: &HeaderMap, track: Track) -> Response<SimBody> {
@@ -206,23 +185,13 @@ fn download(headers: &HeaderMap, track: Track) -> Response<SimBody> {
         remaining: total,
         offset: 0,
     };
-    let paced = Paced::new(
-        units,
-        Default::default(),
-        Default::default(),
-        StreamEnd::Complete,
-    );
+    let paced = Paced::new(units, Default::default(), Default::default(), StreamEnd::Complete);
     let mut response = Response::new(SimBody::paced(paced, Some(total), track));
     *response.headers_mut() = ok_headers("application/octet-stream");
     response
 }
 
-pub(crate) fn full(
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-    track: Track,
-) -> Response<SimBody> {
+pub(crate) fn full(status: StatusCode, headers: HeaderMap, body: Bytes, track: Track) -> Response<SimBody> {
     let mut response = Response::new(SimBody::full(body, track));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
@@ -230,19 +199,11 @@ pub(crate) fn full(
 }
 
 /// A `Reply::Full`: exactly the given status, headers and body.
-pub(crate) fn full_reply(
-    status: u16,
-    headers: &[(String, String)],
-    body: Bytes,
-    track: Track,
-) -> Response<SimBody> {
+pub(crate) fn full_reply(status: u16, headers: &[(String, String)], body: Bytes, track: Track) -> Response<SimBody> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
             (Ok(n), Ok(v)) => {
                 map.append(n, v);
             }
@@ -253,12 +214,7 @@ pub(crate) fn full_reply(
 }
 
 /// An error in Groq's shape: `{"error":{"message","type","code"?}}` and a newline.
-pub(crate) fn groq_error(
-    status: StatusCode,
-    message: &str,
-    code: Option<&str>,
-    track: Track,
-) -> Response<SimBody> {
+pub(crate) fn groq_error(status: StatusCode, message: &str, code: Option<&str>, track: Track) -> Response<SimBody> {
     let mut body = String::with_capacity(message.len() + 96);
     body.push_str("{\"error\":{\"message\":");
     go_json_string(message, &mut body);
@@ -269,10 +225,7 @@ pub(crate) fn groq_error(
     }
     body.push_str("}}\n");
     let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     full(status, headers, body.into(), track)
 }
 

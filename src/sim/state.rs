@@ -13,7 +13,7 @@ use super::record::Recorder;
 use super::reply::Reply;
 
 /// How the simulator answers when no reply is scripted.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct SimConfig {
     /// If set, every request must carry `Authorization: Bearer <key>`, else 401 as Groq answers.
     pub api_key: Option<String>,
@@ -30,6 +30,20 @@ pub struct SimConfig {
     pub json_body: Option<Bytes>,
 }
 
+/// By hand so the key never lands in a log, even a test's.
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("ttft", &self.ttft)
+            .field("chunk_interval", &self.chunk_interval)
+            .field("json_latency", &self.json_latency)
+            .field("stream_chunks", &self.stream_chunks)
+            .field("json_body", &self.json_body.as_ref().map(|b| b.len()))
+            .finish()
+    }
+}
+
 pub(crate) struct State {
     pub(crate) config: SimConfig,
     /// `Bearer <key>`, compared byte for byte.
@@ -44,14 +58,8 @@ pub(crate) struct State {
 impl State {
     pub(crate) fn new(config: SimConfig, keep_records: bool) -> State {
         State {
-            expected_auth: config
-                .api_key
-                .as_ref()
-                .map(|k| format!("Bearer {k}").into_bytes()),
-            json_body: config
-                .json_body
-                .clone()
-                .unwrap_or_else(fixtures::chat_completion),
+            expected_auth: config.api_key.as_ref().map(|k| format!("Bearer {k}").into_bytes()),
+            json_body: config.json_body.clone().unwrap_or_else(fixtures::chat_completion),
             config,
             script: Mutex::new(VecDeque::new()),
             recorder: Arc::new(Recorder::new(keep_records)),
@@ -76,10 +84,7 @@ impl State {
     }
 
     pub(crate) fn next_scripted(&self) -> Option<Reply> {
-        self.script
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
+        self.script.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
     }
 
     pub(crate) fn next_seq(&self) -> u64 {
@@ -91,10 +96,7 @@ impl State {
 static OK_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
     let mut map = HeaderMap::new();
     for (name, value) in fixtures::ok_headers() {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
             map.append(n, v);
         }
     }
@@ -105,9 +107,6 @@ static OK_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
 /// this content type.
 pub(crate) fn ok_headers(content_type: &'static str) -> HeaderMap {
     let mut map = OK_HEADERS.clone();
-    map.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
+    map.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     map
 }

@@ -27,13 +27,8 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Ve
 }
 
 async fn send(sim: &Simulator, raw: &[u8]) -> TcpStream {
-    let mut stream = TcpStream::connect(sim.addr())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    stream
-        .write_all(raw)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut stream = TcpStream::connect(sim.addr()).await.unwrap_or_else(|e| panic!("{e}"));
+    stream.write_all(raw).await.unwrap_or_else(|e| panic!("{e}"));
     stream
 }
 
@@ -47,11 +42,7 @@ struct Answer {
 
 impl Answer {
     fn status(&self) -> u16 {
-        self.head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
+        self.head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
     }
     fn has_header(&self, line: &str) -> bool {
         self.head.lines().any(|l| l.eq_ignore_ascii_case(line))
@@ -59,13 +50,7 @@ impl Answer {
 }
 
 /// Sends a `connection: close` request and reads until the server closes or resets.
-async fn call(
-    sim: &Simulator,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Answer {
+async fn call(sim: &Simulator, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
     let mut stream = send(sim, &request(method, path, headers, body)).await;
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
@@ -86,10 +71,7 @@ fn parse(raw: &[u8]) -> Answer {
         .map_or(raw.len(), |i| i + 4);
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut rest = &raw[split..];
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         return Answer {
             head,
             body: rest.to_vec(),
@@ -145,9 +127,7 @@ async fn client_gone_within(sim: &Simulator, limit: Duration) -> Option<Duration
 }
 
 async fn sim(config: SimConfig) -> Simulator {
-    Simulator::start(config)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    Simulator::start(config).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
@@ -168,14 +148,7 @@ async fn default_answers_are_groq_fixtures() {
     let model = call(&sim, "GET", "/openai/v1/models/openai/gpt-oss-20b", &[], "").await;
     assert_eq!(model.status(), 200);
     assert!(model.body.starts_with(br#"{"id":"openai/gpt-oss-20b""#));
-    let missing = call(
-        &sim,
-        "GET",
-        "/openai/v1/models/llama-3.3-70b-versatile",
-        &[],
-        "",
-    )
-    .await;
+    let missing = call(&sim, "GET", "/openai/v1/models/llama-3.3-70b-versatile", &[], "").await;
     assert_eq!(missing.status(), 404);
     assert!(missing.body.ends_with(b"\"code\":\"model_not_found\"}}\n"));
     let unknown = call(&sim, "GET", "/openai/v1/completions", &[], "").await;
@@ -213,14 +186,7 @@ async fn synthesized_streams_and_echo() {
     assert_eq!(text.matches(r#"{"content":"t1"#).count(), 3, "{text}");
 
     let upload = "x".repeat(100_000);
-    let echo = call(
-        &sim,
-        "POST",
-        "/openai/v1/audio/transcriptions",
-        &[],
-        &upload,
-    )
-    .await;
+    let echo = call(&sim, "POST", "/openai/v1/audio/transcriptions", &[], &upload).await;
     let echo: serde_json::Value = serde_json::from_slice(&echo.body).unwrap_or_default();
     assert_eq!(echo["bytes"], 100_000);
     assert_eq!(echo["path"], "/openai/v1/audio/transcriptions");
@@ -253,11 +219,7 @@ async fn scripted_replies_and_auth() {
     assert_eq!(limited.status(), 429);
     assert!(limited.has_header("retry-after: 19"));
     let dropped = call(&sim, "POST", CHAT, &auth, JSON_BODY).await;
-    assert!(
-        dropped.head.is_empty() && dropped.body.is_empty(),
-        "{}",
-        dropped.head
-    );
+    assert!(dropped.head.is_empty() && dropped.body.is_empty(), "{}", dropped.head);
     let fine = call(&sim, "POST", CHAT, &auth, JSON_BODY).await;
     assert_eq!(fine.status(), 200);
     assert!(sim.wait_for_requests(4, Duration::from_secs(1)).await);
@@ -267,38 +229,14 @@ async fn scripted_replies_and_auth() {
 #[tokio::test]
 async fn truncated_streams_end_without_a_proper_ending() {
     let sim = sim(SimConfig::default()).await;
-    let cut = call(
-        &sim,
-        "POST",
-        CHAT,
-        &[("x-sim-reply", "drop-after:3")],
-        STREAM_BODY,
-    )
-    .await;
+    let cut = call(&sim, "POST", CHAT, &[("x-sim-reply", "drop-after:3")], STREAM_BODY).await;
     assert_eq!(cut.status(), 200);
     assert!(!cut.terminated);
-    assert_eq!(
-        cut.body,
-        reply::first_events(&fixtures::stream("content"), 3).to_vec()
-    );
-    let sliced = call(
-        &sim,
-        "POST",
-        CHAT,
-        &[("x-sim-reply", "slice:1-7")],
-        STREAM_BODY,
-    )
-    .await;
+    assert_eq!(cut.body, reply::first_events(&fixtures::stream("content"), 3).to_vec());
+    let sliced = call(&sim, "POST", CHAT, &[("x-sim-reply", "slice:1-7")], STREAM_BODY).await;
     assert_eq!(sliced.body, fixtures::stream("content").to_vec());
     assert!(sim.requests()[1].sent.len() > 500);
-    let bad = call(
-        &sim,
-        "POST",
-        CHAT,
-        &[("x-sim-reply", "explode")],
-        STREAM_BODY,
-    )
-    .await;
+    let bad = call(&sim, "POST", CHAT, &[("x-sim-reply", "explode")], STREAM_BODY).await;
     assert_eq!(bad.status(), 400);
 }
 

@@ -23,9 +23,7 @@ pub const CONTENT_LENGTH: &str = "content-length";
 
 pub fn forward_request_header(name: &HeaderName, extra: &[String]) -> bool {
     let name = name.as_str();
-    FORWARDED_REQUEST.contains(&name)
-        || name.starts_with("x-stainless-")
-        || extra.iter().any(|e| e == name)
+    FORWARDED_REQUEST.contains(&name) || name.starts_with("x-stainless-") || extra.iter().any(|e| e == name)
 }
 
 /// Copies the allowed request headers. `with_length` forwards `content-length` too.
@@ -46,12 +44,7 @@ fn keep_response_header(name: &HeaderName) -> bool {
     let name = name.as_str();
     matches!(
         name,
-        "content-type"
-            | "content-disposition"
-            | "retry-after"
-            | "retry-after-ms"
-            | "x-request-id"
-            | "x-should-retry"
+        "content-type" | "content-disposition" | "retry-after" | "retry-after-ms" | "x-request-id" | "x-should-retry"
     ) || name.starts_with("x-ratelimit-")
         || name.starts_with("x-groq-")
         || name.starts_with("openai-")
@@ -81,11 +74,7 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
-        })
+        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
 }
 
 #[cfg(test)]
@@ -147,15 +136,9 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert!(is_json(&map(&[(
-            "content-type",
-            "application/json; charset=utf-8"
-        )])));
+        assert!(is_json(&map(&[("content-type", "application/json; charset=utf-8")])));
         assert!(!is_json(&map(&[("content-type", "text/plain")])));
-        assert!(is_event_stream(&map(&[(
-            "content-type",
-            "text/event-stream"
-        )])));
+        assert!(is_event_stream(&map(&[("content-type", "text/event-stream")])));
         assert!(!is_event_stream(&HeaderMap::new()));
     }
 }

@@ -22,10 +22,7 @@ pub struct Deadlines {
 
 impl Deadlines {
     pub fn first_byte_seconds(&self, started: Instant) -> u64 {
-        self.first_byte
-            .saturating_duration_since(started)
-            .as_secs()
-            .max(1)
+        self.first_byte.saturating_duration_since(started).as_secs().max(1)
     }
 }
 
@@ -56,10 +53,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
-        let key = config
-            .api_key
-            .as_ref()
-            .ok_or("upstream.api_key is not set")?;
+        let key = config.api_key.as_ref().ok_or("upstream.api_key is not set")?;
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
             .map_err(|_| "upstream.api_key is not a valid header value")?;
         // Marked sensitive so hyper's HPACK never indexes it and Debug output hides it.
@@ -103,8 +97,7 @@ impl Upstream {
         deadlines: &Deadlines,
     ) -> Result<reqwest::Response, GatewayError> {
         let url = format!("{}/{}", self.base, request.path);
-        let mut headers =
-            headers::request_headers(request.headers, &self.extra_headers, request.streamed_body);
+        let mut headers = headers::request_headers(request.headers, &self.extra_headers, request.streamed_body);
         headers.insert(header::AUTHORIZATION, self.authorization.clone());
         let send = self
             .client
@@ -125,6 +118,30 @@ impl Upstream {
                 })
             }
         }
+    }
+}
+
+impl Upstream {
+    /// A small GET for groxy's own use (the model catalogue), bounded by the first-byte timeout
+    /// for the headers and the idle timeout for the body.
+    pub async fn fetch(&self, path: &str) -> Result<bytes::Bytes, String> {
+        let url = format!("{}/{}", self.base, path);
+        let request = self
+            .client
+            .get(url)
+            .header(header::AUTHORIZATION, self.authorization.clone())
+            .header(header::USER_AGENT, concat!("groxy/", env!("CARGO_PKG_VERSION")));
+        let response = tokio::time::timeout(self.first_byte_timeout, request.send())
+            .await
+            .map_err(|_| format!("GET {path}: no response in time"))?
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("GET {path}: HTTP {}", response.status().as_u16()));
+        }
+        tokio::time::timeout(self.idle_timeout, response.bytes())
+            .await
+            .map_err(|_| format!("GET {path}: body too slow"))?
+            .map_err(|e| format!("GET {path}: {e}"))
     }
 }
 

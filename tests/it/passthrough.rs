@@ -11,29 +11,15 @@ async fn non_streaming_body_status_and_headers_pass_through() {
     assert_eq!(response.status(), 200);
     let headers = response.headers().clone();
     let body = response.bytes().await.expect("body");
-    assert_eq!(
-        body,
-        fixtures::chat_completion(),
-        "body relayed byte for byte"
-    );
+    assert_eq!(body, fixtures::chat_completion(), "body relayed byte for byte");
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(headers["x-request-id"], "req_01m48tqzdve5v8d97j7jgm40as");
     assert_eq!(headers["x-ratelimit-remaining-tokens"], "7965");
     assert_eq!(headers["x-ratelimit-reset-requests"], "1m26.4s");
-    for dropped in [
-        "set-cookie",
-        "cf-ray",
-        "cf-cache-status",
-        "server",
-        "via",
-        "alt-svc",
-    ] {
-        assert!(
-            headers.get(dropped).is_none(),
-            "{dropped} must not reach the client"
-        );
+    for dropped in ["set-cookie", "cf-ray", "cf-cache-status", "server", "via", "alt-svc"] {
+        assert!(headers.get(dropped).is_none(), "{dropped} must not reach the client");
     }
-    assert_eq!(sim.request_count(), 1);
+    assert_eq!(call_count(&sim), 1);
 }
 
 #[tokio::test]
@@ -65,11 +51,7 @@ async fn the_request_reaches_groq_byte_for_byte_with_the_upstream_key() {
     assert_eq!(seen.header("user-agent"), Some("OpenAI/Python 2.8.0"));
     assert_eq!(seen.header("openai-organization"), Some("org-1"));
     assert_eq!(seen.header("cookie"), None);
-    assert_eq!(
-        seen.header("accept-encoding"),
-        None,
-        "Groq must answer uncompressed"
-    );
+    assert_eq!(seen.header("accept-encoding"), None, "Groq must answer uncompressed");
 }
 
 #[tokio::test]
@@ -82,24 +64,16 @@ async fn the_groq_sdk_prefix_works_too() {
         .await
         .expect("send");
     assert_eq!(response.status(), 200);
-    let response = client()
-        .get(gw.url("/openai/v1/models"))
-        .send()
-        .await
-        .expect("send");
+    let response = client().get(gw.url("/openai/v1/models")).send().await.expect("send");
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().await.expect("body"), fixtures::models());
-    assert_eq!(sim.request_count(), 2);
+    assert_eq!(call_count(&sim), 2);
 }
 
 #[tokio::test]
 async fn models_list_and_one_model_whose_id_has_a_slash() {
     let (sim, gw) = pair().await;
-    let list = client()
-        .get(gw.url("/v1/models"))
-        .send()
-        .await
-        .expect("send");
+    let list = client().get(gw.url("/v1/models")).send().await.expect("send");
     assert_eq!(list.status(), 200);
     let list = json(&list.bytes().await.expect("body"));
     assert_eq!(list["object"], "list");
@@ -109,19 +83,9 @@ async fn models_list_and_one_model_whose_id_has_a_slash() {
         .await
         .expect("send");
     assert_eq!(one.status(), 200);
-    assert_eq!(
-        json(&one.bytes().await.expect("body"))["id"],
-        "openai/gpt-oss-20b"
-    );
-    assert_eq!(
-        last_request(&sim).path,
-        "/openai/v1/models/openai/gpt-oss-20b"
-    );
-    let missing = client()
-        .get(gw.url("/v1/models/nope/nope"))
-        .send()
-        .await
-        .expect("send");
+    assert_eq!(json(&one.bytes().await.expect("body"))["id"], "openai/gpt-oss-20b");
+    assert_eq!(last_request(&sim).path, "/openai/v1/models/openai/gpt-oss-20b");
+    let missing = client().get(gw.url("/v1/models/nope/nope")).send().await.expect("send");
     assert_eq!(missing.status(), 404);
     assert_eq!(
         assert_sdk_error(&missing.bytes().await.expect("body"))["code"],
@@ -144,17 +108,11 @@ async fn uploads_and_downloads_stream_through() {
     .into_bytes();
     upload.extend((0..3 * 1024 * 1024).map(|i| (i % 251) as u8));
     upload.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        upload.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = upload.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     let response = client()
         .post(gw.url("/v1/audio/transcriptions"))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
         .send()
         .await
         .expect("send");
@@ -174,10 +132,7 @@ async fn uploads_and_downloads_stream_through() {
         .send()
         .await
         .expect("send");
-    assert_eq!(
-        json(&response.bytes().await.expect("body"))["bytes"],
-        upload.len()
-    );
+    assert_eq!(json(&response.bytes().await.expect("body"))["bytes"], upload.len());
     assert_eq!(
         last_request(&sim).header("content-length"),
         Some(upload.len().to_string().as_str())
@@ -214,7 +169,7 @@ async fn unknown_paths_get_groqs_unknown_url_404() {
         assert_eq!(error["code"], "unknown_url");
         assert_eq!(error["type"], "invalid_request_error");
     }
-    assert_eq!(sim.request_count(), 0);
+    assert_eq!(call_count(&sim), 0);
     // Paths under the prefix that Groq does not serve get Groq's own answer.
     let response = client()
         .post(gw.url("/v1/completions"))

@@ -41,11 +41,7 @@ async fn in_flight_streams_finish_and_readiness_flips_at_once() {
 
     let (body, _, error) = reader.await.expect("join");
     assert_eq!(error, None);
-    assert_eq!(
-        body,
-        fixture.to_vec(),
-        "the in-flight stream completed untouched"
-    );
+    assert_eq!(body, fixture.to_vec(), "the in-flight stream completed untouched");
     tokio::time::timeout(Duration::from_secs(2), done)
         .await
         .expect("exits once idle")

@@ -58,10 +58,7 @@ async fn every_fixture_stream_is_relayed_byte_exact_however_it_is_sliced() {
             assert_eq!(error, None, "{name} {mode:?}");
             let sent = last_request(&sim).sent_bytes();
             assert_eq!(sent, fixture.to_vec(), "the simulator sent the fixture");
-            assert_eq!(
-                body, sent,
-                "{name} {mode:?}: bytes differ from what the simulator sent"
-            );
+            assert_eq!(body, sent, "{name} {mode:?}: bytes differ from what the simulator sent");
             assert_eq!(headers["content-type"], "text/event-stream");
             assert_eq!(headers["cache-control"], "no-cache");
             assert_eq!(headers["x-accel-buffering"], "no");
@@ -122,10 +119,7 @@ async fn stream_choice_follows_the_body_not_the_accept_header() {
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let body = response.bytes().await.expect("body");
     assert!(body.ends_with(b"data: [DONE]\n\n"));
-    assert_eq!(
-        last_request(&sim).header("accept"),
-        Some("application/json")
-    );
+    assert_eq!(last_request(&sim).header("accept"), Some("application/json"));
 }
 
 #[tokio::test]
@@ -156,14 +150,8 @@ async fn upstream_dropping_mid_stream_gives_one_error_frame_and_no_done() {
         let response = post_chat(&gw, chat_body(true)).await;
         assert_eq!(response.status(), 200);
         let (received, _, error) = read_timed(response).await;
-        assert_eq!(
-            error, None,
-            "the client's stream ends cleanly after the error frame"
-        );
-        assert!(
-            received.starts_with(&body),
-            "everything Groq sent is relayed first"
-        );
+        assert_eq!(error, None, "the client's stream ends cleanly after the error frame");
+        assert!(received.starts_with(&body), "everything Groq sent is relayed first");
         let tail = String::from_utf8_lossy(&received[body.len()..]).into_owned();
         assert!(!String::from_utf8_lossy(&received).contains("[DONE]"));
         let frames: Vec<&str> = tail.split("\n\n").filter(|f| !f.is_empty()).collect();
@@ -207,11 +195,7 @@ async fn upstream_going_silent_past_the_idle_timeout_gives_an_error_frame() {
         "{text}"
     );
     // The stalled upstream request is cancelled, not left hanging.
-    assert!(
-        wait_outcome(&sim, true, Duration::from_secs(1))
-            .await
-            .is_some()
-    );
+    assert!(wait_outcome(&sim, true, Duration::from_secs(1)).await.is_some());
 }
 
 #[tokio::test]

@@ -86,18 +86,13 @@ pub async fn pair() -> (Simulator, Gateway) {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
+    reqwest::Client::builder().no_proxy().build().expect("client")
 }
 
 pub const CHAT: &str = "/v1/chat/completions";
 
 pub fn chat_body(stream: bool) -> String {
-    format!(
-        r#"{{"model":"openai/gpt-oss-20b","messages":[{{"role":"user","content":"Say hi"}}],"stream":{stream}}}"#
-    )
+    format!(r#"{{"model":"openai/gpt-oss-20b","messages":[{{"role":"user","content":"Say hi"}}],"stream":{stream}}}"#)
 }
 
 /// Sends a chat request and returns the response.
@@ -113,9 +108,7 @@ pub async fn post_chat(gw: &Gateway, body: impl Into<String>) -> reqwest::Respon
 }
 
 /// Reads a body to the end, noting when each chunk arrived and how many bytes had arrived then.
-pub async fn read_timed(
-    response: reqwest::Response,
-) -> (Vec<u8>, Vec<(Instant, usize)>, Option<String>) {
+pub async fn read_timed(response: reqwest::Response) -> (Vec<u8>, Vec<(Instant, usize)>, Option<String>) {
     let mut stream = response.bytes_stream();
     let mut all = Vec::new();
     let mut arrivals = Vec::new();
@@ -135,17 +128,40 @@ pub async fn read_timed(
     (all, arrivals, error)
 }
 
+/// Whether a recorded request is groxy's own model-catalogue fetch rather than a client's call.
+fn is_catalog_fetch(r: &Recorded) -> bool {
+    r.method == http::Method::GET && r.header("user-agent").is_some_and(|ua| ua.starts_with("groxy/"))
+}
+
+/// The requests clients caused, without groxy's background catalogue fetches.
+pub fn calls(sim: &Simulator) -> Vec<Recorded> {
+    sim.requests().into_iter().filter(|r| !is_catalog_fetch(r)).collect()
+}
+
+pub fn call_count(sim: &Simulator) -> usize {
+    calls(sim).len()
+}
+
+pub async fn wait_for_calls(sim: &Simulator, n: usize, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if call_count(sim) >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
 pub fn last_request(sim: &Simulator) -> Recorded {
-    sim.requests()
-        .pop()
-        .expect("the simulator received a request")
+    calls(sim).pop().expect("the simulator received a request")
 }
 
 /// Waits until the simulator's last request has this kind of outcome; returns it with the time.
 pub async fn wait_outcome(sim: &Simulator, want_gone: bool, within: Duration) -> Option<Outcome> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if let Some(r) = sim.requests().pop() {
+        if let Some(r) = calls(sim).pop() {
             match r.outcome {
                 Outcome::ClientGone { .. } if want_gone => return Some(r.outcome),
                 Outcome::Completed if !want_gone => return Some(r.outcome),
@@ -158,8 +174,7 @@ pub async fn wait_outcome(sim: &Simulator, want_gone: bool, within: Duration) ->
 }
 
 pub fn json(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 /// Asserts an error body the OpenAI SDKs can read (Groq's own omit `param` and often `code`).

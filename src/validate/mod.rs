@@ -1,0 +1,168 @@
+//! Chat request validation: parse once, apply compatibility rewrites, check Groq's rules, and decide the bytes Groq receives.
+//!
+//! Steps, in order (each a submodule):
+//! 1. `strict`: one JSON tree; duplicate keys, bad UTF-8, lone surrogates, overflowing numbers,
+//!    deep nesting and trailing garbage are refused.
+//! 2. `compat`: model aliases, OpenAI-only fields (strip / reject / forward), OpenAI enum values.
+//! 3. `rules` and `messages`: Groq's field and per-role rules, in Groq's wording.
+//! 4. The model catalogue (when known): unknown model, `max_completion_tokens` above the model's
+//!    limit, and an estimated prompt (`estimate`, a lower bound) plus completion over the window.
+//!
+//! Invariant 5 (one view of the request): when no rewrite applied, Groq receives the client's
+//! exact bytes; when one did, it receives the serialisation of the very tree that was checked.
+
+mod compat;
+mod estimate;
+mod messages;
+mod rules;
+mod strict;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+pub use compat::{OPENAI_ONLY_FIELDS, Rewrites};
+pub use estimate::{prompt_tokens, text_tokens};
+
+use crate::{catalog::Catalog, config::ValidationConfig};
+
+/// Why a request was refused; mapped to an HTTP response in `error.rs`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    /// 400 `invalid_request_error`, Groq's wording.
+    Invalid { message: String, param: Option<String> },
+    /// 404 `model_not_found`.
+    ModelNotFound { model: String },
+    /// 400 `context_length_exceeded`.
+    ContextLength { message: String },
+}
+
+/// A request that passed validation, with what later steps need to know about it.
+#[derive(Debug, Clone)]
+pub struct ValidatedChat {
+    /// The bytes to send to Groq.
+    pub body: Bytes,
+    pub model: String,
+    pub stream: bool,
+    /// Requested completion tokens, if the request set a limit.
+    pub max_completion_tokens: Option<u64>,
+    /// Lower-bound estimate of the prompt's tokens.
+    pub prompt_tokens_estimate: u64,
+    pub rewrites: Rewrites,
+}
+
+/// Validates a chat completion body. `catalog` is `None` until the model list has been fetched,
+/// in which case model-dependent checks are skipped rather than guessed.
+pub fn validate_chat(
+    body: Bytes,
+    config: &ValidationConfig,
+    aliases: &BTreeMap<String, String>,
+    catalog: Option<&Catalog>,
+) -> Result<ValidatedChat, Rejection> {
+    let mut tree = strict::parse(&body).map_err(|message| Rejection::Invalid { message, param: None })?;
+    let Value::Object(request) = &mut tree else {
+        return Err(Rejection::Invalid {
+            message: format!("request body must be a JSON object, but got {}", rules::kind(&tree)),
+            param: None,
+        });
+    };
+    let rewrites = compat::apply(request, config, aliases)?;
+    // The walk allocates a path per node, so it runs only when the raw bytes can hold a NUL
+    // (raw control characters inside strings are already invalid JSON).
+    if config.reject_nul && body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        reject_nul(request)?;
+    }
+    let top = rules::check(
+        request,
+        config.max_messages,
+        config.unknown_fields == crate::config::FieldPolicy::Reject,
+    )?;
+    let model = top.model.to_owned();
+    let stream = top.stream;
+    let max_completion = top.max_completion;
+    let prompt_tokens_estimate = estimate::prompt_tokens(request);
+
+    if let Some(catalog) = catalog {
+        let Some(limits) = catalog.get(&model) else {
+            return Err(Rejection::ModelNotFound { model });
+        };
+        if let Some((requested, field)) = max_completion {
+            if requested as u64 > limits.max_completion_tokens {
+                let max = limits.max_completion_tokens;
+                return Err(Rejection::Invalid {
+                    message: format!(
+                        "`{field}` must be less than or equal to `{max}`, the maximum value for `{field}` is less than the `context_window` for this model"
+                    ),
+                    param: Some(field.to_owned()),
+                });
+            }
+        }
+        let completion = max_completion.map_or(0, |(v, _)| v as u64);
+        if prompt_tokens_estimate.saturating_add(completion) > limits.context_window {
+            return Err(Rejection::ContextLength {
+                message: format!(
+                    "This model's maximum context length is {} tokens. However, you requested at least {} tokens ({} in the messages, {} in the completion). Please reduce the length of the messages or completion.",
+                    limits.context_window,
+                    prompt_tokens_estimate.saturating_add(completion),
+                    prompt_tokens_estimate,
+                    completion
+                ),
+            });
+        }
+    }
+
+    let body = if rewrites.is_empty() {
+        body
+    } else {
+        Bytes::from(serde_json::to_vec(&tree).map_err(|_| Rejection::Invalid {
+            message: "request could not be re-encoded".into(),
+            param: None,
+        })?)
+    };
+    Ok(ValidatedChat {
+        body,
+        model,
+        stream,
+        max_completion_tokens: max_completion.map(|(v, _)| v as u64),
+        prompt_tokens_estimate,
+        rewrites,
+    })
+}
+
+/// Policy: a NUL character anywhere in a string is refused. Backends written in C-family
+/// languages truncate at NUL, so what the model sees would differ from what was validated.
+fn reject_nul(request: &serde_json::Map<String, Value>) -> Result<(), Rejection> {
+    fn walk(value: &Value, path: &mut Vec<String>) -> Result<(), Rejection> {
+        match value {
+            Value::String(s) if s.contains('\0') => Err(rules::invalid(
+                path.join("."),
+                "string contains a NUL character (U+0000), which groxy does not forward",
+            )),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    walk(item, path)?;
+                    path.pop();
+                }
+                Ok(())
+            }
+            Value::Object(map) => {
+                for (k, v) in map {
+                    path.push(k.clone());
+                    walk(v, path)?;
+                    path.pop();
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    let mut path = Vec::new();
+    for (k, v) in request {
+        path.push(k.clone());
+        walk(v, &mut path)?;
+        path.pop();
+    }
+    Ok(())
+}
