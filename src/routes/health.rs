@@ -21,10 +21,15 @@ pub async fn healthz() -> Response {
 /// (`catalog`: `loading` or `stale` means model names are not being checked), which never
 /// make groxy unready: Groq being unreachable is not a reason to stop serving.
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    let catalog = state.catalog().state().as_str();
     if state.lifecycle().is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining", "catalog": catalog})),
+        )
+            .into_response()
     } else {
-        Json(json!({"status": "ready"})).into_response()
+        Json(json!({"status": "ready", "catalog": catalog})).into_response()
     }
 }
 

@@ -3,14 +3,15 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde::Deserialize;
 
 use super::body::{Paced, SimBody, SimError, Units};
+use super::completion::completion;
 use super::faults::{self, Fault};
 use super::fixtures;
-use super::frames::SynthStream;
+use super::frames::{Intent, SynthStream};
 use super::record::Track;
 use super::reply::{Reply, SliceMode, Slicer, StreamEnd, first_events};
 use super::routes::{full, full_reply, groq_error};
@@ -23,6 +24,82 @@ struct ChatProbe<'a> {
     stream: Option<bool>,
     #[serde(default, borrow)]
     model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default, borrow)]
+    response_format: Option<Named<'a>>,
+    #[serde(default, borrow)]
+    tools: Option<Vec<Tool<'a>>>,
+    #[serde(default)]
+    tool_choice: Option<ToolChoice>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// `{"type": …}` of `response_format`.
+#[derive(Deserialize)]
+struct Named<'a> {
+    #[serde(default, borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Tool<'a> {
+    #[serde(default, borrow)]
+    function: Option<Function<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Function<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ToolChoice {
+    Mode(String),
+    Function { function: OwnedFunction },
+}
+
+#[derive(Deserialize)]
+struct OwnedFunction {
+    name: String,
+}
+
+impl ChatProbe<'_> {
+    fn intent(&self, headers: &HeaderMap) -> Intent {
+        let first_tool = || {
+            self.tools
+                .as_ref()?
+                .iter()
+                .find_map(|t| t.function.as_ref()?.name.as_deref())
+                .map(str::to_owned)
+        };
+        let tool = match &self.tool_choice {
+            Some(ToolChoice::Mode(mode)) if mode == "none" => None,
+            Some(ToolChoice::Function { function }) => Some(function.name.clone()),
+            _ => first_tool(),
+        };
+        let json_mode = self
+            .response_format
+            .as_ref()
+            .is_some_and(|f| matches!(f.kind.as_deref(), Some("json_object" | "json_schema")));
+        Intent {
+            tool,
+            json_mode,
+            include_usage: self
+                .stream_options
+                .as_ref()
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
+            stamp: headers.get("x-sim-stamp").is_some_and(|v| v.as_bytes() == b"1"),
+        }
+    }
 }
 
 const DEFAULT_MODEL: &str = "openai/gpt-oss-20b";
@@ -56,49 +133,65 @@ pub(crate) async fn chat(
     if let Some(reply) = fault.reply {
         return play(reply, track).await;
     }
+    let intent = probe.intent(headers);
+    if intent.tool.is_some() && intent.json_mode {
+        if let Some(reply) = fixtures::error("400-json-mode-with-tools") {
+            return play(reply, track).await;
+        }
+    }
     let config = &state.config;
+    let model = probe.model.as_deref().unwrap_or(DEFAULT_MODEL);
+    let prompt_tokens = (body.len() / 4).max(1);
     if !probe.stream.unwrap_or(false) {
+        // A configured body wins: the caller chose exactly what to answer.
+        let (body, request_id) = if config.json_body.is_none() && (intent.tool.is_some() || intent.json_mode) {
+            let (body, id) = completion(model, &intent, prompt_tokens, state.next_seq());
+            (body, Some(id))
+        } else {
+            (state.json_body.clone(), None)
+        };
         if fault.reshapes_body() {
-            let (units, end) = reshape(state.json_body.clone(), &fault, false);
+            let (units, end) = reshape(body, &fault, false);
             let paced = Paced::new(units, config.json_latency, Duration::ZERO, end);
-            return Ok(streamed(paced, "application/json", None, track));
+            return Ok(streamed(paced, "application/json", request_id.as_deref(), track));
         }
         if !config.json_latency.is_zero() {
             tokio::time::sleep(config.json_latency).await;
         }
-        let headers = ok_headers("application/json");
-        return Ok(full(StatusCode::OK, headers, state.json_body.clone(), track));
+        let mut headers = ok_headers("application/json");
+        set_request_id(&mut headers, request_id.as_deref());
+        return Ok(full(StatusCode::OK, headers, body, track));
     }
 
-    let (mut units, request_id) = match config.stream_chunks {
+    let (units, request_id) = match config.stream_chunks {
         Some(n) => {
-            let model = probe.model.as_deref().unwrap_or(DEFAULT_MODEL);
-            let stamp = headers.get("x-sim-stamp").is_some_and(|v| v.as_bytes() == b"1");
-            let prompt_tokens = (body.len() / 4).max(1);
-            let synth = SynthStream::new(model, n, prompt_tokens, stamp, state.next_seq());
+            let synth = SynthStream::new(model, n, prompt_tokens, intent, state.next_seq());
             let id = synth.request_id().to_owned();
             (Units::Synth(synth), Some(id))
         }
         None => {
-            let body = fixtures::stream("content");
+            let name = if intent.tool.is_some() { "tool-call" } else { "content" };
+            let body = fixtures::stream(name);
             let id = fixtures::request_id_in(&body).map(str::to_owned);
             (Units::Slices(Slicer::new(body, SliceMode::PerFrame)), id)
         }
     };
-    let mut end = StreamEnd::Complete;
-    if fault.reshapes_body() {
+    let (units, end) = if fault.reshapes_body() {
         let whole = match units {
             Units::Synth(synth) => synth.collect_all(),
-            Units::Slices(slicer) => slicer.fold(bytes::BytesMut::new(), join).freeze(),
+            Units::Slices(slicer) => slicer.fold(BytesMut::new(), join).freeze(),
             Units::Download { .. } => Bytes::new(),
         };
-        (units, end) = reshape(whole, &fault, true);
-    }
+        reshape(whole, &fault, true)
+    } else {
+        (units, StreamEnd::Complete)
+    };
     let paced = Paced::new(units, config.ttft, config.chunk_interval, end);
     Ok(streamed(paced, "text/event-stream", request_id.as_deref(), track))
 }
 
-fn join(mut acc: bytes::BytesMut, b: Bytes) -> bytes::BytesMut {
+/// Undoes a per-frame `Slicer` (cheap: the fixture streams are a few kB).
+fn join(mut acc: BytesMut, b: Bytes) -> BytesMut {
     acc.extend_from_slice(&b);
     acc
 }
@@ -119,9 +212,7 @@ fn reshape(body: Bytes, fault: &Fault, sse: bool) -> (Units, StreamEnd) {
 /// stream's `x_groq.id`, as Groq's does.
 fn streamed(paced: Paced, content_type: &'static str, request_id: Option<&str>, track: Track) -> Response<SimBody> {
     let mut headers = ok_headers(content_type);
-    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
-        headers.insert("x-request-id", id);
-    }
+    set_request_id(&mut headers, request_id);
     let mut response = Response::new(SimBody::paced(paced, None, track));
     *response.headers_mut() = headers;
     response
@@ -143,5 +234,12 @@ pub(crate) async fn play(reply: Reply, mut track: Track) -> Result<Response<SimB
             track.finish();
             Err(SimError::Dropped)
         }
+    }
+}
+
+/// Groq's `x-request-id` equals the body's `x_groq.id`; keep them in step.
+fn set_request_id(headers: &mut HeaderMap, request_id: Option<&str>) {
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        headers.insert("x-request-id", id);
     }
 }

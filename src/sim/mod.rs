@@ -9,11 +9,12 @@
 //! and responses routes, and Groq's `unknown_url` 404 for everything else.
 //!
 //! Module map: `state` (config), `routes` and `chat` (answers), `reply` (scripts and slicing),
-//! `frames` (synthesized streams), `body` (pacing), `record` (the log), `fixtures`, `faults`,
-//! `server` (accept loop).
+//! `frames` and `completion` (synthesized answers), `body` (pacing), `record` (the log),
+//! `fixtures`, `faults`, `server` (accept loop).
 
 mod body;
 mod chat;
+mod completion;
 pub mod faults;
 pub mod fixtures;
 mod frames;

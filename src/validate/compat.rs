@@ -73,7 +73,7 @@ pub fn apply(
     match config.unknown_fields {
         FieldPolicy::Forward => {}
         FieldPolicy::Reject => {
-            if let Some(key) = obj.keys().find(|k| !rules::KNOWN_FIELDS.contains(&k.as_str())) {
+            if let Some(key) = obj.keys().find(|k| is_unknown(k)) {
                 let hint = rules::suggest(key, rules::KNOWN_FIELDS)
                     .map(|s| format!(", did you mean '{s}'?"))
                     .unwrap_or_default();
@@ -96,6 +96,11 @@ pub fn apply(
         }
     }
     Ok(rewrites)
+}
+
+/// Neither Groq's nor a known OpenAI-only field (those follow `openai_fields` instead).
+fn is_unknown(key: &str) -> bool {
+    !rules::KNOWN_FIELDS.contains(&key) && !OPENAI_ONLY_FIELDS.contains(&key)
 }
 
 fn openai_only_fields(

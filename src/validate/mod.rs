@@ -14,6 +14,8 @@
 mod compat;
 mod estimate;
 mod messages;
+#[cfg(test)]
+mod props;
 mod rules;
 mod strict;
 

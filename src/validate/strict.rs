@@ -29,6 +29,11 @@ fn describe(error: serde_json::Error) -> String {
             error.line(),
             error.column()
         ),
+        Category::Syntax if text.contains("hex escape") => {
+            format!(
+                "request body is not valid JSON: {text} (a \\u escape must be 4 hex digits, and UTF-16 surrogates must come in pairs)"
+            )
+        }
         Category::Syntax | Category::Data | Category::Io => format!("request body is not valid JSON: {text}"),
     }
 }

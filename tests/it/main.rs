@@ -9,3 +9,4 @@ mod sdk;
 mod shutdown;
 mod streaming;
 mod support;
+mod validation;

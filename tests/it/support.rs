@@ -71,10 +71,30 @@ pub async fn gateway(config: Config) -> Gateway {
     let task = tokio::spawn(groxy::run(listener, config, async move {
         let _ = rx.await;
     }));
-    Gateway {
+    let gateway = Gateway {
         addr,
         shutdown: Some(tx),
         task: Some(task),
+    };
+    gateway.wait_for_catalog().await;
+    gateway
+}
+
+impl Gateway {
+    /// Waits (briefly) until the model catalogue is loaded, so model checks are deterministic.
+    /// Returns quietly when the upstream cannot serve one: tests of that case need no catalogue.
+    pub async fn wait_for_catalog(&self) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(response) = client().get(self.url("/readyz")).send().await {
+                if let Ok(body) = response.bytes().await {
+                    if json(&body)["catalog"] == "fresh" {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
