@@ -240,6 +240,36 @@ async fn truncated_streams_end_without_a_proper_ending() {
     assert_eq!(bad.status(), 400);
 }
 
+#[tokio::test]
+async fn answers_follow_json_mode_and_tools() {
+    let sim = sim(SimConfig::default()).await;
+    let tools = r#""tools":[{"type":"function","function":{"name":"weather","parameters":{}}}]"#;
+    let call_body = format!(r#"{{"model":"m","messages":[],{tools}}}"#);
+    let called = call(&sim, "POST", CHAT, &[], &call_body).await;
+    let v: serde_json::Value = serde_json::from_slice(&called.body).unwrap_or_default();
+    assert_eq!(
+        v["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+        "weather"
+    );
+    let id = v["x_groq"]["id"].as_str().unwrap_or("?");
+    assert!(called.has_header(&format!("x-request-id: {id}")), "{}", called.head);
+
+    let stream_body = format!(r#"{{"model":"m","stream":true,{tools}}}"#);
+    let streamed = call(&sim, "POST", CHAT, &[], &stream_body).await;
+    assert_eq!(streamed.body, fixtures::stream("tool-call").to_vec());
+
+    let both = format!(r#"{{"model":"m","response_format":{{"type":"json_object"}},{tools}}}"#);
+    let refused = call(&sim, "POST", CHAT, &[], &both).await;
+    assert_eq!(refused.status(), 400);
+    assert!(refused.body.ends_with(b"\"param\":\"response_format\"}}\n"));
+
+    let json_mode = r#"{"model":"m","response_format":{"type":"json_object"}}"#;
+    let answered = call(&sim, "POST", CHAT, &[], json_mode).await;
+    let v: serde_json::Value = serde_json::from_slice(&answered.body).unwrap_or_default();
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap_or("");
+    assert!(serde_json::from_str::<serde_json::Value>(content).is_ok(), "{content}");
+}
+
 async fn hang_up_is_seen(config: SimConfig, reply: Option<Reply>, read_first: bool, body: &str) {
     let sim = sim(config).await;
     if let Some(reply) = reply {
