@@ -481,3 +481,19 @@ mod tests {
         assert!(!format!("{c:?}").contains("gsk_canary"));
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The example config documents every key with its default: parsing it must give exactly
+    /// the built-in defaults, so a default changed in code but not in the file fails here.
+    #[test]
+    fn example_config_matches_the_defaults() {
+        let text = include_str!("../../config/groxy.example.toml");
+        let mut errors = Vec::new();
+        let parsed = Config::parse_toml(text, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+    }
+}

@@ -72,7 +72,7 @@ pub fn validate_chat(
     let rewrites = compat::apply(request, config, aliases)?;
     // The walk allocates a path per node, so it runs only when the raw bytes can hold a NUL
     // (raw control characters inside strings are already invalid JSON).
-    if config.reject_nul && body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+    if config.reject_nul && memchr::memmem::find(&body, b"\\u0000").is_some() {
         reject_nul(request)?;
     }
     let top = rules::check(

@@ -64,6 +64,8 @@ async fn openai_and_groq_python_sdks_work_unmodified() {
         "openai tools",
         "openai models.list",
         "openai error",
+        "openai alias and openai-only fields",
+        "openai validation error",
         "groq sync plain",
         "groq sync stream",
         "groq async stream",
@@ -81,6 +83,11 @@ async fn openai_and_groq_python_sdks_work_unmodified() {
         );
     }
     assert!(requests.iter().any(|r| r.header("x-stainless-lang") == Some("python")));
+    // The alias was resolved and the OpenAI-only fields never reached Groq.
+    for r in requests.iter().filter(|r| r.path.ends_with("/chat/completions")) {
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(!body.contains("gpt-4o-mini") && !body.contains("\"store\""), "{body}");
+    }
 }
 
 #[tokio::test]

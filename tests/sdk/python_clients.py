@@ -36,6 +36,23 @@ def check_openai_sync():
     assert any(c.choices and c.choices[0].finish_reason for c in chunks)
     ok("openai sync stream")
 
+    # Unmodified OpenAI code: an OpenAI model name and OpenAI-only fields.
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, store=True, metadata={"team": "search"})
+    assert raw.headers["x-groxy-stripped"] == "store,metadata", raw.headers
+    assert raw.headers["x-groxy-mapped"] == "model", raw.headers
+    assert raw.parse().choices[0].message.content
+    ok("openai alias and openai-only fields")
+
+    try:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, n=2)
+        raise AssertionError("expected a 400")
+    except openai.BadRequestError as e:
+        assert e.status_code == 400
+        assert e.body["message"] == "'n' : number must be at most 1", e.body
+        assert e.body["param"] == "n", e.body
+    ok("openai validation error")
+
     r = client.chat.completions.create(model=MODEL, messages=MESSAGES, stop=["\n\n", "END"])
     assert r.choices[0].finish_reason in ("stop", "length"), r
     ok("openai stop")
