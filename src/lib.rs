@@ -27,6 +27,7 @@ pub mod sim;
 pub mod sse;
 pub mod telemetry;
 pub mod upstream;
+pub mod usage;
 pub mod validate;
 
 use std::future::Future;

@@ -55,3 +55,99 @@ mod tests {
         check(&["\r\n\r", "\n"], true);
     }
 }
+
+/// Splits a byte stream into lines (LF, CR or CRLF, split anywhere across chunks) without
+/// copying whole chunks: only an unfinished line is kept, and only up to `max_line`.
+#[derive(Debug)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+    /// The previous chunk ended in CR: a LF starting the next one belongs to it.
+    skip_lf: bool,
+    /// The partial line grew past `max_line` and is being skipped to its end.
+    overflow: bool,
+    max_line: usize,
+}
+
+impl LineSplitter {
+    pub fn new(max_line: usize) -> Self {
+        Self {
+            partial: Vec::new(),
+            skip_lf: false,
+            overflow: false,
+            max_line,
+        }
+    }
+
+    /// Calls `on_line` for every line completed by `chunk` (without its terminator). Lines
+    /// longer than `max_line` are dropped whole.
+    pub fn feed(&mut self, mut chunk: &[u8], mut on_line: impl FnMut(&[u8])) {
+        if self.skip_lf {
+            self.skip_lf = false;
+            if chunk.first() == Some(&b'\n') {
+                chunk = &chunk[1..];
+            }
+        }
+        while let Some(end) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let line = &chunk[..end];
+            if self.overflow {
+                self.overflow = false;
+            } else if self.partial.is_empty() {
+                on_line(line);
+            } else if self.partial.len() + line.len() <= self.max_line {
+                self.partial.extend_from_slice(line);
+                on_line(&self.partial);
+            }
+            self.partial.clear();
+            let cr = chunk[end] == b'\r';
+            chunk = &chunk[end + 1..];
+            if cr {
+                match chunk.first() {
+                    Some(b'\n') => chunk = &chunk[1..],
+                    None => self.skip_lf = true,
+                    Some(_) => {}
+                }
+            }
+        }
+        if !chunk.is_empty() && !self.overflow {
+            if self.partial.len() + chunk.len() > self.max_line {
+                self.partial.clear();
+                self.overflow = true;
+            } else {
+                self.partial.extend_from_slice(chunk);
+            }
+        }
+    }
+}
+
+/// The payload of a `data:` line (`data: x` and `data:x` both give `x`).
+pub fn data_payload(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"data:")?;
+    Some(rest.strip_prefix(b" ").unwrap_or(rest))
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    fn lines(chunks: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut splitter = LineSplitter::new(64);
+        for c in chunks {
+            splitter.feed(c.as_bytes(), |l| out.push(String::from_utf8_lossy(l).into_owned()));
+        }
+        out
+    }
+
+    #[test]
+    fn splits_on_every_terminator_across_chunks() {
+        assert_eq!(lines(&["a\nb\n"]), ["a", "b"]);
+        assert_eq!(lines(&["a\r\nb\rc\n"]), ["a", "b", "c"]);
+        assert_eq!(lines(&["da", "ta: x", "\n\n"]), ["data: x", ""]);
+        assert_eq!(lines(&["a\r", "\nb\n"]), ["a", "b"]);
+        assert_eq!(lines(&["a\r", "b\n"]), ["a", "b"]);
+        assert_eq!(lines(&["x".repeat(100).as_str(), "\nok\n"]), ["ok"]);
+        assert_eq!(data_payload(b"data: {}"), Some(&b"{}"[..]));
+        assert_eq!(data_payload(b"data:{}"), Some(&b"{}"[..]));
+        assert_eq!(data_payload(b": comment"), None);
+    }
+}

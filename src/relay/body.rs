@@ -10,6 +10,7 @@ use futures_util::{FutureExt, Stream, future::BoxFuture};
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use super::tap::{Outcome, Taps};
 use crate::{error::GatewayError, sse::BoundaryTracker, upstream::Deadlines};
 
 /// How a failure after the first byte is shown to the client.
@@ -37,6 +38,8 @@ pub struct RelayBody {
     started: Instant,
     abort: BoxFuture<'static, ()>,
     done: bool,
+    /// Observers of what the client receives; dropped with the body, which reports a cancel.
+    taps: Taps,
 }
 
 impl RelayBody {
@@ -47,6 +50,7 @@ impl RelayBody {
         deadlines: &Deadlines,
         started: Instant,
         abort: CancellationToken,
+        taps: Taps,
     ) -> Self {
         let mut framing = framing;
         if let (Framing::Sse(tracker), Some(first)) = (&mut framing, &first) {
@@ -62,11 +66,13 @@ impl RelayBody {
             started,
             abort: abort.cancelled_owned().boxed(),
             done: false,
+            taps,
         }
     }
 
     fn fail(&mut self, error: GatewayError) -> Poll<Option<Result<Bytes, RelayError>>> {
         self.done = true;
+        self.taps.end(Outcome::Failed);
         tracing::warn!(error = %error, "response from upstream ended abnormally");
         match &self.framing {
             Framing::Sse(tracker) => {
@@ -99,6 +105,7 @@ impl Stream for RelayBody {
             return Poll::Ready(None);
         }
         if let Some(first) = this.first.take() {
+            this.taps.chunk(&first);
             return Poll::Ready(Some(Ok(first)));
         }
         if this.abort.poll_unpin(cx).is_ready() {
@@ -115,6 +122,7 @@ impl Stream for RelayBody {
                     if let Framing::Sse(tracker) = &mut this.framing {
                         tracker.observe(&chunk);
                     }
+                    this.taps.chunk(&chunk);
                     return Poll::Ready(Some(Ok(chunk)));
                 }
                 Poll::Ready(Some(Err(error))) => {
@@ -123,6 +131,7 @@ impl Stream for RelayBody {
                 }
                 Poll::Ready(None) => {
                     this.done = true;
+                    this.taps.end(Outcome::Complete);
                     return Poll::Ready(None);
                 }
                 Poll::Pending => break,

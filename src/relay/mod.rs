@@ -1,6 +1,7 @@
 //! Turns Groq's response into the client's: status and allowed headers kept, body relayed as received.
 
 mod body;
+pub mod tap;
 
 use axum::{body::Body, response::Response};
 use futures_util::StreamExt;
@@ -8,6 +9,7 @@ use http::{HeaderValue, header};
 use tokio::time::Instant;
 
 pub use body::{Framing, RelayBody, RelayError};
+pub use tap::{Outcome, Tap, Taps};
 
 use crate::{
     error::GatewayError,
@@ -20,6 +22,8 @@ pub struct RelayContext {
     pub started: Instant,
     pub deadlines: Deadlines,
     pub abort: tokio_util::sync::CancellationToken,
+    /// Observers of this exchange (usage accounting, cache fill); told how it ended.
+    pub taps: Taps,
 }
 
 /// Builds the client's response from Groq's.
@@ -29,8 +33,9 @@ pub struct RelayContext {
 /// - A successful event stream waits for its first bytes before answering, so a failure that
 ///   early is still an ordinary HTTP error; after that, every chunk goes out as read.
 /// - Everything else is relayed as is, body streamed.
-pub async fn respond(upstream: reqwest::Response, ctx: RelayContext) -> Result<Response, GatewayError> {
+pub async fn respond(upstream: reqwest::Response, mut ctx: RelayContext) -> Result<Response, GatewayError> {
     let status = upstream.status();
+    ctx.taps.start(status, upstream.headers());
     let kept = headers::response_headers(upstream.headers());
     if (status.is_client_error() || status.is_server_error()) && !headers::is_json(upstream.headers()) {
         tracing::warn!(
@@ -45,6 +50,7 @@ pub async fn respond(upstream: reqwest::Response, ctx: RelayContext) -> Result<R
                 response.headers_mut().append(name.clone(), value.clone());
             }
         }
+        ctx.taps.end(Outcome::Failed);
         return Ok(response);
     }
 
@@ -52,12 +58,18 @@ pub async fn respond(upstream: reqwest::Response, ctx: RelayContext) -> Result<R
     let mut stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>> =
         upstream.bytes_stream().boxed();
     let (first, framing) = if is_sse {
-        let first = body::first_chunk(&mut stream, &ctx.deadlines, ctx.started).await?;
+        let first = match body::first_chunk(&mut stream, &ctx.deadlines, ctx.started).await {
+            Ok(first) => first,
+            Err(error) => {
+                ctx.taps.end(Outcome::Failed);
+                return Err(error);
+            }
+        };
         (first, Framing::Sse(BoundaryTracker::default()))
     } else {
         (None, Framing::Opaque)
     };
-    let relay = RelayBody::new(stream, first, framing, &ctx.deadlines, ctx.started, ctx.abort);
+    let relay = RelayBody::new(stream, first, framing, &ctx.deadlines, ctx.started, ctx.abort, ctx.taps);
 
     let mut response = Response::new(Body::from_stream(relay));
     *response.status_mut() = status;

@@ -42,6 +42,7 @@ pub async fn chat_completions(
             started,
             deadlines,
             abort: state.lifecycle().abort_token(),
+            taps: relay::Taps::new(),
         },
     )
     .await?;

@@ -53,6 +53,7 @@ pub async fn passthrough(
             started,
             deadlines,
             abort: state.lifecycle().abort_token(),
+            taps: relay::Taps::new(),
         },
     )
     .await
