@@ -23,10 +23,12 @@ use tower::ServiceBuilder;
 use tower_http::{catch_panic::CatchPanicLayer, cors::CorsLayer, trace::TraceLayer};
 
 use crate::{
+    auth::Authenticator,
     catalog::CatalogCache,
     config::Config,
     error::GatewayError,
     lifecycle::{Lifecycle, TrackedBody},
+    limits::{Limiter, upstream_budget::UpstreamBudget},
     routes,
     upstream::Upstream,
 };
@@ -42,20 +44,65 @@ struct Shared {
     upstream: Upstream,
     lifecycle: Arc<Lifecycle>,
     catalog: Arc<CatalogCache>,
+    auth: Authenticator,
+    limiter: Limiter,
+    budget: UpstreamBudget,
 }
 
 impl AppState {
     pub fn new(config: Config, lifecycle: Arc<Lifecycle>) -> Result<Self, String> {
         let upstream = Upstream::new(&config.upstream)?;
         let catalog = CatalogCache::new(config.models.refresh_interval.0);
+        let auth = Authenticator::new(&config.auth);
+        let limiter = Limiter::new(&config.rate_limits);
+        let limits = &config.rate_limits;
+        let budget = UpstreamBudget::new(
+            upstream.key_count(),
+            limits.preset.per_model(),
+            limits.queue_wait.0,
+            limits.queue_length,
+        );
         Ok(Self {
             inner: Arc::new(Shared {
                 config,
                 upstream,
                 lifecycle,
                 catalog,
+                auth,
+                limiter,
+                budget,
             }),
         })
+    }
+
+    pub fn auth(&self) -> &Authenticator {
+        &self.inner.auth
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
+    }
+
+    pub fn budget(&self) -> &UpstreamBudget {
+        &self.inner.budget
+    }
+
+    /// Keeps the limiter's and the auth throttle's tables small: drops state that carries no
+    /// information any more. Runs until `stop`.
+    pub fn spawn_housekeeping(&self, stop: tokio_util::sync::CancellationToken) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        state.limiter().sweep();
+                        state.auth().forget_idle();
+                    }
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
     }
 
     pub fn catalog(&self) -> &Arc<CatalogCache> {

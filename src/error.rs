@@ -5,7 +5,12 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-use crate::validate::Rejection;
+use std::time::Duration;
+
+use crate::{
+    limits::{Kind, LimitExceeded, Window, render::go_duration},
+    validate::Rejection,
+};
 
 /// Errors the gateway makes (as opposed to errors Groq makes, which pass through untouched).
 ///
@@ -42,6 +47,44 @@ pub enum GatewayError {
     /// Refused by validation; the wording is Groq's (see `validate`).
     #[error("{}", rejection_message(.0))]
     Rejected(Rejection),
+    /// Missing or unknown client key: Groq's exact words, the same for both cases.
+    #[error("Invalid API Key")]
+    InvalidApiKey,
+    #[error("Too many failed authentication attempts from this address. Please try again in {}.", go_duration(*retry_after))]
+    AuthThrottled { retry_after: Duration },
+    /// A client limit of groxy's own refused the request.
+    #[error("{}", limit_message(.0))]
+    RateLimited(Box<LimitExceeded>),
+    /// Groq's budget for this model is spent on every upstream key, and waiting would not help.
+    #[error("Rate limit reached for model `{model}` on the upstream Groq organisation. Please try again in {}.", go_duration(*retry_after))]
+    UpstreamBudget { model: String, retry_after: Duration },
+}
+
+fn limit_message(limit: &LimitExceeded) -> String {
+    let (what, abbreviation) = match (limit.kind, limit.window) {
+        (Kind::Requests, Window::Minute) => ("requests per minute", "RPM"),
+        (Kind::Requests, Window::Day) => ("requests per day", "RPD"),
+        (Kind::Tokens, Window::Minute) => ("tokens per minute", "TPM"),
+        (Kind::Tokens, Window::Day) => ("tokens per day", "TPD"),
+        (Kind::Concurrency, _) => ("concurrent requests", "concurrency"),
+    };
+    let scope = match &limit.model {
+        Some(model) => format!("for key `{}` and model `{model}`", limit.caller),
+        None => format!("for key `{}`", limit.caller),
+    };
+    match limit.wait {
+        Some(wait) => format!(
+            "Rate limit reached {scope} on {what} ({abbreviation}): Limit {}, Used {}, Requested {}. Please try again in {}.",
+            limit.limit,
+            limit.used,
+            limit.requested,
+            go_duration(wait)
+        ),
+        None => format!(
+            "Request too large {scope} on {what} ({abbreviation}): Limit {}, Requested {}, please reduce your message size or max_completion_tokens and try again.",
+            limit.limit, limit.requested
+        ),
+    }
 }
 
 fn rejection_message(rejection: &Rejection) -> String {
@@ -107,6 +150,23 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             GatewayError::Rejected(Rejection::ModelNotFound { .. }) => StatusCode::NOT_FOUND,
+            GatewayError::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            GatewayError::AuthThrottled { .. } | GatewayError::UpstreamBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // Like Groq: a request bigger than the whole budget is 413, since retrying cannot help.
+            GatewayError::RateLimited(limit) if limit.wait.is_none() => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    /// How long a client should wait before retrying, when that is known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GatewayError::AuthThrottled { retry_after } | GatewayError::UpstreamBudget { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            GatewayError::RateLimited(limit) => limit.wait,
+            GatewayError::ShuttingDown => Some(Duration::from_secs(1)),
+            _ => None,
         }
     }
 
@@ -129,6 +189,13 @@ impl GatewayError {
             }
             GatewayError::Rejected(Rejection::ModelNotFound { .. }) => ("invalid_request_error", "model_not_found"),
             GatewayError::UnsupportedMediaType(_) => ("invalid_request_error", "unsupported_media_type"),
+            GatewayError::InvalidApiKey => ("invalid_request_error", "invalid_api_key"),
+            GatewayError::AuthThrottled { .. } => ("requests", "too_many_auth_failures"),
+            GatewayError::RateLimited(limit) => match limit.kind {
+                Kind::Tokens => ("tokens", "rate_limit_exceeded"),
+                Kind::Requests | Kind::Concurrency => ("requests", "rate_limit_exceeded"),
+            },
+            GatewayError::UpstreamBudget { .. } => ("requests", "rate_limit_exceeded"),
             GatewayError::BodyRead => ("invalid_request_error", "invalid_body"),
             GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             GatewayError::UnknownUrl { .. } => ("invalid_request_error", "unknown_url"),
@@ -171,8 +238,11 @@ impl IntoResponse for GatewayError {
         let mut response = (status, self.body()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if matches!(self, GatewayError::ShuttingDown) {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(wait) = self.retry_after() {
+            crate::limits::render::retry_after(headers, wait);
+        }
+        if let GatewayError::RateLimited(limit) = &self {
+            limit.headers.apply(headers);
         }
         response
     }

@@ -15,11 +15,13 @@
 //! - [`sim`]: a Groq simulator speaking the real wire format, for tests and benchmarks.
 
 pub mod app;
+pub mod auth;
 pub mod body;
 pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod lifecycle;
+pub mod limits;
 pub mod relay;
 pub mod routes;
 pub mod server;

@@ -14,7 +14,10 @@ use groxy::config::{Config, env};
                   http://127.0.0.1:8080/v1 and groxy forwards to Groq with the team's key, \
                   relaying streams byte for byte.",
     after_help = "Environment (overrides the config file):\n  \
-                  GROQ_API_KEY        upstream Groq key (required)\n  \
+                  GROQ_API_KEY        upstream Groq key (required unless auth mode is passthrough)\n  \
+                  GROQ_API_KEYS       more upstream keys, comma-separated (rotated by budget)\n  \
+                  GROXY_AUTH_MODE     none | keys | passthrough\n  \
+                  GROXY_ALLOW_UNAUTHENTICATED  true to allow auth mode none on a non-loopback address\n  \
                   GROXY_LISTEN        listen address, default 127.0.0.1:8080\n  \
                   GROXY_UPSTREAM_URL  default https://api.groq.com/openai/v1\n  \
                   GROXY_CONFIG        config file path (same as --config)\n  \
@@ -37,11 +40,27 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Manage client keys (for `auth.mode = "keys"`).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Validate the configuration, print every problem found, exit non-zero if there is any.
     CheckConfig {
         /// TOML config file (see config/groxy.example.toml).
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a fresh client key and the config lines that admit it. Only the key's SHA-256
+    /// goes in the config, so the key itself is shown once, here.
+    New {
+        /// A name for the key's holder: shown in logs, metrics and limit messages.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -56,19 +75,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let vars = environment();
     match cli.command {
+        Command::Keys {
+            command: KeysCommand::New { name },
+        } => match groxy::auth::new_key(&name) {
+            Ok((key, config)) => {
+                println!("Key for {name:?} (give it to them; groxy stores only its hash):\n\n  {key}\n");
+                println!("Add to your groxy config:\n\n{config}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { config } => match Config::load(config.as_deref(), &vars) {
             Ok(config) => {
                 println!("config OK");
                 println!("  listen:       {}", config.server.listen);
                 println!("  upstream:     {}", config.upstream.url);
-                println!(
-                    "  upstream key: {}",
-                    if config.upstream.api_key.is_some() {
-                        "set"
-                    } else {
-                        "not set"
-                    }
-                );
+                println!("  upstream keys: {}", config.upstream_keys().len());
+                println!("  auth mode:    {:?}", config.auth.mode);
+                println!("  client keys:  {}", config.auth.keys.len());
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -69,7 +69,7 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut drained => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -87,7 +87,8 @@ pub async fn serve(
         let router = router.clone();
         let closed = closed.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 let router = router.clone();
                 async move {
                     Ok::<_, Infallible>(

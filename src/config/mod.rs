@@ -25,6 +25,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub validation: ValidationConfig,
     pub models: ModelsConfig,
+    pub auth: AuthConfig,
+    pub rate_limits: RateLimitsConfig,
     pub log: LogConfig,
 }
 
@@ -62,6 +64,9 @@ pub struct UpstreamConfig {
     /// Groq's OpenAI-compatible base URL; every `/v1/<rest>` request goes to `<url>/<rest>`.
     pub url: String,
     pub api_key: Option<Secret>,
+    /// More upstream keys (for example one per Groq organisation): requests go to a key with
+    /// budget left, and a key that got a 429 rests for its `retry-after`.
+    pub api_keys: Vec<Secret>,
     pub connect_timeout: HumanDuration,
     /// Until Groq's response headers (and, for streams, the first body bytes) arrive: a 504 after.
     pub first_byte_timeout: HumanDuration,
@@ -80,6 +85,7 @@ impl Default for UpstreamConfig {
         Self {
             url: "https://api.groq.com/openai/v1".to_owned(),
             api_key: None,
+            api_keys: Vec::new(),
             connect_timeout: HumanDuration::secs(5),
             first_byte_timeout: HumanDuration::secs(120),
             idle_timeout: HumanDuration::secs(60),
@@ -106,6 +112,162 @@ impl Default for LimitsConfig {
         Self {
             chat_body: ByteSize::mib(8),
             upload_body: ByteSize::mib(100),
+        }
+    }
+}
+
+/// Who may call groxy, and whose Groq key is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Anyone who can reach the port; refused on a non-loopback address unless
+    /// `auth.allow_unauthenticated` says so.
+    #[default]
+    None,
+    /// Clients present keys issued by `groxy keys new`; the config stores their SHA-256.
+    Keys,
+    /// Clients present their own Groq key, which is forwarded; limits and cache are partitioned
+    /// by its hash.
+    Passthrough,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub allow_unauthenticated: bool,
+    /// Failed authentications allowed per client address per minute; more get 429.
+    pub failures_per_minute: u32,
+    pub keys: Vec<ClientKeyConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::None,
+            allow_unauthenticated: false,
+            failures_per_minute: 10,
+            keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClientKeyConfig {
+    /// Shown in logs, metrics and limit messages instead of the key.
+    pub name: String,
+    /// Hex SHA-256 of the key, as printed by `groxy keys new`.
+    pub sha256: String,
+}
+
+/// One set of limits; absent fields are unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LimitSet {
+    pub requests_per_minute: Option<u64>,
+    pub requests_per_day: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub max_concurrent: Option<u64>,
+}
+
+impl LimitSet {
+    /// `self`, with each absent field taken from `base`.
+    pub fn over(self, base: LimitSet) -> LimitSet {
+        LimitSet {
+            requests_per_minute: self.requests_per_minute.or(base.requests_per_minute),
+            requests_per_day: self.requests_per_day.or(base.requests_per_day),
+            tokens_per_minute: self.tokens_per_minute.or(base.tokens_per_minute),
+            tokens_per_day: self.tokens_per_day.or(base.tokens_per_day),
+            max_concurrent: self.max_concurrent.or(base.max_concurrent),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == LimitSet::default()
+    }
+
+    fn fields(&self) -> [(&'static str, Option<u64>); 5] {
+        [
+            ("requests_per_minute", self.requests_per_minute),
+            ("requests_per_day", self.requests_per_day),
+            ("tokens_per_minute", self.tokens_per_minute),
+            ("tokens_per_day", self.tokens_per_day),
+            ("max_concurrent", self.max_concurrent),
+        ]
+    }
+}
+
+/// Groq's published tiers, as per-key-and-model limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    #[default]
+    None,
+    /// Free tier, per model: 30 requests/min, 1,000/day, 8,000 tokens/min, 200,000/day.
+    Free,
+    /// Developer tier, per model: about 1,000 requests/min and 250,000 tokens/min.
+    Developer,
+}
+
+impl Preset {
+    pub fn per_model(self) -> LimitSet {
+        match self {
+            Preset::None => LimitSet::default(),
+            Preset::Free => LimitSet {
+                requests_per_minute: Some(30),
+                requests_per_day: Some(1_000),
+                tokens_per_minute: Some(8_000),
+                tokens_per_day: Some(200_000),
+                max_concurrent: None,
+            },
+            Preset::Developer => LimitSet {
+                requests_per_minute: Some(1_000),
+                requests_per_day: None,
+                tokens_per_minute: Some(250_000),
+                tokens_per_day: None,
+                max_concurrent: None,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RateLimitsConfig {
+    /// Fills `per_model` with a Groq tier's limits (fields set in `per_model` win).
+    pub preset: Preset,
+    /// Each client key, across all models.
+    pub default: LimitSet,
+    /// Each client key, for each model separately.
+    pub per_model: LimitSet,
+    /// Overrides of `default` for one client key, by its name.
+    pub keys: std::collections::BTreeMap<String, LimitSet>,
+    /// Overrides of `per_model` for one model.
+    pub models: std::collections::BTreeMap<String, LimitSet>,
+    /// Tokens reserved for the completion when a request sets no `max_completion_tokens`.
+    pub completion_reservation: u64,
+    /// Track Groq's own budget per upstream key and model from its headers and 429s, and hold
+    /// requests that would certainly be refused (off: every request is forwarded).
+    pub upstream_aware: bool,
+    /// How long a request may wait for Groq's budget to reset instead of being sent into a 429.
+    pub queue_wait: HumanDuration,
+    /// Most requests waiting for Groq's budget at once; more are answered 429 at once.
+    pub queue_length: usize,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            preset: Preset::None,
+            default: LimitSet::default(),
+            per_model: LimitSet::default(),
+            keys: Default::default(),
+            models: Default::default(),
+            completion_reservation: 1024,
+            upstream_aware: true,
+            queue_wait: HumanDuration::secs(10),
+            queue_length: 256,
         }
     }
 }
@@ -230,6 +392,9 @@ pub mod env {
     pub const UPSTREAM_URL: &str = "GROXY_UPSTREAM_URL";
     pub const CONFIG: &str = "GROXY_CONFIG";
     pub const LOG_FORMAT: &str = "GROXY_LOG_FORMAT";
+    pub const API_KEYS: &str = "GROQ_API_KEYS";
+    pub const AUTH_MODE: &str = "GROXY_AUTH_MODE";
+    pub const ALLOW_UNAUTHENTICATED: &str = "GROXY_ALLOW_UNAUTHENTICATED";
 }
 
 impl Config {
@@ -288,6 +453,35 @@ impl Config {
         if let Some(key) = get(env::API_KEY) {
             self.upstream.api_key = Some(Secret::new(key));
         }
+        if let Some(keys) = get(env::API_KEYS) {
+            self.upstream.api_keys = keys
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(Secret::new)
+                .collect();
+        }
+        if let Some(mode) = get(env::AUTH_MODE) {
+            match mode {
+                "none" => self.auth.mode = AuthMode::None,
+                "keys" => self.auth.mode = AuthMode::Keys,
+                "passthrough" => self.auth.mode = AuthMode::Passthrough,
+                other => errors.push(format!(
+                    "{}={other:?} must be none, keys or passthrough",
+                    env::AUTH_MODE
+                )),
+            }
+        }
+        if let Some(allow) = get(env::ALLOW_UNAUTHENTICATED) {
+            match allow {
+                "1" | "true" | "yes" => self.auth.allow_unauthenticated = true,
+                "0" | "false" | "no" => self.auth.allow_unauthenticated = false,
+                other => errors.push(format!(
+                    "{}={other:?} must be true or false",
+                    env::ALLOW_UNAUTHENTICATED
+                )),
+            }
+        }
         if let Some(listen) = get(env::LISTEN) {
             match listen.parse() {
                 Ok(addr) => self.server.listen = addr,
@@ -310,6 +504,75 @@ impl Config {
         }
     }
 
+    /// Every upstream key, `api_key` first.
+    pub fn upstream_keys(&self) -> Vec<&Secret> {
+        self.upstream
+            .api_key
+            .iter()
+            .chain(self.upstream.api_keys.iter())
+            .collect()
+    }
+
+    fn validate_auth(&self, errors: &mut Vec<String>) {
+        let auth = &self.auth;
+        if auth.mode == AuthMode::None && !self.server.listen.ip().is_loopback() && !auth.allow_unauthenticated {
+            errors.push(format!(
+                "auth.mode = \"none\" while listening on {}, which is not a loopback address: anyone who can reach \
+                 it could spend the team's Groq key. Set auth.mode = \"keys\" (see `groxy keys new`), or \
+                 auth.allow_unauthenticated = true ({}=1) if a network boundary already restricts access",
+                self.server.listen,
+                env::ALLOW_UNAUTHENTICATED
+            ));
+        }
+        if auth.mode == AuthMode::Keys && auth.keys.is_empty() {
+            errors.push("auth.mode = \"keys\" but no [[auth.keys]] are configured (create one with `groxy keys new --name NAME`)".to_owned());
+        }
+        if auth.failures_per_minute == 0 {
+            errors.push("auth.failures_per_minute must be at least 1".to_owned());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for key in &auth.keys {
+            if key.name.trim().is_empty() {
+                errors.push("auth.keys: every key needs a non-empty name".to_owned());
+            } else if !names.insert(key.name.as_str()) {
+                errors.push(format!("auth.keys: the name {:?} is used twice", key.name));
+            }
+            if key.sha256.len() != 64 || !key.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                errors.push(format!(
+                    "auth.keys: {:?} needs sha256 = 64 hex digits (from `groxy keys new`)",
+                    key.name
+                ));
+            }
+        }
+        for name in self.rate_limits.keys.keys() {
+            if auth.mode == AuthMode::Keys && !names.contains(name.as_str()) {
+                errors.push(format!("rate_limits.keys.{name}: no [[auth.keys]] has that name"));
+            }
+        }
+    }
+
+    fn validate_rate_limits(&self, errors: &mut Vec<String>) {
+        let limits = &self.rate_limits;
+        let mut sets: Vec<(String, &LimitSet)> = vec![
+            ("rate_limits.default".into(), &limits.default),
+            ("rate_limits.per_model".into(), &limits.per_model),
+        ];
+        sets.extend(limits.keys.iter().map(|(k, v)| (format!("rate_limits.keys.{k}"), v)));
+        sets.extend(
+            limits
+                .models
+                .iter()
+                .map(|(k, v)| (format!("rate_limits.models.\"{k}\""), v)),
+        );
+        for (path, set) in sets {
+            for (field, value) in set.fields() {
+                if value == Some(0) {
+                    errors.push(format!("{path}.{field} must be at least 1 (leave it out for no limit)"));
+                }
+            }
+        }
+    }
+
     fn validate(&mut self, errors: &mut Vec<String>) {
         let url = self.upstream.url.trim_end_matches('/').to_owned();
         match reqwest::Url::parse(&url) {
@@ -323,16 +586,20 @@ impl Config {
             )),
         }
         self.upstream.url = url;
-        match &self.upstream.api_key {
-            None => errors.push(format!(
-                "upstream.api_key is not set: set {} or upstream.api_key",
+        let upstream_keys = self.upstream_keys();
+        if upstream_keys.is_empty() && self.auth.mode != AuthMode::Passthrough {
+            errors.push(format!(
+                "upstream.api_key is not set: set {} or upstream.api_key (or use auth.mode = \"passthrough\")",
                 env::API_KEY
-            )),
-            Some(key) if http::HeaderValue::from_str(&format!("Bearer {}", key.expose())).is_err() => {
-                errors.push("upstream.api_key contains characters not allowed in a header".to_owned())
-            }
-            Some(_) => {}
+            ));
         }
+        for key in upstream_keys {
+            if http::HeaderValue::from_str(&format!("Bearer {}", key.expose())).is_err() {
+                errors.push("an upstream API key contains characters not allowed in a header".to_owned());
+            }
+        }
+        self.validate_auth(errors);
+        self.validate_rate_limits(errors);
         let positive = [
             ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.drain_timeout", self.server.drain_timeout),
@@ -461,7 +728,7 @@ mod tests {
         );
         c.apply_env(
             &vars(&[
-                ("GROXY_LISTEN", "0.0.0.0:9"),
+                ("GROXY_LISTEN", "127.0.0.1:9"),
                 ("GROQ_API_KEY", "b"),
                 ("GROXY_UPSTREAM_URL", "http://x/v1/"),
             ]),
@@ -472,6 +739,36 @@ mod tests {
         assert_eq!(c.server.listen.port(), 9);
         assert_eq!(c.upstream.api_key.as_ref().map(Secret::expose), Some("b"));
         assert_eq!(c.upstream.url, "http://x/v1");
+    }
+
+    #[test]
+    fn unauthenticated_on_a_public_address_needs_consent() {
+        let public = [("GROQ_API_KEY", "k"), ("GROXY_LISTEN", "0.0.0.0:8080")];
+        assert!(
+            problems("", &public)
+                .iter()
+                .any(|p| p.contains("not a loopback address"))
+        );
+        assert!(problems("[auth]\nallow_unauthenticated = true", &public).is_empty());
+        let consent = [
+            ("GROQ_API_KEY", "k"),
+            ("GROXY_LISTEN", "0.0.0.0:8080"),
+            ("GROXY_ALLOW_UNAUTHENTICATED", "1"),
+        ];
+        assert!(problems("", &consent).is_empty());
+        let keys = "[auth]\nmode = \"keys\"\n[[auth.keys]]\nname = \"a\"\nsha256 = \"00\"\n[rate_limits.keys.b]\nrequests_per_minute = 0";
+        let errors = problems(keys, &public).join("\n");
+        for needle in [
+            "64 hex",
+            "rate_limits.keys.b: no [[auth.keys]]",
+            "requests_per_minute must be at least 1",
+        ] {
+            assert!(errors.contains(needle), "{needle}: {errors}");
+        }
+        assert!(
+            problems("[auth]\nmode = \"passthrough\"", &[]).is_empty(),
+            "passthrough needs no upstream key"
+        );
     }
 
     #[test]

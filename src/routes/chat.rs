@@ -1,20 +1,26 @@
-//! `POST /v1/chat/completions`: read the body within its limit, validate it, forward the validated bytes.
+//! `POST /v1/chat/completions`: validate, admit under the caller's limits and Groq's budget, forward the validated bytes, settle the usage.
 
-use axum::{extract::State, response::Response};
+use std::sync::Arc;
+
+use axum::{Extension, extract::State, response::Response};
 use http::{HeaderMap, HeaderValue, Method, Request, header};
 use tokio::time::Instant;
 
 use crate::{
     app::AppState,
+    auth::Caller,
     body,
     error::GatewayError,
-    relay::{self, RelayContext},
-    upstream::UpstreamRequest,
+    limits::Admission,
+    relay::{self, Outcome, RelayContext, Tap, Taps},
+    upstream::{UpstreamKey, UpstreamRequest},
+    usage::UsageTap,
     validate,
 };
 
 pub async fn chat_completions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     request: Request<axum::body::Body>,
 ) -> Result<Response, GatewayError> {
     let started = Instant::now();
@@ -24,7 +30,55 @@ pub async fn chat_completions(
     let bytes = body::read_limited(incoming, &parts.headers, config.limits.chat_body.as_usize()).await?;
     let catalog = state.catalog().snapshot();
     let chat = validate::validate_chat(bytes, &config.validation, &config.models.aliases, catalog.as_deref())?;
-    tracing::debug!(model = %chat.model, stream = chat.stream, "chat completion");
+    tracing::debug!(model = %chat.model, stream = chat.stream, caller = %caller.name, "chat completion");
+
+    // Admission: the caller's own limits first (cheap, local), then Groq's budget (may wait).
+    let model_max = catalog
+        .as_deref()
+        .and_then(|c| c.get(&chat.model))
+        .map(|m| m.max_completion_tokens);
+    let limiter = state.limiter();
+    let reserved = limiter.reservation(chat.prompt_tokens_estimate, chat.max_completion_tokens, model_max);
+    let admission = if limiter.is_active() {
+        limiter
+            .admit(&caller, &chat.model, reserved)
+            .map_err(GatewayError::RateLimited)?
+    } else {
+        Admission::unlimited()
+    };
+    let rate_headers = admission.headers;
+    let key = match &caller.upstream_authorization {
+        Some(own) => UpstreamKey::Caller(own.clone()),
+        None if !config.rate_limits.upstream_aware => UpstreamKey::Configured(0),
+        None => {
+            let index = state
+                .budget()
+                .acquire(&chat.model, reserved)
+                .await
+                .map_err(|exhausted| GatewayError::UpstreamBudget {
+                    model: chat.model.clone(),
+                    retry_after: exhausted.retry_after,
+                })?;
+            UpstreamKey::Configured(index)
+        }
+    };
+
+    let mut taps = Taps::new();
+    taps.push(UsageTap::new(move |report| {
+        let used = match (report.outcome, report.status) {
+            (Outcome::Complete, 200..=299) => report.usage.map(|u| u.total_tokens),
+            _ => None,
+        };
+        admission.settle(used);
+    }));
+    if let (UpstreamKey::Configured(index), true) = (&key, config.rate_limits.upstream_aware) {
+        let index = *index;
+        taps.push(BudgetTap {
+            state: state.clone(),
+            key: index,
+            model: chat.model.clone().into(),
+        });
+    }
 
     let upstream = state.upstream();
     let deadlines = upstream.deadlines(started);
@@ -34,19 +88,27 @@ pub async fn chat_completions(
         headers: &parts.headers,
         body: chat.body.into(),
         streamed_body: false,
+        key,
     };
-    let response = upstream.send(request, started, &deadlines).await?;
+    let response = match upstream.send(request, started, &deadlines).await {
+        Ok(response) => response,
+        Err(error) => {
+            taps.end(Outcome::Failed);
+            return Err(error);
+        }
+    };
     let mut response = relay::respond(
         response,
         RelayContext {
             started,
             deadlines,
             abort: state.lifecycle().abort_token(),
-            taps: relay::Taps::new(),
+            taps,
         },
     )
     .await?;
     let headers = response.headers_mut();
+    rate_headers.apply(headers);
     if !chat.rewrites.stripped.is_empty() {
         if let Ok(value) = HeaderValue::from_str(&chat.rewrites.stripped.join(",")) {
             headers.insert("x-groxy-stripped", value);
@@ -58,6 +120,19 @@ pub async fn chat_completions(
         }
     }
     Ok(response)
+}
+
+/// Teaches the upstream budget what Groq said about this key and model.
+struct BudgetTap {
+    state: AppState,
+    key: usize,
+    model: Arc<str>,
+}
+
+impl Tap for BudgetTap {
+    fn start(&mut self, status: http::StatusCode, headers: &HeaderMap) {
+        self.state.budget().observe(self.key, &self.model, status, headers);
+    }
 }
 
 /// JSON, or no content type at all (some hand-written clients omit it); anything else is a 415,

@@ -4,8 +4,13 @@ mod chat;
 mod health;
 mod passthrough;
 
+use std::net::SocketAddr;
+
 use axum::{
     Router,
+    extract::{ConnectInfo, Request, State},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{any, get, post},
 };
 
@@ -15,19 +20,35 @@ use crate::app::AppState;
 /// `/v1`. Both prefixes reach the same handlers.
 pub const API_PREFIXES: [&str; 2] = ["/v1", "/openai/v1"];
 
+/// Every API route requires a caller (see `authenticate`); health checks never do.
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+    let mut api = Router::new();
     for prefix in API_PREFIXES {
-        router = router
+        api = api
             .route(&format!("{prefix}/chat/completions"), post(chat::chat_completions))
             .route(&format!("{prefix}/{{*rest}}"), any(passthrough::passthrough));
     }
-    router
+    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(api)
         .fallback(health::unknown_url)
         .method_not_allowed_fallback(health::unknown_url)
         .with_state(state)
+}
+
+/// Resolves the caller and puts it in the request's extensions, or answers 401 (429 for an
+/// address that keeps failing). The client's key is never echoed or logged.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    match state.auth().authenticate(request.headers(), peer) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
 }
 
 /// The path below the API prefix (`chat/completions`, `models/openai/gpt-oss-20b`), with the

@@ -1,20 +1,22 @@
 //! Every other `/v1/*` endpoint (audio, responses, files, batches, models): request and response streamed through, never buffered.
 
-use axum::{extract::State, response::Response};
+use axum::{Extension, extract::State, response::Response};
 use http::{Request, header};
 use tokio::time::Instant;
 
 use crate::{
     app::AppState,
+    auth::Caller,
     body,
     error::GatewayError,
     relay::{self, RelayContext},
     routes::upstream_path,
-    upstream::UpstreamRequest,
+    upstream::{UpstreamKey, UpstreamRequest},
 };
 
 pub async fn passthrough(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     request: Request<axum::body::Body>,
 ) -> Result<Response, GatewayError> {
     let started = Instant::now();
@@ -45,6 +47,10 @@ pub async fn passthrough(
         headers: &parts.headers,
         body,
         streamed_body: has_body,
+        key: match caller.upstream_authorization {
+            Some(own) => UpstreamKey::Caller(own),
+            None => UpstreamKey::Configured(0),
+        },
     };
     let response = upstream.send(request, started, &deadlines).await?;
     relay::respond(

@@ -37,6 +37,17 @@ pub struct UpstreamRequest<'a> {
     pub body: reqwest::Body,
     /// The body is streamed as it arrives, so its length header is forwarded as announced.
     pub streamed_body: bool,
+    /// Whose key Groq sees.
+    pub key: UpstreamKey,
+}
+
+/// The credential for one upstream request.
+#[derive(Debug, Clone)]
+pub enum UpstreamKey {
+    /// One of the configured upstream keys, by index.
+    Configured(usize),
+    /// The caller's own `Authorization` (passthrough mode).
+    Caller(HeaderValue),
 }
 
 /// The upstream client. Cloning is cheap and shares the connection pool.
@@ -44,7 +55,8 @@ pub struct UpstreamRequest<'a> {
 pub struct Upstream {
     client: reqwest::Client,
     base: String,
-    authorization: HeaderValue,
+    /// `Bearer <key>` for each configured upstream key, marked sensitive.
+    keys: std::sync::Arc<[HeaderValue]>,
     extra_headers: std::sync::Arc<[String]>,
     first_byte_timeout: Duration,
     idle_timeout: Duration,
@@ -53,11 +65,14 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: &UpstreamConfig) -> Result<Self, String> {
-        let key = config.api_key.as_ref().ok_or("upstream.api_key is not set")?;
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-            .map_err(|_| "upstream.api_key is not a valid header value")?;
-        // Marked sensitive so hyper's HPACK never indexes it and Debug output hides it.
-        authorization.set_sensitive(true);
+        let mut keys = Vec::new();
+        for key in config.api_key.iter().chain(config.api_keys.iter()) {
+            let mut authorization = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                .map_err(|_| "an upstream API key is not a valid header value")?;
+            // Marked sensitive so hyper's HPACK never indexes it and Debug output hides it.
+            authorization.set_sensitive(true);
+            keys.push(authorization);
+        }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout.0)
@@ -70,12 +85,17 @@ impl Upstream {
         Ok(Self {
             client,
             base: config.url.trim_end_matches('/').to_owned(),
-            authorization,
+            keys: keys.into(),
             extra_headers: config.forward_headers.clone().into(),
             first_byte_timeout: config.first_byte_timeout.0,
             idle_timeout: config.idle_timeout.0,
             total_timeout: config.total_timeout.0,
         })
+    }
+
+    /// How many upstream keys are configured (zero in pure passthrough mode).
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
     }
 
     pub fn deadlines(&self, started: Instant) -> Deadlines {
@@ -98,7 +118,16 @@ impl Upstream {
     ) -> Result<reqwest::Response, GatewayError> {
         let url = format!("{}/{}", self.base, request.path);
         let mut headers = headers::request_headers(request.headers, &self.extra_headers, request.streamed_body);
-        headers.insert(header::AUTHORIZATION, self.authorization.clone());
+        match &request.key {
+            UpstreamKey::Configured(index) => {
+                if let Some(value) = self.keys.get(*index) {
+                    headers.insert(header::AUTHORIZATION, value.clone());
+                }
+            }
+            UpstreamKey::Caller(value) => {
+                headers.insert(header::AUTHORIZATION, value.clone());
+            }
+        }
         let send = self
             .client
             .request(request.method, url)
@@ -126,10 +155,11 @@ impl Upstream {
     /// for the headers and the idle timeout for the body.
     pub async fn fetch(&self, path: &str) -> Result<bytes::Bytes, String> {
         let url = format!("{}/{}", self.base, path);
+        let key = self.keys.first().ok_or("no upstream key configured")?.clone();
         let request = self
             .client
             .get(url)
-            .header(header::AUTHORIZATION, self.authorization.clone())
+            .header(header::AUTHORIZATION, key)
             .header(header::USER_AGENT, concat!("groxy/", env!("CARGO_PKG_VERSION")));
         let response = tokio::time::timeout(self.first_byte_timeout, request.send())
             .await

@@ -1,10 +1,12 @@
 //! Black-box tests: groxy and the Groq simulator on real loopback sockets, asserting bytes, statuses, headers and counts.
 
+mod auth;
 mod binary;
 mod cancellation;
 mod errors;
 mod limits;
 mod passthrough;
+mod ratelimit;
 mod sdk;
 mod shutdown;
 mod streaming;

@@ -200,7 +200,10 @@ async fn upstream_going_silent_past_the_idle_timeout_gives_an_error_frame() {
 
 #[tokio::test]
 async fn an_error_before_the_first_byte_is_plain_json_even_for_stream_requests() {
-    let (sim, gw) = pair().await;
+    let sim = sim().await;
+    let mut config = config_for(&sim);
+    config.rate_limits.upstream_aware = false;
+    let gw = gateway(config).await;
     sim.push(fixtures::error("429-tpm").expect("fixture"));
     let response = post_chat(&gw, chat_body(true)).await;
     assert_eq!(response.status(), 429);

@@ -1,0 +1,407 @@
+//! Upstream-aware admission: Groq's own budget per upstream key and model, learned from its headers, so requests wait for a reset instead of being sent into a certain 429.
+//!
+//! State per (upstream key, model): remaining requests and tokens with their reset times, as
+//! Groq last reported them (or as the configured tier preset says before any report), lowered
+//! locally for every request sent since, and a cool-down after a 429. A request takes the first
+//! key, in round-robin order, whose budget fits it; when none does, it waits in a first-come
+//! first-served queue (per model) for the earliest reset, at most `queue_wait`; when waiting
+//! cannot help it is answered 429 at once with Groq's reset time.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use crate::config::LimitSet;
+
+#[derive(Debug, Clone, Default)]
+struct KeyModel {
+    remaining_requests: Option<u64>,
+    requests_reset: Option<Instant>,
+    remaining_tokens: Option<u64>,
+    tokens_reset: Option<Instant>,
+    cool_until: Option<Instant>,
+}
+
+impl KeyModel {
+    fn from_preset(preset: &LimitSet, now: Instant) -> Self {
+        // Groq reports requests per day and tokens per minute; a tier preset says the same.
+        let requests = preset.requests_per_day.or(preset.requests_per_minute);
+        let requests_window = if preset.requests_per_day.is_some() { 86_400 } else { 60 };
+        let tokens = preset.tokens_per_minute.or(preset.tokens_per_day);
+        let tokens_window = if preset.tokens_per_minute.is_some() { 60 } else { 86_400 };
+        KeyModel {
+            remaining_requests: requests,
+            requests_reset: requests.map(|_| now + Duration::from_secs(requests_window)),
+            remaining_tokens: tokens,
+            tokens_reset: tokens.map(|_| now + Duration::from_secs(tokens_window)),
+            cool_until: None,
+        }
+    }
+
+    /// `Ok` if `tokens` fit now; otherwise when they may.
+    fn fits(&mut self, tokens: u64, now: Instant) -> Result<(), Instant> {
+        if let Some(until) = self.cool_until {
+            if until > now {
+                return Err(until);
+            }
+            self.cool_until = None;
+        }
+        let mut blocked_until: Option<Instant> = None;
+        if let (Some(0), Some(reset)) = (self.remaining_requests, self.requests_reset) {
+            if reset > now {
+                blocked_until = Some(reset);
+            }
+        }
+        if let (Some(remaining), Some(reset)) = (self.remaining_tokens, self.tokens_reset) {
+            if remaining < tokens && reset > now {
+                blocked_until = Some(blocked_until.map_or(reset, |b| b.max(reset)));
+            }
+        }
+        match blocked_until {
+            Some(until) => Err(until),
+            None => Ok(()),
+        }
+    }
+
+    fn spend(&mut self, tokens: u64, now: Instant) {
+        if self.requests_reset.is_some_and(|r| r <= now) {
+            self.remaining_requests = None;
+            self.requests_reset = None;
+        }
+        if self.tokens_reset.is_some_and(|r| r <= now) {
+            self.remaining_tokens = None;
+            self.tokens_reset = None;
+        }
+        self.remaining_requests = self.remaining_requests.map(|r| r.saturating_sub(1));
+        self.remaining_tokens = self.remaining_tokens.map(|r| r.saturating_sub(tokens));
+    }
+}
+
+/// When no key has budget and waiting cannot help (or the queue is full).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetExhausted {
+    pub retry_after: Duration,
+}
+
+#[derive(Debug)]
+pub struct UpstreamBudget {
+    keys: usize,
+    preset: LimitSet,
+    queue_wait: Duration,
+    queue_length: usize,
+    state: Mutex<HashMap<(usize, Arc<str>), KeyModel>>,
+    queues: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>>,
+    waiting: AtomicUsize,
+    next: AtomicUsize,
+}
+
+impl UpstreamBudget {
+    pub fn new(keys: usize, preset: LimitSet, queue_wait: Duration, queue_length: usize) -> Self {
+        Self {
+            keys: keys.max(1),
+            preset,
+            queue_wait,
+            queue_length,
+            state: Mutex::new(HashMap::new()),
+            queues: Mutex::new(HashMap::new()),
+            waiting: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Picks a key with budget for `tokens` now, spending it locally; else the earliest time one may.
+    fn try_pick(&self, model: &Arc<str>, tokens: u64, now: Instant) -> Result<usize, Instant> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut earliest: Option<Instant> = None;
+        for offset in 0..self.keys {
+            let key = (start + offset) % self.keys;
+            let entry = state
+                .entry((key, model.clone()))
+                .or_insert_with(|| KeyModel::from_preset(&self.preset, now));
+            match entry.fits(tokens, now) {
+                Ok(()) => {
+                    entry.spend(tokens, now);
+                    return Ok(key);
+                }
+                Err(at) => earliest = Some(earliest.map_or(at, |e: Instant| e.min(at))),
+            }
+        }
+        Err(earliest.unwrap_or(now))
+    }
+
+    /// A key for a request of `tokens` to `model`, waiting for Groq's reset if that is soon enough.
+    pub async fn acquire(&self, model: &str, tokens: u64) -> Result<usize, BudgetExhausted> {
+        let model: Arc<str> = model.into();
+        let start = Instant::now();
+        let deadline = start + self.queue_wait;
+        let available_at = match self.try_pick(&model, tokens, start) {
+            Ok(key) => return Ok(key),
+            Err(at) => at,
+        };
+        if available_at > deadline || self.waiting.load(Ordering::SeqCst) >= self.queue_length {
+            return Err(BudgetExhausted {
+                retry_after: available_at.saturating_duration_since(start),
+            });
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _leave = WaitingGuard(&self.waiting);
+        let queue = {
+            let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            queues.entry(model.clone()).or_default().clone()
+        };
+        // tokio's Mutex is fair: waiters are served in arrival order.
+        let Ok(_turn) = tokio::time::timeout_at(deadline, queue.lock()).await else {
+            return Err(BudgetExhausted {
+                retry_after: self.queue_wait,
+            });
+        };
+        loop {
+            let now = Instant::now();
+            match self.try_pick(&model, tokens, now) {
+                Ok(key) => return Ok(key),
+                Err(at) if at <= deadline => tokio::time::sleep_until(at.max(now + Duration::from_millis(1))).await,
+                Err(at) => {
+                    return Err(BudgetExhausted {
+                        retry_after: at.saturating_duration_since(now),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Learns from a Groq response: its rate-limit headers, and a 429's cool-down.
+    pub fn observe(&self, key: usize, model: &str, status: StatusCode, headers: &HeaderMap) {
+        let now = Instant::now();
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let duration = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_go_duration)
+        };
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = state
+            .entry((key, model.into()))
+            .or_insert_with(|| KeyModel::from_preset(&self.preset, now));
+        if let (Some(remaining), Some(reset)) = (
+            number("x-ratelimit-remaining-requests"),
+            duration("x-ratelimit-reset-requests"),
+        ) {
+            merge(
+                &mut entry.remaining_requests,
+                &mut entry.requests_reset,
+                remaining,
+                now + reset,
+                now,
+            );
+        }
+        if let (Some(remaining), Some(reset)) = (
+            number("x-ratelimit-remaining-tokens"),
+            duration("x-ratelimit-reset-tokens"),
+        ) {
+            merge(
+                &mut entry.remaining_tokens,
+                &mut entry.tokens_reset,
+                remaining,
+                now + reset,
+                now,
+            );
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = headers
+                .get("retry-after-ms")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_millis)
+                .or_else(|| number("retry-after").map(Duration::from_secs))
+                .unwrap_or(Duration::from_secs(1));
+            entry.cool_until = Some(now + wait);
+            tracing::info!(
+                key,
+                model,
+                wait_ms = wait.as_millis() as u64,
+                "upstream key rate limited by Groq; resting it"
+            );
+        }
+    }
+}
+
+/// A reported value replaces ours once our window is over; within it, the lower one wins
+/// (requests sent since the reported one was measured have spent more).
+fn merge(
+    remaining: &mut Option<u64>,
+    reset: &mut Option<Instant>,
+    reported: u64,
+    reported_reset: Instant,
+    now: Instant,
+) {
+    let window_over = reset.is_none_or(|r| r <= now);
+    if window_over || remaining.is_none() {
+        *remaining = Some(reported);
+        *reset = Some(reported_reset);
+    } else {
+        *remaining = Some(remaining.map_or(reported, |r| r.min(reported)));
+        *reset = Some(reset.map_or(reported_reset, |r| r.max(reported_reset)));
+    }
+}
+
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Parses Go's duration format as Groq sends it (`7.66s`, `2m59.56s`, `285ms`, `1h4m48s`, `12µs`).
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let value: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let (unit, seconds) = [
+            ("ns", 1e-9),
+            ("us", 1e-6),
+            ("µs", 1e-6),
+            ("ms", 1e-3),
+            ("s", 1.0),
+            ("m", 60.0),
+            ("h", 3600.0),
+        ]
+        .into_iter()
+        .filter(|(u, _)| rest.starts_with(u))
+        .max_by_key(|(u, _)| u.len())?;
+        total += value * seconds;
+        rest = &rest[unit.len()..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_durations() {
+        let ms = |t: &str| parse_go_duration(t).map(|d| d.as_millis());
+        assert_eq!(ms("7.66s"), Some(7_660));
+        assert_eq!(ms("2m59.56s"), Some(179_560));
+        assert_eq!(ms("285ms"), Some(285));
+        assert_eq!(ms("1h4m48s"), Some(3_888_000));
+        assert_eq!(ms("0s"), Some(0));
+        assert_eq!(parse_go_duration("12µs").map(|d| d.as_micros()), Some(12));
+        assert_eq!(ms(""), None);
+        assert_eq!(ms("5x"), None);
+        assert_eq!(ms("s"), None);
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().expect("value"));
+        }
+        h
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_the_reset_instead_of_sending_into_a_429() {
+        let budget = UpstreamBudget::new(1, LimitSet::default(), Duration::from_secs(10), 16);
+        assert_eq!(budget.acquire("m", 100).await, Ok(0));
+        budget.observe(
+            0,
+            "m",
+            StatusCode::OK,
+            &headers(&[
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "2s"),
+                ("x-ratelimit-remaining-tokens", "5000"),
+                ("x-ratelimit-reset-tokens", "1s"),
+            ]),
+        );
+        let started = Instant::now();
+        assert_eq!(budget.acquire("m", 100).await, Ok(0));
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(2),
+            "waited exactly for the reset"
+        );
+        // Another model is not affected.
+        let started = Instant::now();
+        assert_eq!(budget.acquire("other", 100).await, Ok(0));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_at_once_when_waiting_cannot_help() {
+        let budget = UpstreamBudget::new(1, LimitSet::default(), Duration::from_secs(10), 16);
+        budget.observe(
+            0,
+            "m",
+            StatusCode::OK,
+            &headers(&[
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "1m26.4s"),
+            ]),
+        );
+        let started = Instant::now();
+        let refused = budget.acquire("m", 1).await.expect_err("refused");
+        assert_eq!(refused.retry_after, Duration::from_millis(86_400));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rotates_away_from_a_key_that_got_a_429() {
+        let budget = UpstreamBudget::new(2, LimitSet::default(), Duration::from_secs(10), 16);
+        budget.observe(
+            0,
+            "m",
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[("retry-after", "19")]),
+        );
+        for _ in 0..4 {
+            assert_eq!(budget.acquire("m", 1).await, Ok(1));
+        }
+        tokio::time::advance(Duration::from_secs(19)).await;
+        let picks: Vec<_> = [(); 4]
+            .iter()
+            .map(|_| budget.try_pick(&"m".into(), 1, Instant::now()))
+            .collect();
+        assert!(picks.contains(&Ok(0)) && picks.contains(&Ok(1)), "{picks:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_preset_is_the_budget_before_groq_says_anything() {
+        let preset = LimitSet {
+            requests_per_day: Some(2),
+            tokens_per_minute: Some(1000),
+            ..LimitSet::default()
+        };
+        let budget = UpstreamBudget::new(1, preset, Duration::from_secs(1), 16);
+        assert!(budget.acquire("m", 600).await.is_ok());
+        assert!(
+            budget.acquire("m", 600).await.is_err(),
+            "the second would exceed 1000 tokens this minute"
+        );
+        assert!(budget.acquire("m", 300).await.is_ok());
+        assert!(budget.acquire("m", 1).await.is_err(), "2 requests per day");
+    }
+}

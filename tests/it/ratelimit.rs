@@ -1,0 +1,200 @@
+//! Client limits through the real gateway: isolation, exact headers, 429 bodies, token settlement; and Groq-aware admission.
+
+use std::time::Duration;
+
+use groxy::{
+    config::{AuthMode, ClientKeyConfig, LimitSet, Secret},
+    sim::{Reply, SimConfig, Simulator, Slicing, StreamEnd, fixtures},
+};
+
+use crate::support::*;
+
+fn keyed(sim: &Simulator, default: LimitSet) -> groxy::Config {
+    let mut config = config_for(sim);
+    config.auth.mode = AuthMode::Keys;
+    config.auth.keys = ["alice", "bob"]
+        .iter()
+        .map(|name| ClientKeyConfig {
+            name: (*name).to_owned(),
+            sha256: groxy::auth::hex(&groxy::auth::sha256(format!("gxy_{name}").as_bytes())),
+        })
+        .collect();
+    config.rate_limits.default = default;
+    config
+}
+
+async fn chat_as(gw: &Gateway, who: &str, body: String) -> reqwest::Response {
+    client()
+        .post(gw.url(CHAT))
+        .header("authorization", format!("Bearer gxy_{who}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("send")
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn one_noisy_key_does_not_starve_another() {
+    let sim = sim().await;
+    let gw = gateway(keyed(
+        &sim,
+        LimitSet {
+            requests_per_day: Some(3),
+            ..LimitSet::default()
+        },
+    ))
+    .await;
+    for remaining in ["2", "1", "0"] {
+        let response = chat_as(&gw, "alice", chat_body(false)).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-ratelimit-limit-requests"), "3");
+        assert_eq!(header(&response, "x-ratelimit-remaining-requests"), remaining);
+        let reset = header(&response, "x-ratelimit-reset-requests");
+        assert!(
+            reset.ends_with('s') && reset.contains('h'),
+            "a Go duration of hours: {reset}"
+        );
+    }
+    let refused = chat_as(&gw, "alice", chat_body(false)).await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = header(&refused, "retry-after").parse().expect("retry-after");
+    let retry_after_ms: u64 = header(&refused, "retry-after-ms").parse().expect("retry-after-ms");
+    assert!((28_790..=28_800).contains(&retry_after), "{retry_after}");
+    assert!(retry_after_ms.div_ceil(1000) == retry_after);
+    assert_eq!(header(&refused, "x-ratelimit-remaining-requests"), "0");
+    let error = assert_openai_error(&refused.bytes().await.expect("body"));
+    assert_eq!(error["type"], "requests");
+    assert_eq!(error["code"], "rate_limit_exceeded");
+    let message = error["message"].as_str().unwrap_or("");
+    assert!(message.starts_with("Rate limit reached for key `alice` on requests per day (RPD): Limit 3, Used 3, Requested 1. Please try again in "), "{message}");
+    assert!(!message.contains("gxy_"));
+    // Bob has his own budget.
+    let bob = chat_as(&gw, "bob", chat_body(false)).await;
+    assert_eq!(bob.status(), 200);
+    assert_eq!(header(&bob, "x-ratelimit-remaining-requests"), "2");
+    assert_eq!(call_count(&sim), 4, "the refused call never reached Groq");
+}
+
+fn remaining_tokens(response: &reqwest::Response) -> i64 {
+    header(response, "x-ratelimit-remaining-tokens")
+        .parse()
+        .expect("remaining tokens")
+}
+
+#[tokio::test]
+async fn tokens_are_reserved_then_settled_with_the_real_usage() {
+    let sim = sim().await;
+    let gw = gateway(keyed(
+        &sim,
+        LimitSet {
+            tokens_per_day: Some(100_000),
+            ..LimitSet::default()
+        },
+    ))
+    .await;
+    let body =
+        r#"{"model":"openai/gpt-oss-20b","messages":[{"role":"user","content":"Say hi"}],"max_completion_tokens":200}"#;
+    let stream_body = body.replace("200}", "200,\"stream\":true}");
+    let reservation = 202; // "Say hi" is at least 2 tokens, plus the 200 requested
+
+    // JSON: the fixture reports 35 tokens used.
+    let first = chat_as(&gw, "alice", body.to_owned()).await;
+    assert_eq!(remaining_tokens(&first), 100_000 - reservation);
+    first.bytes().await.expect("body");
+
+    // A stream: the fixture's finish chunk reports 99 tokens.
+    sim.push(Reply::stream(fixtures::stream("content")));
+    let second = chat_as(&gw, "alice", stream_body.clone()).await;
+    let expected = 100_000 - 35 - reservation;
+    assert!(
+        (expected..=expected + 2).contains(&remaining_tokens(&second)),
+        "{}",
+        remaining_tokens(&second)
+    );
+    second.bytes().await.expect("body");
+
+    // A cancelled stream gives its whole reservation back.
+    sim.push(Reply::Stream {
+        body: fixtures::stream("content").slice(..600),
+        slicing: Slicing::default(),
+        end: StreamEnd::Stall,
+    });
+    let third = chat_as(&gw, "alice", stream_body.clone()).await;
+    drop(third);
+    assert!(wait_outcome(&sim, true, Duration::from_secs(2)).await.is_some());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // A Groq error uses nothing either.
+    sim.push(fixtures::error("400-n").expect("fixture"));
+    assert_eq!(chat_as(&gw, "alice", body.to_owned()).await.status(), 400);
+
+    let fourth = chat_as(&gw, "alice", body.to_owned()).await;
+    let expected = 100_000 - 35 - 99 - reservation;
+    assert!(
+        (expected..=expected + 3).contains(&remaining_tokens(&fourth)),
+        "{}",
+        remaining_tokens(&fourth)
+    );
+}
+
+#[tokio::test]
+async fn a_request_larger_than_the_whole_token_limit_is_a_413() {
+    let sim = sim().await;
+    let gw = gateway(keyed(
+        &sim,
+        LimitSet {
+            tokens_per_minute: Some(500),
+            ..LimitSet::default()
+        },
+    ))
+    .await;
+    let body =
+        r#"{"model":"openai/gpt-oss-20b","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":1000}"#;
+    let response = chat_as(&gw, "alice", body.to_owned()).await;
+    assert_eq!(response.status(), 413);
+    let error = assert_openai_error(&response.bytes().await.expect("body"));
+    assert_eq!(error["type"], "tokens");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Limit 500, Requested 1001")
+    );
+    assert_eq!(call_count(&sim), 0);
+}
+
+#[tokio::test]
+async fn a_429_rests_that_upstream_key_and_the_next_key_takes_over() {
+    // Two upstream keys; the simulator accepts any key and records which one it got.
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let mut config = config_for(&sim);
+    config.upstream.api_key = Some(Secret::new("gsk_first"));
+    config.upstream.api_keys = vec![Secret::new("gsk_second")];
+    let gw = gateway(config).await;
+    sim.push(fixtures::error("429-tpm").expect("fixture"));
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(post_chat(&gw, chat_body(false)).await.status().as_u16());
+    }
+    let keys: Vec<String> = calls(&sim)
+        .iter()
+        .map(|r| r.header("authorization").unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(statuses[0], 429, "Groq's 429 passes through");
+    assert!(statuses[1..].iter().all(|s| *s == 200), "{statuses:?}");
+    let rested = keys[0].clone();
+    assert!(
+        keys[1..].iter().all(|k| *k != rested),
+        "the rate-limited key rests for its retry-after: {keys:?}"
+    );
+}
