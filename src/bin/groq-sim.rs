@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use groxy::sim::{SimConfig, Simulator, faults};
+use groxy::sim::{SimBudget, SimConfig, Simulator, faults};
 
 /// A fake Groq API speaking the real wire format, for trying groxy without a Groq key and for
 /// benchmarks.
@@ -39,6 +39,26 @@ struct Args {
     /// Answer non-streaming requests with this file's bytes (default: chat-completion.json).
     #[arg(long, value_name = "PATH")]
     json_body_file: Option<PathBuf>,
+    /// Enforce Groq-style rate limits on chat completions: N requests per
+    /// --budget-request-window, per API key (Authorization value) and model; needs
+    /// --budget-tokens. Over budget: 429 (`requests` or `tokens`) or, for one request above the
+    /// whole token limit, 413, as Groq answers; every chat completion then carries computed
+    /// x-ratelimit-* headers. Windows are fixed: each starts with the first request of its key
+    /// and model. A request costs the prompt + completion tokens its answer reports: 35 for the
+    /// captured JSON answer, 99 for the captured stream (225 for a tool call), body bytes / 4 +
+    /// N for --stream-chunks N.
+    #[arg(long, value_name = "N", requires = "budget_tokens")]
+    budget_requests: Option<u64>,
+    /// Request window of the budget, a Go duration (`24h`, `1m`, `90s`, `1h30m`).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_window)]
+    budget_request_window: Duration,
+    /// With --budget-requests: N tokens (prompt + completion of the reported usage) per
+    /// --budget-token-window, per API key and model.
+    #[arg(long, value_name = "N", requires = "budget_requests")]
+    budget_tokens: Option<u64>,
+    /// Token window of the budget, a Go duration.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_window)]
+    budget_token_window: Duration,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -78,6 +98,15 @@ fn run(args: Args) -> Result<(), String> {
         json_latency: Duration::from_millis(args.json_latency_ms),
         stream_chunks: args.stream_chunks,
         json_body,
+        budget: match (args.budget_requests, args.budget_tokens) {
+            (Some(requests), Some(tokens)) => Some(SimBudget {
+                requests,
+                request_window: args.budget_request_window,
+                tokens,
+                token_window: args.budget_token_window,
+            }),
+            _ => None,
+        },
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
@@ -103,6 +132,59 @@ fn run(args: Args) -> Result<(), String> {
     })
 }
 
+/// A Go duration such as `24h`, `1m30s`, `1.5s` or `500ms` (units `h`, `m`, `s`, `ms`, `us`,
+/// `µs`, `ns`); a window must be positive.
+fn parse_window(text: &str) -> Result<Duration, String> {
+    let bad = || format!("expected a positive Go duration such as 24h, 1m, 90s or 1h30m, got {text:?}");
+    const UNITS: &[(&str, u128)] = &[
+        ("ns", 1),
+        ("us", 1_000),
+        ("µs", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+    ];
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut nanos: u128 = 0;
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(end);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = UNITS.iter().find(|(u, _)| *u == unit).ok_or_else(bad)?.1;
+        let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && frac.is_empty() || frac.len() > 18 {
+            return Err(bad());
+        }
+        let parse = |digits: &str| {
+            if digits.is_empty() {
+                Ok(0)
+            } else {
+                digits.parse::<u128>()
+            }
+        };
+        let (whole, frac_value) = (parse(whole).map_err(|_| bad())?, parse(frac).map_err(|_| bad())?);
+        let frac_nanos = frac_value * scale / 10u128.pow(frac.len() as u32);
+        nanos = whole
+            .checked_mul(scale)
+            .and_then(|n| n.checked_add(frac_nanos))
+            .and_then(|n| nanos.checked_add(n))
+            .ok_or_else(bad)?;
+        rest = tail;
+    }
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| bad())?;
+    let total = Duration::new(secs, (nanos % 1_000_000_000) as u32);
+    if total.is_zero() { Err(bad()) } else { Ok(total) }
+}
+
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -123,5 +205,41 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse_as_go_durations() {
+        let ok = [
+            ("24h", 86_400_000),
+            ("1m", 60_000),
+            ("90s", 90_000),
+            ("1h30m", 5_400_000),
+            ("1.5s", 1_500),
+            ("250ms", 250),
+            ("2m59.56s", 179_560),
+        ];
+        for (text, ms) in ok {
+            assert_eq!(parse_window(text), Ok(Duration::from_millis(ms)), "{text}");
+        }
+        assert_eq!(parse_window("1.000000001s"), Ok(Duration::new(1, 1)));
+        assert_eq!(parse_window(".5s"), Ok(Duration::from_millis(500)));
+        for bad in ["", "0s", "10", "1d", "s", ".s", "1.2.3s", "-1s", "1s2"] {
+            assert!(parse_window(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn budget_flags_go_together() {
+        let args = Args::try_parse_from(["groq-sim", "--budget-requests", "3", "--budget-tokens", "100"]);
+        let args = args.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.budget_request_window, Duration::from_secs(86_400));
+        assert_eq!(args.budget_token_window, Duration::from_secs(60));
+        assert!(Args::try_parse_from(["groq-sim", "--budget-requests", "3"]).is_err());
+        assert!(Args::try_parse_from(["groq-sim", "--budget-tokens", "3"]).is_err());
     }
 }

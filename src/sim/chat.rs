@@ -1,4 +1,5 @@
-//! `POST /chat/completions`: a scripted reply, a header-chosen fault, or Groq's default answer.
+//! `POST /chat/completions`: a scripted reply, a header-chosen fault, or Groq's default answer
+//! (admitted against the budget, if one is configured).
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -8,10 +9,11 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde::Deserialize;
 
 use super::body::{Paced, SimBody, SimError, Units};
-use super::completion::completion;
+use super::budget::{Limits, Usage, Verdict};
+use super::completion::{self, completion};
 use super::faults::{self, Fault};
 use super::fixtures;
-use super::frames::{Intent, SynthStream};
+use super::frames::{self, Ids, Intent, SynthStream};
 use super::record::Track;
 use super::reply::{Reply, SliceMode, Slicer, StreamEnd, first_events};
 use super::routes::{full, full_reply, groq_error};
@@ -142,9 +144,34 @@ pub(crate) async fn chat(
     let config = &state.config;
     let model = probe.model.as_deref().unwrap_or(DEFAULT_MODEL);
     let prompt_tokens = (body.len() / 4).max(1);
-    if !probe.stream.unwrap_or(false) {
-        // A configured body wins: the caller chose exactly what to answer.
-        let (body, request_id) = if config.json_body.is_none() && (intent.tool.is_some() || intent.json_mode) {
+    let stream = probe.stream.unwrap_or(false);
+    // A configured body wins: the caller chose exactly what to answer.
+    let synth_json = config.json_body.is_none() && (intent.tool.is_some() || intent.json_mode);
+
+    // Charged at admission: exactly the usage the answer below reports.
+    let limits = match state.budget.as_ref() {
+        None => None,
+        Some(budget) => {
+            let usage = match (stream, config.stream_chunks) {
+                (false, _) if synth_json => Usage::new(prompt_tokens, completion::completion_tokens(&intent)),
+                (false, _) => budget.json_usage,
+                (true, Some(n)) => Usage::new(prompt_tokens, frames::completion_tokens(n, &intent)),
+                (true, None) if intent.tool.is_some() => budget.tool_stream_usage,
+                (true, None) => budget.content_stream_usage,
+            };
+            let decision = budget.admit(headers, model, usage);
+            if decision.verdict != Verdict::Admitted {
+                let request_id = Ids::new(state.next_seq()).request_id;
+                if let Some((status, headers, body)) = decision.refusal(model, &request_id) {
+                    return Ok(full(status, headers, body, track));
+                }
+            }
+            Some(decision.limits)
+        }
+    };
+
+    if !stream {
+        let (body, request_id) = if synth_json {
             let (body, id) = completion(model, &intent, prompt_tokens, state.next_seq());
             (body, Some(id))
         } else {
@@ -153,13 +180,16 @@ pub(crate) async fn chat(
         if fault.reshapes_body() {
             let (units, end) = reshape(body, &fault, false);
             let paced = Paced::new(units, config.json_latency, Duration::ZERO, end);
-            return Ok(streamed(paced, "application/json", request_id.as_deref(), track));
+            let mut response = streamed(paced, "application/json", request_id.as_deref(), track);
+            write_limits(response.headers_mut(), limits.as_ref());
+            return Ok(response);
         }
         if !config.json_latency.is_zero() {
             tokio::time::sleep(config.json_latency).await;
         }
         let mut headers = ok_headers("application/json");
         set_request_id(&mut headers, request_id.as_deref());
+        write_limits(&mut headers, limits.as_ref());
         return Ok(full(StatusCode::OK, headers, body, track));
     }
 
@@ -187,7 +217,16 @@ pub(crate) async fn chat(
         (units, StreamEnd::Complete)
     };
     let paced = Paced::new(units, config.ttft, config.chunk_interval, end);
-    Ok(streamed(paced, "text/event-stream", request_id.as_deref(), track))
+    let mut response = streamed(paced, "text/event-stream", request_id.as_deref(), track);
+    write_limits(response.headers_mut(), limits.as_ref());
+    Ok(response)
+}
+
+/// With a budget, its state replaces the fixed `x-ratelimit-*` values of headers-ok.json.
+fn write_limits(headers: &mut HeaderMap, limits: Option<&Limits>) {
+    if let Some(limits) = limits {
+        limits.write_headers(headers);
+    }
 }
 
 /// Undoes a per-frame `Slicer` (cheap: the fixture streams are a few kB).

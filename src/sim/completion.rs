@@ -27,7 +27,7 @@ pub(crate) fn completion(model: &str, intent: &Intent, prompt_tokens: usize, seq
             );
             go_json_string(name, &mut b);
             b.push_str(",\"arguments\":\"{}\"}}]}");
-            ("tool_calls", 15)
+            ("tool_calls", completion_tokens(intent))
         }
         None => {
             let text: String = WORDS.concat();
@@ -42,7 +42,7 @@ pub(crate) fn completion(model: &str, intent: &Intent, prompt_tokens: usize, seq
             b.push_str("\"content\":");
             go_json_string(&content, &mut b);
             b.push('}');
-            ("stop", WORDS.len())
+            ("stop", completion_tokens(intent))
         }
     };
     let _ = writeln!(
@@ -55,6 +55,12 @@ pub(crate) fn completion(model: &str, intent: &Intent, prompt_tokens: usize, seq
         ids.seed
     );
     (Bytes::from(b), ids.request_id)
+}
+
+/// The `completion_tokens` of `completion()`'s answer: 15 for a tool call (as in the captured
+/// tool-call stream), one per word otherwise.
+pub(crate) fn completion_tokens(intent: &Intent) -> usize {
+    if intent.tool.is_some() { 15 } else { WORDS.len() }
 }
 
 #[cfg(test)]

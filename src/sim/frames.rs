@@ -80,7 +80,7 @@ impl SynthStream {
         );
         go_json_string(model, &mut prefix);
         let _ = write!(prefix, ",\"system_fingerprint\":\"{FINGERPRINT}\",");
-        let content_frames = if intent.tool.is_some() { 1 } else { content_frames };
+        let content_frames = completion_tokens(content_frames, &intent);
         SynthStream {
             prefix,
             ids,
@@ -192,6 +192,12 @@ impl SynthStream {
         let close = if i == self.content_frames { "\"}" } else { "" };
         format!("{open}{word}{close}")
     }
+}
+
+/// The `completion_tokens` a synthesized stream of `content_frames` reports: one per content
+/// frame, and a tool call is one frame.
+pub(crate) fn completion_tokens(content_frames: usize, intent: &Intent) -> usize {
+    if intent.tool.is_some() { 1 } else { content_frames }
 }
 
 /// Groq's usage block; times are plausible fixed values (about 1 ms per generated token).

@@ -8,11 +8,15 @@
 //! says `"stream": true`), `GET models`, `GET models/{id}`, an echo for the upload, file, batch
 //! and responses routes, and Groq's `unknown_url` 404 for everything else.
 //!
-//! Module map: `state` (config), `routes` and `chat` (answers), `reply` (scripts and slicing),
-//! `frames` and `completion` (synthesized answers), `body` (pacing), `record` (the log),
-//! `fixtures`, `faults`, `server` (accept loop).
+//! With [`SimConfig::budget`] it also enforces and reports Groq's per-key, per-model rate limits
+//! (429 and 413 answers, computed `x-ratelimit-*` headers; see [`SimBudget`]).
+//!
+//! Module map: `state` (config), `routes` and `chat` (answers), `budget` (rate limits), `reply`
+//! (scripts and slicing), `frames` and `completion` (synthesized answers), `body` (pacing),
+//! `record` (the log), `fixtures`, `faults`, `server` (accept loop).
 
 mod body;
+mod budget;
 mod chat;
 mod completion;
 pub mod faults;
@@ -32,6 +36,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use budget::{SimBudget, go_duration};
 pub use record::{Outcome, RECORDED_BODY_CAP, Recorded};
 pub use reply::{Reply, SliceMode, Slicing, StreamEnd};
 pub use state::SimConfig;
@@ -99,6 +104,12 @@ impl Simulator {
 
     pub fn request_count(&self) -> usize {
         self.state.recorder.count()
+    }
+
+    /// How many 429 and 413 responses were sent so far, on any route and for any cause: budget
+    /// refusals, but also scripted replies, `x-sim-reply: error:429-…` and oversized bodies.
+    pub fn rate_limited_count(&self) -> usize {
+        self.state.rate_limited_count()
     }
 
     /// Whether at least `n` requests arrived within `timeout`.

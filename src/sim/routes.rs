@@ -69,6 +69,14 @@ impl<'a> Route<'a> {
 /// The hyper service: one call per request. An `Err` makes hyper close the connection without
 /// a response, which is how `Reply::Drop` is played.
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<SimBody>, SimError> {
+    let answer = answer(&state, req).await;
+    if let Ok(response) = &answer {
+        state.count_if_rate_limited(response.status());
+    }
+    answer
+}
+
+async fn answer(state: &State, req: Request<Incoming>) -> Result<Response<SimBody>, SimError> {
     let (parts, body) = req.into_parts();
     let mut track = Track::new(&state.recorder, &parts);
     let route = Route::parse(&parts.method, parts.uri.path());
@@ -94,7 +102,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
             None,
             track,
         )),
-        Route::Chat => chat::chat(&state, &parts.headers, body, track).await,
+        Route::Chat => chat::chat(state, &parts.headers, body, track).await,
         Route::Models => Ok(full(
             StatusCode::OK,
             ok_headers("application/json"),

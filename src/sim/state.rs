@@ -1,13 +1,14 @@
 //! Configuration and the state every connection of one simulator shares.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::budget::{Budgets, Decision, SimBudget, Usage, usage_in};
 use super::fixtures;
 use super::record::Recorder;
 use super::reply::Reply;
@@ -28,6 +29,10 @@ pub struct SimConfig {
     pub stream_chunks: Option<usize>,
     /// `None`: the chat-completion.json fixture; `Some`: this body verbatim.
     pub json_body: Option<Bytes>,
+    /// `None`: no rate limits, and the fixed `x-ratelimit-*` headers of headers-ok.json. `Some`:
+    /// enforce this budget per key and model on chat completions, and report it (see
+    /// [`SimBudget`]).
+    pub budget: Option<SimBudget>,
 }
 
 /// By hand so the key never lands in a log, even a test's.
@@ -40,6 +45,7 @@ impl std::fmt::Debug for SimConfig {
             .field("json_latency", &self.json_latency)
             .field("stream_chunks", &self.stream_chunks)
             .field("json_body", &self.json_body.as_ref().map(|b| b.len()))
+            .field("budget", &self.budget)
             .finish()
     }
 }
@@ -53,18 +59,60 @@ pub(crate) struct State {
     pub(crate) recorder: Arc<Recorder>,
     /// Makes synthesized ids unique per request.
     seq: AtomicU64,
+    /// Only with `config.budget`.
+    pub(crate) budget: Option<BudgetState>,
+    /// 429 and 413 answers sent, whatever their cause.
+    rate_limited: AtomicUsize,
+}
+
+/// The budgets, and the usage each canned answer reports (what admitting it costs).
+pub(crate) struct BudgetState {
+    budgets: Budgets,
+    /// `State::json_body`'s usage: chat-completion.json's, or the configured body's.
+    pub(crate) json_usage: Usage,
+    pub(crate) content_stream_usage: Usage,
+    pub(crate) tool_stream_usage: Usage,
+}
+
+impl BudgetState {
+    /// Admits (and charges) a chat completion against the budget of its key and model.
+    pub(crate) fn admit(&self, headers: &HeaderMap, model: &str, usage: Usage) -> Decision {
+        let key = headers
+            .get(http::header::AUTHORIZATION)
+            .map_or(&b""[..], |v| v.as_bytes());
+        self.budgets.admit(key, model, usage.cost())
+    }
 }
 
 impl State {
     pub(crate) fn new(config: SimConfig, keep_records: bool) -> State {
+        let json_body = config.json_body.clone().unwrap_or_else(fixtures::chat_completion);
+        let budget = config.budget.clone().map(|b| BudgetState {
+            budgets: Budgets::new(b),
+            json_usage: usage_in(&json_body),
+            content_stream_usage: usage_in(&fixtures::stream("content")),
+            tool_stream_usage: usage_in(&fixtures::stream("tool-call")),
+        });
         State {
             expected_auth: config.api_key.as_ref().map(|k| format!("Bearer {k}").into_bytes()),
-            json_body: config.json_body.clone().unwrap_or_else(fixtures::chat_completion),
+            json_body,
             config,
             script: Mutex::new(VecDeque::new()),
             recorder: Arc::new(Recorder::new(keep_records)),
             seq: AtomicU64::new(1),
+            budget,
+            rate_limited: AtomicUsize::new(0),
         }
+    }
+
+    pub(crate) fn count_if_rate_limited(&self, status: http::StatusCode) {
+        if matches!(status.as_u16(), 413 | 429) {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn rate_limited_count(&self) -> usize {
+        self.rate_limited.load(Ordering::Relaxed)
     }
 
     pub(crate) fn authorized(&self, headers: &HeaderMap) -> bool {

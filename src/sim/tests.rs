@@ -321,3 +321,243 @@ async fn hang_up_during_a_stalled_stream() {
     };
     hang_up_is_seen(SimConfig::default(), Some(reply), true, STREAM_BODY).await;
 }
+
+/// The budget, as a client sees it: three requests go through, then Groq's 429 with exact
+/// headers. Time is paused, and a parked blocking task keeps tokio from auto-advancing it while
+/// the runtime waits on sockets, so every reset is exact; `advance` moves it by hand.
+#[tokio::test(start_paused = true)]
+async fn budget_of_three_requests_over_http() {
+    let sim = sim(SimConfig {
+        budget: Some(SimBudget {
+            requests: 3,
+            request_window: Duration::from_secs(86_400),
+            tokens: 10_000,
+            token_window: Duration::from_secs(60),
+        }),
+        ..SimConfig::default()
+    })
+    .await;
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let hold = tokio::task::spawn_blocking(move || held.recv());
+    let start = tokio::time::Instant::now();
+    let client = reqwest::Client::new();
+    let url = format!("{}/chat/completions", sim.base_url());
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        let response = client
+            .post(&url)
+            .header("authorization", "Bearer k1")
+            .header("content-type", "application/json")
+            .body(JSON_BODY)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap_or_default();
+        answers.push((status, headers, body));
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+    }
+    let header = |i: usize, name: &str| {
+        answers[i]
+            .1
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("<none>")
+            .to_owned()
+    };
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    // chat-completion.json reports 16 prompt + 19 completion tokens: each admission costs 35.
+    let want = [
+        ("2", "9965", "24h0m0s", "1m0s"),
+        ("1", "9930", "23h59m58.5s", "58.5s"),
+        ("0", "9895", "23h59m57s", "57s"),
+        ("0", "9895", "23h59m55.5s", "55.5s"),
+        ("0", "9895", "23h59m54s", "54s"),
+    ];
+    for (i, (requests, tokens, reset_requests, reset_tokens)) in want.into_iter().enumerate() {
+        assert_eq!(header(i, "x-ratelimit-limit-requests"), "3", "#{i}");
+        assert_eq!(header(i, "x-ratelimit-limit-tokens"), "10000", "#{i}");
+        assert_eq!(header(i, "x-ratelimit-remaining-requests"), requests, "#{i}");
+        assert_eq!(header(i, "x-ratelimit-remaining-tokens"), tokens, "#{i}");
+        assert_eq!(header(i, "x-ratelimit-reset-requests"), reset_requests, "#{i}");
+        assert_eq!(header(i, "x-ratelimit-reset-tokens"), reset_tokens, "#{i}");
+    }
+    for (i, answer) in answers.iter().take(3).enumerate() {
+        assert_eq!(answer.2, fixtures::chat_completion(), "#{i}");
+        assert_eq!(header(i, "x-request-id"), "req_01m48tqzdve5v8d97j7jgm40as");
+        assert_eq!(header(i, "retry-after"), "<none>");
+        assert!(header(i, "set-cookie").starts_with("__cf_bm"));
+    }
+    assert_eq!(header(3, "retry-after"), "86396");
+    assert_eq!(header(4, "retry-after"), "86394");
+    assert_eq!(header(3, "content-type"), "application/json");
+    assert!(
+        header(3, "x-request-id").starts_with("req_01sim"),
+        "{}",
+        header(3, "x-request-id")
+    );
+    assert_ne!(header(3, "x-request-id"), header(4, "x-request-id"));
+    assert_eq!(
+        String::from_utf8_lossy(&answers[3].2),
+        "{\"error\":{\"message\":\"Rate limit reached for model `openai/gpt-oss-20b` in organization \
+         `org_01sim000000000000000000000` service tier `on_demand` on requests per day (RPD): Limit 3, Used 3, \
+         Requested 1. Please try again in 23h59m55.5s. Need more tokens? Upgrade to Dev Tier today at \
+         https://console.groq.com/settings/billing\",\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}\n"
+    );
+    assert_eq!(sim.rate_limited_count(), 2);
+    assert_eq!(sim.request_count(), 5);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(7_500),
+        "the clock moved by itself"
+    );
+    drop(release);
+    let _ = hold.await;
+}
+
+fn budget(requests: u64, tokens: u64) -> Option<SimBudget> {
+    Some(SimBudget {
+        requests,
+        request_window: Duration::from_secs(86_400),
+        tokens,
+        token_window: Duration::from_secs(60),
+    })
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn remaining_tokens(&self) -> u64 {
+        self.header("x-ratelimit-remaining-tokens")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX)
+    }
+
+    /// `prompt_tokens + completion_tokens` of the usage in a JSON body or in an SSE body's last
+    /// frame that has one (checked against `total_tokens`).
+    fn reported_tokens(&self) -> u64 {
+        let text = String::from_utf8_lossy(&self.body).into_owned();
+        let usage = std::iter::once(text.as_str())
+            .chain(text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")))
+            .filter_map(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+            .filter_map(|v| v.get("usage").filter(|u| u.is_object()).cloned())
+            .last()
+            .unwrap_or_else(|| panic!("no usage in {text}"));
+        let field = |k: &str| usage[k].as_u64().unwrap_or_else(|| panic!("{k} in {usage}"));
+        assert_eq!(
+            field("prompt_tokens") + field("completion_tokens"),
+            field("total_tokens")
+        );
+        field("total_tokens")
+    }
+}
+
+/// Every kind of default answer charges exactly the usage it reports.
+#[tokio::test]
+async fn budget_charges_the_reported_usage() {
+    let tools = r#""tools":[{"type":"function","function":{"name":"weather","parameters":{}}}]"#;
+    let tool_json = format!(r#"{{"model":"openai/gpt-oss-20b","messages":[],{tools}}}"#);
+    let tool_stream = format!(r#"{{"model":"openai/gpt-oss-20b","stream":true,{tools}}}"#);
+    let json_mode = r#"{"model":"openai/gpt-oss-20b","response_format":{"type":"json_object"}}"#;
+    let include_usage = r#"{"model":"openai/gpt-oss-20b","stream":true,"stream_options":{"include_usage":true}}"#;
+    let prompt = |body: &str| (body.len() / 4).max(1) as u64;
+    for stream_chunks in [None, Some(4)] {
+        let sim = sim(SimConfig {
+            stream_chunks,
+            budget: budget(100, 100_000),
+            ..SimConfig::default()
+        })
+        .await;
+        let synth = stream_chunks.is_some();
+        let cases: [(&str, u64); 6] = [
+            (JSON_BODY, 35),
+            (STREAM_BODY, if synth { prompt(STREAM_BODY) + 4 } else { 99 }),
+            (include_usage, if synth { prompt(include_usage) + 4 } else { 99 }),
+            (&tool_json, prompt(&tool_json) + 15),
+            (json_mode, prompt(json_mode) + 11),
+            (&tool_stream, if synth { prompt(&tool_stream) + 1 } else { 225 }),
+        ];
+        let mut remaining = 100_000;
+        for (i, (body, cost)) in cases.into_iter().enumerate() {
+            let answer = call(&sim, "POST", CHAT, &[], body).await;
+            assert_eq!(answer.status(), 200, "{stream_chunks:?} #{i}");
+            assert_eq!(answer.reported_tokens(), cost, "{stream_chunks:?} #{i}");
+            remaining -= cost;
+            assert_eq!(answer.remaining_tokens(), remaining, "{stream_chunks:?} #{i}");
+            assert_eq!(
+                answer.header("x-ratelimit-remaining-requests"),
+                Some(&*(99 - i).to_string())
+            );
+            assert_eq!(answer.header("x-ratelimit-limit-tokens"), Some("100000"));
+        }
+        // A cut stream still costs the whole answer's usage.
+        let cut = call(&sim, "POST", CHAT, &[("x-sim-reply", "drop-after:1")], STREAM_BODY).await;
+        assert!(!cut.terminated);
+        remaining -= if synth { prompt(STREAM_BODY) + 4 } else { 99 };
+        assert_eq!(cut.remaining_tokens(), remaining);
+        assert_eq!(sim.rate_limited_count(), 0);
+    }
+}
+
+#[tokio::test]
+async fn budget_refusals_over_http() {
+    let sim = sim(SimConfig {
+        budget: budget(5, 50),
+        ..SimConfig::default()
+    })
+    .await;
+    let a = [("authorization", "Bearer a")];
+    // The captured stream reports 99 tokens: more than the whole limit.
+    let too_large = call(&sim, "POST", CHAT, &a, STREAM_BODY).await;
+    assert_eq!(too_large.status(), 413);
+    assert!(too_large.has_header("content-type: application/json"));
+    assert!(too_large.has_header("retry-after: 60"));
+    assert!(too_large.has_header("x-ratelimit-remaining-tokens: 50"));
+    assert!(too_large.has_header("x-ratelimit-remaining-requests: 5"));
+    let text = String::from_utf8_lossy(&too_large.body).into_owned();
+    assert!(
+        text.contains("on tokens per minute (TPM): Limit 50, Requested 99, please reduce"),
+        "{text}"
+    );
+    assert!(text.ends_with("\"type\":\"tokens\",\"code\":\"rate_limit_exceeded\"}}\n"));
+
+    let ok = call(&sim, "POST", CHAT, &a, JSON_BODY).await;
+    assert_eq!(ok.status(), 200);
+    assert!(ok.has_header("x-ratelimit-remaining-tokens: 15"));
+    assert!(ok.has_header("x-ratelimit-remaining-requests: 4"));
+    assert!(ok.has_header("x-ratelimit-limit-requests: 5"));
+    let limited = call(&sim, "POST", CHAT, &a, JSON_BODY).await;
+    assert_eq!(limited.status(), 429);
+    let text = String::from_utf8_lossy(&limited.body).into_owned();
+    assert!(
+        text.contains("(TPM): Limit 50, Used 35, Requested 35. Please try again in "),
+        "{text}"
+    );
+    assert!(text.contains("\"type\":\"tokens\""));
+    let retry: u64 = limited.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!((1..=60).contains(&retry), "{retry}");
+
+    // Scripted replies bypass the budget (and carry only their own headers); another key has
+    // its own budget.
+    sim.push(Reply::json(200, &b"{}"[..]));
+    let scripted = call(&sim, "POST", CHAT, &a, JSON_BODY).await;
+    assert_eq!(scripted.status(), 200);
+    assert_eq!(scripted.header("x-ratelimit-remaining-tokens"), None);
+    let b = call(&sim, "POST", CHAT, &[("authorization", "Bearer b")], JSON_BODY).await;
+    assert_eq!(b.remaining_tokens(), 15);
+    let again = call(&sim, "POST", CHAT, &a, JSON_BODY).await;
+    assert_eq!(again.status(), 429);
+    assert!(again.has_header("x-ratelimit-remaining-requests: 4"));
+    assert_eq!(sim.rate_limited_count(), 3);
+    // The count covers every 429 and 413 sent, scripted ones included.
+    sim.push(fixtures::error("429-tpm").unwrap_or(Reply::Drop));
+    assert_eq!(call(&sim, "POST", CHAT, &a, JSON_BODY).await.status(), 429);
+    assert_eq!(sim.rate_limited_count(), 4);
+}
