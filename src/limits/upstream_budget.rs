@@ -21,32 +21,95 @@ use tokio::time::Instant;
 
 use crate::config::LimitSet;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
+struct Budget {
+    /// The whole budget per window, from Groq's `x-ratelimit-limit-*` (or the preset).
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    /// When the current window ends; `None` right after a window rolled over, until Groq
+    /// reports the new one.
+    reset: Option<Instant>,
+}
+
+/// While the state of a spent budget is unknown (a new window whose first answer is still in
+/// flight), waiters look again this often.
+const RECHECK: Duration = Duration::from_millis(50);
+
+impl Budget {
+    fn preset(limit: Option<u64>, window: Duration, now: Instant) -> Self {
+        Budget {
+            limit,
+            remaining: limit,
+            reset: limit.map(|_| now + window),
+        }
+    }
+
+    /// A window that is over starts afresh at the known limit.
+    fn roll(&mut self, now: Instant) {
+        if self.reset.is_some_and(|r| r <= now) {
+            self.remaining = self.limit;
+            self.reset = None;
+        }
+    }
+
+    /// `Ok` if `amount` fits; otherwise when to look again.
+    fn fits(&mut self, amount: u64, now: Instant) -> Result<(), Instant> {
+        self.roll(now);
+        match (self.remaining, self.reset) {
+            (Some(remaining), _) if remaining >= amount => Ok(()),
+            (None, _) => Ok(()),
+            (Some(_), Some(reset)) => Err(reset),
+            (Some(_), None) => Err(now + RECHECK),
+        }
+    }
+
+    fn spend(&mut self, amount: u64) {
+        self.remaining = self.remaining.map(|r| r.saturating_sub(amount));
+    }
+
+    /// Merges what Groq reported. Within a window the lower remaining wins: requests sent since
+    /// the reported one was measured have spent more.
+    fn learn(&mut self, limit: Option<u64>, remaining: u64, reset: Instant, now: Instant) {
+        if limit.is_some() {
+            self.limit = limit;
+        }
+        let fresh = self.remaining.is_none() || self.reset.is_some_and(|r| r <= now);
+        if fresh {
+            self.remaining = Some(remaining);
+            self.reset = Some(reset);
+        } else {
+            self.remaining = self.remaining.map(|r| r.min(remaining));
+            self.reset = Some(self.reset.map_or(reset, |r| r.max(reset)));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
 struct KeyModel {
-    remaining_requests: Option<u64>,
-    requests_reset: Option<Instant>,
-    remaining_tokens: Option<u64>,
-    tokens_reset: Option<Instant>,
+    requests: Budget,
+    tokens: Budget,
     cool_until: Option<Instant>,
 }
 
 impl KeyModel {
     fn from_preset(preset: &LimitSet, now: Instant) -> Self {
         // Groq reports requests per day and tokens per minute; a tier preset says the same.
-        let requests = preset.requests_per_day.or(preset.requests_per_minute);
-        let requests_window = if preset.requests_per_day.is_some() { 86_400 } else { 60 };
-        let tokens = preset.tokens_per_minute.or(preset.tokens_per_day);
-        let tokens_window = if preset.tokens_per_minute.is_some() { 60 } else { 86_400 };
+        let (requests, request_window) = match preset.requests_per_day {
+            Some(day) => (Some(day), Duration::from_secs(86_400)),
+            None => (preset.requests_per_minute, Duration::from_secs(60)),
+        };
+        let (tokens, token_window) = match preset.tokens_per_minute {
+            Some(minute) => (Some(minute), Duration::from_secs(60)),
+            None => (preset.tokens_per_day, Duration::from_secs(86_400)),
+        };
         KeyModel {
-            remaining_requests: requests,
-            requests_reset: requests.map(|_| now + Duration::from_secs(requests_window)),
-            remaining_tokens: tokens,
-            tokens_reset: tokens.map(|_| now + Duration::from_secs(tokens_window)),
+            requests: Budget::preset(requests, request_window, now),
+            tokens: Budget::preset(tokens, token_window, now),
             cool_until: None,
         }
     }
 
-    /// `Ok` if `tokens` fit now; otherwise when they may.
+    /// `Ok` if a request of `tokens` fits now; otherwise when to look again.
     fn fits(&mut self, tokens: u64, now: Instant) -> Result<(), Instant> {
         if let Some(until) = self.cool_until {
             if until > now {
@@ -54,34 +117,16 @@ impl KeyModel {
             }
             self.cool_until = None;
         }
-        let mut blocked_until: Option<Instant> = None;
-        if let (Some(0), Some(reset)) = (self.remaining_requests, self.requests_reset) {
-            if reset > now {
-                blocked_until = Some(reset);
-            }
-        }
-        if let (Some(remaining), Some(reset)) = (self.remaining_tokens, self.tokens_reset) {
-            if remaining < tokens && reset > now {
-                blocked_until = Some(blocked_until.map_or(reset, |b| b.max(reset)));
-            }
-        }
-        match blocked_until {
-            Some(until) => Err(until),
-            None => Ok(()),
+        match (self.requests.fits(1, now), self.tokens.fits(tokens, now)) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(a), Err(b)) => Err(a.max(b)),
+            (Err(a), _) | (_, Err(a)) => Err(a),
         }
     }
 
-    fn spend(&mut self, tokens: u64, now: Instant) {
-        if self.requests_reset.is_some_and(|r| r <= now) {
-            self.remaining_requests = None;
-            self.requests_reset = None;
-        }
-        if self.tokens_reset.is_some_and(|r| r <= now) {
-            self.remaining_tokens = None;
-            self.tokens_reset = None;
-        }
-        self.remaining_requests = self.remaining_requests.map(|r| r.saturating_sub(1));
-        self.remaining_tokens = self.remaining_tokens.map(|r| r.saturating_sub(tokens));
+    fn spend(&mut self, tokens: u64) {
+        self.requests.spend(1);
+        self.tokens.spend(tokens);
     }
 }
 
@@ -129,7 +174,7 @@ impl UpstreamBudget {
                 .or_insert_with(|| KeyModel::from_preset(&self.preset, now));
             match entry.fits(tokens, now) {
                 Ok(()) => {
-                    entry.spend(tokens, now);
+                    entry.spend(tokens);
                     return Ok(key);
                 }
                 Err(at) => earliest = Some(earliest.map_or(at, |e: Instant| e.min(at))),
@@ -201,25 +246,17 @@ impl UpstreamBudget {
             number("x-ratelimit-remaining-requests"),
             duration("x-ratelimit-reset-requests"),
         ) {
-            merge(
-                &mut entry.remaining_requests,
-                &mut entry.requests_reset,
-                remaining,
-                now + reset,
-                now,
-            );
+            entry
+                .requests
+                .learn(number("x-ratelimit-limit-requests"), remaining, now + reset, now);
         }
         if let (Some(remaining), Some(reset)) = (
             number("x-ratelimit-remaining-tokens"),
             duration("x-ratelimit-reset-tokens"),
         ) {
-            merge(
-                &mut entry.remaining_tokens,
-                &mut entry.tokens_reset,
-                remaining,
-                now + reset,
-                now,
-            );
+            entry
+                .tokens
+                .learn(number("x-ratelimit-limit-tokens"), remaining, now + reset, now);
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             let wait = headers
@@ -237,25 +274,6 @@ impl UpstreamBudget {
                 "upstream key rate limited by Groq; resting it"
             );
         }
-    }
-}
-
-/// A reported value replaces ours once our window is over; within it, the lower one wins
-/// (requests sent since the reported one was measured have spent more).
-fn merge(
-    remaining: &mut Option<u64>,
-    reset: &mut Option<Instant>,
-    reported: u64,
-    reported_reset: Instant,
-    now: Instant,
-) {
-    let window_over = reset.is_none_or(|r| r <= now);
-    if window_over || remaining.is_none() {
-        *remaining = Some(reported);
-        *reset = Some(reported_reset);
-    } else {
-        *remaining = Some(remaining.map_or(reported, |r| r.min(reported)));
-        *reset = Some(reset.map_or(reported_reset, |r| r.max(reported_reset)));
     }
 }
 

@@ -198,3 +198,87 @@ async fn a_429_rests_that_upstream_key_and_the_next_key_takes_over() {
         "the rate-limited key rests for its retry-after: {keys:?}"
     );
 }
+
+/// Sends one request, then `burst` at once; returns the statuses of the burst.
+async fn warm_up_then_burst(gw: &Gateway, burst: usize) -> Vec<u16> {
+    assert_eq!(post_chat(gw, chat_body(false)).await.status(), 200);
+    let requests = (0..burst).map(|_| async { post_chat(gw, chat_body(false)).await.status().as_u16() });
+    futures_util::future::join_all(requests).await
+}
+
+#[tokio::test]
+async fn a_burst_waits_for_groqs_reset_instead_of_causing_429s() {
+    let budget = groxy::sim::SimBudget {
+        requests: 5,
+        request_window: Duration::from_secs(2),
+        tokens: 1_000_000,
+        token_window: Duration::from_secs(60),
+    };
+    // A naive proxy (groxy with upstream awareness off) forwards the whole burst.
+    let naive_sim = sim_with(SimConfig {
+        budget: Some(budget.clone()),
+        ..SimConfig::default()
+    })
+    .await;
+    let mut naive = config_for(&naive_sim);
+    naive.rate_limits.upstream_aware = false;
+    let naive_gw = gateway(naive).await;
+    let naive_statuses = warm_up_then_burst(&naive_gw, 14).await;
+    let naive_429s = naive_sim.rate_limited_count();
+
+    // groxy learns Groq's budget from the first answer and holds the rest until the reset.
+    let sim = sim_with(SimConfig {
+        budget: Some(budget),
+        ..SimConfig::default()
+    })
+    .await;
+    let gw = gateway(config_for(&sim)).await;
+    let started = std::time::Instant::now();
+    let statuses = warm_up_then_burst(&gw, 14).await;
+    let took = started.elapsed();
+    let groxy_429s = sim.rate_limited_count();
+    println!(
+        "upstream 429s for the same burst of 15: naive proxy {naive_429s}, groxy {groxy_429s} (groxy took {took:?})"
+    );
+
+    assert_eq!(naive_429s, 10, "{naive_statuses:?}");
+    assert_eq!(naive_statuses.iter().filter(|s| **s == 429).count(), 10);
+    assert_eq!(groxy_429s, 0, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(call_count(&sim), 15);
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(9),
+        "two resets were waited for: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn when_waiting_cannot_help_the_429_comes_at_once_with_groqs_reset() {
+    let budget = groxy::sim::SimBudget {
+        requests: 1,
+        request_window: Duration::from_secs(3600),
+        tokens: 1_000_000,
+        token_window: Duration::from_secs(60),
+    };
+    let sim = sim_with(SimConfig {
+        budget: Some(budget),
+        ..SimConfig::default()
+    })
+    .await;
+    let gw = gateway(config_for(&sim)).await;
+    assert_eq!(post_chat(&gw, chat_body(false)).await.status(), 200);
+    let started = std::time::Instant::now();
+    let refused = post_chat(&gw, chat_body(false)).await;
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = header(&refused, "retry-after").parse().expect("retry-after");
+    assert!((3590..=3600).contains(&retry_after), "{retry_after}");
+    let error = assert_openai_error(&refused.bytes().await.expect("body"));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("upstream Groq organisation")
+    );
+    assert_eq!(sim.rate_limited_count(), 0, "groxy did not send it into a certain 429");
+}

@@ -112,3 +112,37 @@ async fn openai_node_sdk_works_unmodified() {
         assert!(out.contains(&format!("ok: {check}")), "missing '{check}' in:\n{out}");
     }
 }
+
+#[tokio::test]
+async fn the_openai_sdks_retry_honours_groxys_retry_after() {
+    let Some(python) = python() else { return };
+    let sim = sim().await;
+    let mut config = config_for(&sim);
+    config.auth.mode = groxy::config::AuthMode::Keys;
+    config.auth.keys = vec![groxy::config::ClientKeyConfig {
+        name: "sdk".into(),
+        sha256: groxy::auth::hex(&groxy::auth::sha256(b"gxy_sdk_test")),
+    }];
+    // 12 per minute: one more every 5 s, so the retry waits at most that long.
+    config.rate_limits.default.requests_per_minute = Some(12);
+    let gw = gateway(config).await;
+    let mut command = tokio::process::Command::new(&python);
+    command
+        .arg(sdk_dir().join("python_retry.py"))
+        .env("GROXY_BASE", format!("http://{}", gw.addr))
+        .env("GROXY_CLIENT_KEY", "gxy_sdk_test")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+        .await
+        .expect("in time")
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("ok: sdk retry honoured retry-after"), "{stdout}");
+    // 12 admitted to exhaust the budget, the refused ones never reached Groq, then the retry.
+    assert_eq!(call_count(&sim), 13);
+}

@@ -1,0 +1,63 @@
+//! Cost of one rate-limit admission (check, reserve, settle) with 10,000 client keys known.
+//!
+//! `cargo bench --bench limits`. Under `cargo test` each benchmark runs once as a smoke test.
+
+use groxy::{
+    auth::{Caller, sha256},
+    config::{LimitSet, RateLimitsConfig},
+    limits::Limiter,
+};
+
+fn main() {
+    divan::main();
+}
+
+fn callers(n: usize) -> Vec<Caller> {
+    (0..n)
+        .map(|i| {
+            let name = format!("key-{i}");
+            Caller {
+                partition: sha256(name.as_bytes()),
+                name: name.into(),
+                upstream_authorization: None,
+            }
+        })
+        .collect()
+}
+
+#[divan::bench(args = [1, 10_000])]
+fn admit_and_settle(bencher: divan::Bencher, keys: usize) {
+    let config = RateLimitsConfig {
+        default: LimitSet {
+            requests_per_minute: Some(1_000_000),
+            requests_per_day: Some(100_000_000),
+            tokens_per_minute: Some(1_000_000_000),
+            ..LimitSet::default()
+        },
+        per_model: LimitSet {
+            tokens_per_day: Some(u64::MAX / 4),
+            ..LimitSet::default()
+        },
+        ..RateLimitsConfig::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let _guard = runtime.enter();
+    let limiter = Limiter::new(&config);
+    let callers = callers(keys);
+    for caller in &callers {
+        if let Ok(admission) = limiter.admit(caller, "openai/gpt-oss-20b", 1) {
+            admission.settle(Some(1));
+        }
+    }
+    let mut next = 0usize;
+    bencher.bench_local(|| {
+        next = (next + 7919) % callers.len();
+        let admission = limiter
+            .admit(&callers[next], "openai/gpt-oss-20b", 1500)
+            .expect("within limits");
+        admission.settle(Some(700));
+    });
+}
