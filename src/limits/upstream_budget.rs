@@ -55,6 +55,11 @@ impl Budget {
     /// `Ok` if `amount` fits; otherwise when to look again.
     fn fits(&mut self, amount: u64, now: Instant) -> Result<(), Instant> {
         self.roll(now);
+        // More than the whole budget can never fit: holding it would only delay Groq's own
+        // answer (a 413 naming the limit), so it is not ours to refuse.
+        if self.limit.is_some_and(|limit| amount > limit) {
+            return Ok(());
+        }
         match (self.remaining, self.reset) {
             (Some(remaining), _) if remaining >= amount => Ok(()),
             (None, _) => Ok(()),
@@ -365,6 +370,24 @@ mod tests {
         // Another model is not affected.
         let started = Instant::now();
         assert_eq!(budget.acquire("other", 100).await, Ok(0));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_larger_than_groqs_whole_budget_is_left_to_groq() {
+        let budget = UpstreamBudget::new(1, LimitSet::default(), Duration::from_secs(10), 16);
+        budget.observe(
+            0,
+            "m",
+            StatusCode::OK,
+            &headers(&[
+                ("x-ratelimit-limit-tokens", "8000"),
+                ("x-ratelimit-remaining-tokens", "7965"),
+                ("x-ratelimit-reset-tokens", "262ms"),
+            ]),
+        );
+        let started = Instant::now();
+        assert_eq!(budget.acquire("m", 65_538).await, Ok(0));
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 

@@ -199,3 +199,29 @@ async fn serve_drains_on_sigterm_with_a_stream_open_and_exits_zero() {
     assert!(logs.contains("draining"), "the drain was logged: {logs}");
     assert!(!logs.contains(UPSTREAM_KEY), "the key reached the logs");
 }
+
+#[test]
+fn keys_new_prints_a_key_and_config_that_check_config_accepts() {
+    let out = groxy().args(["keys", "new", "--name", "alice"]).output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let key = text
+        .split_whitespace()
+        .find(|w| w.starts_with("gxy_"))
+        .expect("a key")
+        .to_owned();
+    assert_eq!(key.len(), 68);
+    let block = &text[text.find("[[auth.keys]]").expect("config block")..];
+    assert!(!block.contains(&key), "the config holds the hash, not the key");
+    let config = temp_file("keys.toml", &format!("[auth]\nmode = \"keys\"\n{block}"));
+    let check = groxy()
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .env("GROQ_API_KEY", CANARY)
+        .output()
+        .expect("run");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    // Two runs never print the same key.
+    let again = groxy().args(["keys", "new", "--name", "alice"]).output().expect("run");
+    assert!(!String::from_utf8_lossy(&again.stdout).contains(&key));
+}
