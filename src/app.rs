@@ -24,6 +24,7 @@ use tower_http::{catch_panic::CatchPanicLayer, cors::CorsLayer, trace::TraceLaye
 
 use crate::{
     auth::Authenticator,
+    cache::Cache,
     catalog::CatalogCache,
     config::Config,
     error::GatewayError,
@@ -47,6 +48,7 @@ struct Shared {
     auth: Authenticator,
     limiter: Limiter,
     budget: UpstreamBudget,
+    cache: Cache,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
             limits.queue_wait.0,
             limits.queue_length,
         );
+        let cache = Cache::new(&config.cache);
         Ok(Self {
             inner: Arc::new(Shared {
                 config,
@@ -71,6 +74,7 @@ impl AppState {
                 auth,
                 limiter,
                 budget,
+                cache,
             }),
         })
     }
@@ -85,6 +89,10 @@ impl AppState {
 
     pub fn budget(&self) -> &UpstreamBudget {
         &self.inner.budget
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.inner.cache
     }
 
     /// Keeps the limiter's and the auth throttle's tables small: drops state that carries no

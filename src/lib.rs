@@ -17,6 +17,7 @@
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod error;

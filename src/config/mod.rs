@@ -27,6 +27,7 @@ pub struct Config {
     pub models: ModelsConfig,
     pub auth: AuthConfig,
     pub rate_limits: RateLimitsConfig,
+    pub cache: CacheConfig,
     pub log: LogConfig,
 }
 
@@ -268,6 +269,52 @@ impl Default for RateLimitsConfig {
             upstream_aware: true,
             queue_wait: HumanDuration::secs(10),
             queue_length: 256,
+        }
+    }
+}
+
+/// Which chat completions are cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Only requests whose answer is meant to repeat: `temperature` 0 or a `seed` set.
+    #[default]
+    Deterministic,
+    /// Every chat completion.
+    All,
+    Off,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CacheConfig {
+    pub mode: CacheMode,
+    /// How long an entry lives; a request may ask for less or more (up to `max_ttl`) with
+    /// `x-groxy-cache-ttl: <seconds>`.
+    pub ttl: HumanDuration,
+    pub max_ttl: HumanDuration,
+    /// Total size of the cached bodies.
+    pub max_bytes: ByteSize,
+    pub max_entries: u64,
+    /// Larger responses are relayed but not stored.
+    pub max_entry_bytes: ByteSize,
+    /// Share entries between client keys (by default each key has its own).
+    pub shared: bool,
+    /// Per client key name: `false` turns the cache off for that key.
+    pub keys: std::collections::BTreeMap<String, bool>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            mode: CacheMode::Deterministic,
+            ttl: HumanDuration::secs(3600),
+            max_ttl: HumanDuration::secs(86_400),
+            max_bytes: ByteSize::mib(256),
+            max_entries: 100_000,
+            max_entry_bytes: ByteSize::mib(4),
+            shared: false,
+            keys: Default::default(),
         }
     }
 }
@@ -643,6 +690,14 @@ impl Config {
         }
         if self.models.refresh_interval.0 < std::time::Duration::from_secs(1) {
             errors.push("models.refresh_interval must be at least 1s".to_owned());
+        }
+        if self.cache.ttl.0.is_zero() || self.cache.max_ttl < self.cache.ttl {
+            errors.push("cache.ttl must be greater than zero and at most cache.max_ttl".to_owned());
+        }
+        if self.cache.max_entries == 0 || self.cache.max_bytes.0 == 0 || self.cache.max_entry_bytes.0 == 0 {
+            errors.push(
+                "cache.max_entries, cache.max_bytes and cache.max_entry_bytes must be greater than zero".to_owned(),
+            );
         }
         if self.validation.max_messages == 0 {
             errors.push("validation.max_messages must be at least 1".to_owned());

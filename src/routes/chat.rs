@@ -1,17 +1,20 @@
-//! `POST /v1/chat/completions`: validate, admit under the caller's limits and Groq's budget, forward the validated bytes, settle the usage.
+//! `POST /v1/chat/completions`: validate, admit under the caller's limits, answer from the cache or a flight in progress, or forward the validated bytes under Groq's budget.
 
 use std::sync::Arc;
 
 use axum::{Extension, extract::State, response::Response};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, header};
+use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use crate::{
     app::AppState,
     auth::Caller,
     body,
+    cache::{self, CacheKey, Controls, Entry, Flight, Head, Role},
     error::GatewayError,
-    limits::Admission,
+    limits::{Admission, render::RateHeaders},
     relay::{self, Outcome, RelayContext, Tap, Taps},
     upstream::{UpstreamKey, UpstreamRequest},
     usage::UsageTap,
@@ -32,13 +35,22 @@ pub async fn chat_completions(
     let chat = validate::validate_chat(bytes, &config.validation, &config.models.aliases, catalog.as_deref())?;
     tracing::debug!(model = %chat.model, stream = chat.stream, caller = %caller.name, "chat completion");
 
-    // Admission: the caller's own limits first (cheap, local), then Groq's budget (may wait).
+    // A stored answer is looked up before admission: a hit counts as a request but reserves
+    // no tokens, since it spends none upstream.
+    let cache = state.cache();
+    let key = cache.key_for(&caller, &chat.request);
+    let controls = Controls::parse(&parts.headers);
+    let hit = key.as_ref().and_then(|key| cache.lookup(key, &controls));
+
     let model_max = catalog
         .as_deref()
         .and_then(|c| c.get(&chat.model))
         .map(|m| m.max_completion_tokens);
     let limiter = state.limiter();
-    let reserved = limiter.reservation(chat.prompt_tokens_estimate, chat.max_completion_tokens, model_max);
+    let reserved = match hit {
+        Some(_) => 0,
+        None => limiter.reservation(chat.prompt_tokens_estimate, chat.max_completion_tokens, model_max),
+    };
     let admission = if limiter.is_active() {
         limiter
             .admit(&caller, &chat.model, reserved)
@@ -47,79 +59,230 @@ pub async fn chat_completions(
         Admission::unlimited()
     };
     let rate_headers = admission.headers;
-    let key = match &caller.upstream_authorization {
-        Some(own) => UpstreamKey::Caller(own.clone()),
-        None if !config.rate_limits.upstream_aware => UpstreamKey::Configured(0),
-        None => {
-            let index = state
-                .budget()
-                .acquire(&chat.model, reserved)
-                .await
-                .map_err(|exhausted| GatewayError::UpstreamBudget {
-                    model: chat.model.clone(),
-                    retry_after: exhausted.retry_after,
-                })?;
-            UpstreamKey::Configured(index)
+
+    let forward = Forward {
+        state: state.clone(),
+        caller_key: caller.upstream_authorization.clone(),
+        headers: parts.headers.clone(),
+        body: chat.body.clone(),
+        model: chat.model.clone(),
+        reserved,
+        started,
+    };
+    let mut response = match (key, hit) {
+        (_, Some(entry)) => {
+            admission.settle(Some(0));
+            cache::replay(&entry)
+        }
+        (None, None) => {
+            let mut response = forward.send(admission).await?;
+            response.headers_mut().insert("x-groxy-cache", cache::BYPASS);
+            response
+        }
+        (Some(key), None) => {
+            let (role, registered) = if controls.no_cache {
+                let flight = Flight::new(cache.max_entry_bytes());
+                match flight.join() {
+                    Some(reader) => (Role::Leader(flight, reader), false),
+                    None => return Err(GatewayError::Internal),
+                }
+            } else {
+                (cache.flights.join_or_lead(key, cache.max_entry_bytes()), true)
+            };
+            match role {
+                Role::Joined(reader) => {
+                    // Coalesced: no upstream tokens either; the reservation goes back.
+                    admission.settle(Some(0));
+                    let head = reader.head().await?;
+                    cache::from_reader(head, reader, cache::COALESCED)
+                }
+                Role::Leader(flight, reader) => {
+                    let store = (!controls.no_store).then(|| cache.ttl(&controls));
+                    tokio::spawn(drive(forward, admission, flight, key, registered, store));
+                    let head = reader.head().await?;
+                    cache::from_reader(head, reader, cache::MISS)
+                }
+            }
         }
     };
+    decorate(response.headers_mut(), &rate_headers, &chat.rewrites);
+    Ok(response)
+}
 
-    let mut taps = Taps::new();
-    taps.push(UsageTap::new(move |report| {
-        let used = match (report.outcome, report.status) {
-            (Outcome::Complete, 200..=299) => report.usage.map(|u| u.total_tokens),
-            _ => None,
-        };
-        admission.settle(used);
-    }));
-    if let (UpstreamKey::Configured(index), true) = (&key, config.rate_limits.upstream_aware) {
-        let index = *index;
-        taps.push(BudgetTap {
-            state: state.clone(),
-            key: index,
-            model: chat.model.clone().into(),
-        });
-    }
-
-    let upstream = state.upstream();
-    let deadlines = upstream.deadlines(started);
-    let request = UpstreamRequest {
-        method: Method::POST,
-        path: "chat/completions",
-        headers: &parts.headers,
-        body: chat.body.into(),
-        streamed_body: false,
-        key,
-    };
-    let response = match upstream.send(request, started, &deadlines).await {
-        Ok(response) => response,
-        Err(error) => {
-            taps.end(Outcome::Failed);
-            return Err(error);
-        }
-    };
-    let mut response = relay::respond(
-        response,
-        RelayContext {
-            started,
-            deadlines,
-            abort: state.lifecycle().abort_token(),
-            taps,
-        },
-    )
-    .await?;
-    let headers = response.headers_mut();
-    rate_headers.apply(headers);
-    if !chat.rewrites.stripped.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&chat.rewrites.stripped.join(",")) {
+/// What the gateway adds to every chat answer: the caller's rate-limit state and what
+/// compatibility rewrote.
+fn decorate(headers: &mut HeaderMap, rate: &RateHeaders, rewrites: &validate::Rewrites) {
+    rate.apply(headers);
+    if !rewrites.stripped.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&rewrites.stripped.join(",")) {
             headers.insert("x-groxy-stripped", value);
         }
     }
-    if !chat.rewrites.mapped.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&chat.rewrites.mapped.join(",")) {
+    if !rewrites.mapped.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&rewrites.mapped.join(",")) {
             headers.insert("x-groxy-mapped", value);
         }
     }
-    Ok(response)
+}
+
+/// Everything needed to send the request to Groq, owned, so a flight's driver task can do it
+/// after the client that started it has gone.
+struct Forward {
+    state: AppState,
+    caller_key: Option<HeaderValue>,
+    headers: HeaderMap,
+    body: Bytes,
+    model: String,
+    reserved: u64,
+    started: Instant,
+}
+
+impl Forward {
+    /// Picks the upstream key (waiting for Groq's budget if need be), sends, and relays. The
+    /// admission is settled with the real usage when the response ends.
+    async fn send(self, admission: Admission) -> Result<Response, GatewayError> {
+        let state = &self.state;
+        let upstream_aware = state.config().rate_limits.upstream_aware;
+        let key = match self.caller_key {
+            Some(own) => UpstreamKey::Caller(own),
+            None if !upstream_aware => UpstreamKey::Configured(0),
+            None => {
+                let index = state
+                    .budget()
+                    .acquire(&self.model, self.reserved)
+                    .await
+                    .map_err(|exhausted| GatewayError::UpstreamBudget {
+                        model: self.model.clone(),
+                        retry_after: exhausted.retry_after,
+                    })?;
+                UpstreamKey::Configured(index)
+            }
+        };
+        let mut taps = Taps::new();
+        taps.push(UsageTap::new(move |report| {
+            let used = match (report.outcome, report.status) {
+                (Outcome::Complete, 200..=299) => report.usage.map(|u| u.total_tokens),
+                _ => None,
+            };
+            admission.settle(used);
+        }));
+        if let (UpstreamKey::Configured(index), true) = (&key, upstream_aware) {
+            taps.push(BudgetTap {
+                state: state.clone(),
+                key: *index,
+                model: self.model.as_str().into(),
+            });
+        }
+        let upstream = state.upstream();
+        let deadlines = upstream.deadlines(self.started);
+        let request = UpstreamRequest {
+            method: Method::POST,
+            path: "chat/completions",
+            headers: &self.headers,
+            body: self.body.into(),
+            streamed_body: false,
+            key,
+        };
+        let response = match upstream.send(request, self.started, &deadlines).await {
+            Ok(response) => response,
+            Err(error) => {
+                taps.end(Outcome::Failed);
+                return Err(error);
+            }
+        };
+        let abort = state.lifecycle().abort_token();
+        relay::respond(
+            response,
+            RelayContext {
+                started: self.started,
+                deadlines,
+                abort,
+                taps,
+            },
+        )
+        .await
+    }
+}
+
+/// A flight's driver: sends the request once, feeds every reader, and stores a complete,
+/// successful answer. Stops (cancelling the upstream call) when the last reader leaves.
+async fn drive(
+    forward: Forward,
+    admission: Admission,
+    flight: Arc<Flight>,
+    key: CacheKey,
+    registered: bool,
+    store: Option<std::time::Duration>,
+) {
+    let state = forward.state.clone();
+    let finish = |state: &AppState| {
+        if registered {
+            state.cache().flights.finish(&key, &flight);
+        }
+    };
+    let response = tokio::select! {
+        response = forward.send(admission) => response,
+        () = flight.abandoned() => {
+            finish(&state);
+            return;
+        }
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(error) => {
+            flight.fail(error);
+            finish(&state);
+            return;
+        }
+    };
+    let (parts, mut body) = response.into_parts();
+    let is_sse = crate::upstream::headers::is_event_stream(&parts.headers);
+    flight.set_head(Head {
+        status: parts.status,
+        headers: parts.headers.clone(),
+    });
+    let complete = loop {
+        tokio::select! {
+            frame = body.frame() => match frame {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        flight.push(data);
+                    }
+                }
+                Some(Err(_)) => {
+                    flight.end(true);
+                    break false;
+                }
+                None => {
+                    flight.end(false);
+                    break true;
+                }
+            },
+            () = flight.abandoned() => {
+                flight.end(true);
+                break false;
+            }
+        }
+    };
+    drop(body);
+    if let (true, Some(ttl), true) = (complete, store, parts.status.is_success()) {
+        if let Some((chunks, size)) = flight.whole_body() {
+            if size <= state.cache().max_entry_bytes() && !(is_sse && cache::has_error_event(&chunks)) {
+                let entry = Entry {
+                    status: parts.status.as_u16(),
+                    content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+                    request_id: parts.headers.get("x-request-id").cloned(),
+                    chunks,
+                    size,
+                    is_sse,
+                    stored_at: Instant::now(),
+                    ttl,
+                };
+                state.cache().store.insert(key, entry);
+            }
+        }
+    }
+    finish(&state);
 }
 
 /// Teaches the upstream budget what Groq said about this key and model.

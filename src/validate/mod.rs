@@ -52,6 +52,8 @@ pub struct ValidatedChat {
     /// Lower-bound estimate of the prompt's tokens.
     pub prompt_tokens_estimate: u64,
     pub rewrites: Rewrites,
+    /// The checked request as a tree (what `body` encodes), for the cache key.
+    pub request: serde_json::Map<String, Value>,
 }
 
 /// Validates a chat completion body. `catalog` is `None` until the model list has been fetched,
@@ -122,7 +124,14 @@ pub fn validate_chat(
             param: None,
         })?)
     };
+    let Value::Object(request) = tree else {
+        return Err(Rejection::Invalid {
+            message: "request body must be a JSON object".into(),
+            param: None,
+        });
+    };
     Ok(ValidatedChat {
+        request,
         body,
         model,
         stream,

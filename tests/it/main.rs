@@ -2,6 +2,7 @@
 
 mod auth;
 mod binary;
+mod cache;
 mod cancellation;
 mod errors;
 mod limits;

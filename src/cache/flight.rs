@@ -1,0 +1,371 @@
+//! Single-flight: identical requests in flight share one upstream call; each client reads the shared bytes at its own pace.
+//!
+//! A flight's driver task reads Groq's response into a shared buffer; every client, the one
+//! that started it included, is a reader with its own position. Readers are woken per chunk, so
+//! each gets every chunk as soon as it arrives. A slow reader does not slow the others or the
+//! upstream read: the buffer is bounded, and a reader that falls more than the bound behind is
+//! cut off with an error. The driver cancels the upstream call when the last reader leaves.
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::{HeaderMap, StatusCode};
+use tokio::sync::Notify;
+
+use super::key::CacheKey;
+use crate::{error::GatewayError, relay::RelayError};
+
+/// The status and headers of the shared response.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    head: Option<Head>,
+    failed: Option<GatewayError>,
+    chunks: Vec<Bytes>,
+    /// Index (in the whole body) of `chunks[0]`.
+    base: usize,
+    kept_bytes: usize,
+    total_bytes: usize,
+    /// The body ended; `truncated` if the upstream failed mid-body on an opaque (non-SSE) body.
+    ended: bool,
+    truncated: bool,
+    readers: HashMap<u64, usize>,
+    next_reader: u64,
+    /// Accepts new readers: false once a prefix has been dropped.
+    open: bool,
+}
+
+pub struct Flight {
+    state: Mutex<State>,
+    changed: Notify,
+    reader_left: Notify,
+    /// Most bytes kept for readers that are behind.
+    max_lag: usize,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Flight {
+    pub fn new(max_lag: usize) -> Arc<Self> {
+        Arc::new(Flight {
+            state: Mutex::new(State {
+                open: true,
+                ..State::default()
+            }),
+            changed: Notify::new(),
+            reader_left: Notify::new(),
+            max_lag,
+        })
+    }
+
+    /// A new reader from the start of the body, or `None` if the start is gone.
+    pub fn join(self: &Arc<Self>) -> Option<Reader> {
+        let mut state = lock(&self.state);
+        if !state.open {
+            return None;
+        }
+        let id = state.next_reader;
+        state.next_reader += 1;
+        state.readers.insert(id, 0);
+        Some(Reader {
+            flight: Arc::clone(self),
+            id,
+        })
+    }
+
+    pub fn set_head(&self, head: Head) {
+        lock(&self.state).head = Some(head);
+        self.changed.notify_waiters();
+    }
+
+    pub fn fail(&self, error: GatewayError) {
+        let mut state = lock(&self.state);
+        state.failed = Some(error);
+        state.ended = true;
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    pub fn push(&self, chunk: Bytes) {
+        let mut state = lock(&self.state);
+        state.total_bytes += chunk.len();
+        state.kept_bytes += chunk.len();
+        state.chunks.push(chunk);
+        if state.kept_bytes > self.max_lag {
+            self.trim(&mut state);
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// Drops the prefix every reader has passed; cuts off readers still too far behind.
+    fn trim(&self, state: &mut State) {
+        state.open = false;
+        loop {
+            let slowest = state
+                .readers
+                .values()
+                .copied()
+                .min()
+                .unwrap_or(state.base + state.chunks.len());
+            let droppable = slowest.saturating_sub(state.base).min(state.chunks.len());
+            for chunk in state.chunks.drain(..droppable) {
+                state.kept_bytes -= chunk.len();
+            }
+            state.base += droppable;
+            if state.kept_bytes <= self.max_lag {
+                return;
+            }
+            let laggards: Vec<u64> = state
+                .readers
+                .iter()
+                .filter(|(_, pos)| **pos == slowest)
+                .map(|(id, _)| *id)
+                .collect();
+            if laggards.is_empty() {
+                return;
+            }
+            for id in laggards {
+                tracing::warn!(reader = id, "a coalesced reader fell too far behind; cutting it off");
+                state.readers.remove(&id);
+            }
+        }
+    }
+
+    pub fn end(&self, truncated: bool) {
+        let mut state = lock(&self.state);
+        state.ended = true;
+        state.truncated = truncated;
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves when no reader is left.
+    pub async fn abandoned(&self) {
+        loop {
+            let notified = self.reader_left.notified();
+            if lock(&self.state).readers.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The whole body, if every byte is still held (for storing it).
+    pub fn whole_body(&self) -> Option<(Vec<Bytes>, usize)> {
+        let state = lock(&self.state);
+        (state.base == 0 && !state.truncated).then(|| (state.chunks.clone(), state.total_bytes))
+    }
+}
+
+/// One client's view of a flight.
+pub struct Reader {
+    flight: Arc<Flight>,
+    id: u64,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        lock(&self.flight.state).readers.remove(&self.id);
+        self.flight.reader_left.notify_waiters();
+    }
+}
+
+impl Reader {
+    /// Waits for the response head, or the error that ended the flight before one.
+    pub async fn head(&self) -> Result<Head, GatewayError> {
+        loop {
+            let notified = self.flight.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = lock(&self.flight.state);
+                if let Some(head) = &state.head {
+                    return Ok(head.clone());
+                }
+                if let Some(error) = &state.failed {
+                    return Err(error.clone());
+                }
+                if state.ended {
+                    return Err(GatewayError::UpstreamTruncated);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The next chunk: `Ok(None)` at the end; an error when cut off or truncated.
+    async fn next(&self) -> Result<Option<Bytes>, RelayError> {
+        loop {
+            let notified = self.flight.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = lock(&self.flight.state);
+                let Some(&position) = state.readers.get(&self.id) else {
+                    return Err(RelayError(GatewayError::UpstreamTruncated));
+                };
+                if let Some(chunk) = position
+                    .checked_sub(state.base)
+                    .and_then(|i| state.chunks.get(i))
+                    .cloned()
+                {
+                    state.readers.insert(self.id, position + 1);
+                    return Ok(Some(chunk));
+                }
+                if state.ended {
+                    return if state.truncated {
+                        Err(RelayError(GatewayError::UpstreamTruncated))
+                    } else {
+                        Ok(None)
+                    };
+                }
+            }
+            notified.await;
+        }
+    }
+
+    pub fn into_stream(self) -> Pin<Box<dyn Stream<Item = Result<Bytes, RelayError>> + Send>> {
+        Box::pin(futures_util::stream::unfold(Some(self), |reader| async move {
+            let reader = reader?;
+            match reader.next().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(reader))),
+                Ok(None) => None,
+                Err(error) => Some((Err(error), None)),
+            }
+        }))
+    }
+}
+
+/// The flights in progress, by cache key.
+#[derive(Default)]
+pub struct Flights {
+    map: Mutex<HashMap<CacheKey, Arc<Flight>>>,
+}
+
+/// What a request became: the reader of an existing flight, or the leader of a new one.
+pub enum Role {
+    Joined(Reader),
+    Leader(Arc<Flight>, Reader),
+}
+
+impl Flights {
+    pub fn join_or_lead(&self, key: CacheKey, max_lag: usize) -> Role {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reader) = map.get(&key).and_then(|flight| flight.join()) {
+            return Role::Joined(reader);
+        }
+        let flight = Flight::new(max_lag);
+        let reader = flight.join().unwrap_or_else(|| unreachable_reader(&flight));
+        map.insert(key, Arc::clone(&flight));
+        Role::Leader(flight, reader)
+    }
+
+    /// Removes the flight if it is still the one registered under `key`.
+    pub fn finish(&self, key: &CacheKey, flight: &Arc<Flight>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            map.remove(key);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A fresh flight is always open; this only keeps the signature total without a panic.
+fn unreachable_reader(flight: &Arc<Flight>) -> Reader {
+    let mut state = lock(&flight.state);
+    state.open = true;
+    let id = state.next_reader;
+    state.next_reader += 1;
+    state.readers.insert(id, 0);
+    Reader {
+        flight: Arc::clone(flight),
+        id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn readers_get_every_chunk_at_their_own_pace() {
+        let flight = Flight::new(1 << 20);
+        let a = flight.join().expect("open");
+        flight.set_head(Head {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+        });
+        flight.push(Bytes::from_static(b"one "));
+        let b = flight.join().expect("still open");
+        flight.push(Bytes::from_static(b"two"));
+        flight.end(false);
+        for reader in [a, b] {
+            assert_eq!(reader.head().await.expect("head").status, StatusCode::OK);
+            let chunks: Vec<_> = reader.into_stream().collect().await;
+            let body: Vec<u8> = chunks.into_iter().flat_map(|c| c.expect("chunk").to_vec()).collect();
+            assert_eq!(body, b"one two");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_too_far_behind_is_cut_off_and_the_others_go_on() {
+        let flight = Flight::new(10);
+        let slow = flight.join().expect("open");
+        let fast = flight.join().expect("open");
+        let mut fast_stream = fast.into_stream();
+        for _ in 0..5 {
+            flight.push(Bytes::from_static(b"abcd"));
+            assert!(fast_stream.next().await.expect("chunk").is_ok());
+        }
+        flight.end(false);
+        assert!(fast_stream.next().await.is_none());
+        let mut slow_stream = slow.into_stream();
+        assert!(
+            slow_stream.next().await.expect("an error").is_err(),
+            "cut off, not silently short"
+        );
+        assert!(flight.join().is_none(), "the start is gone: no new readers");
+        assert!(flight.whole_body().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_flight_is_abandoned_when_the_last_reader_leaves() {
+        let flight = Flight::new(100);
+        let a = flight.join().expect("open");
+        let b = flight.join().expect("open");
+        let waiter = tokio::spawn({
+            let flight = Arc::clone(&flight);
+            async move { flight.abandoned().await }
+        });
+        drop(a);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(b);
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("in time")
+            .expect("join");
+    }
+}

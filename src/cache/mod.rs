@@ -1,0 +1,203 @@
+//! The response cache: which requests may be answered from it, its key, the store, and single-flight coalescing.
+//!
+//! A cacheable request (see [`Cache::key_for`]) is answered, in order: from a fresh stored entry
+//! (`x-groxy-cache: HIT`, with `age`); by joining an identical request in flight (`COALESCED`);
+//! or by starting a flight that others may join and whose complete, successful response is
+//! stored (`MISS`). Everything else is relayed directly (`BYPASS`). Stored bodies are the exact
+//! bytes Groq sent, chunk by chunk, so a stream replays byte-exact with its framing.
+
+pub mod flight;
+pub mod key;
+pub mod store;
+
+use std::time::Duration;
+
+use axum::{body::Body, response::Response};
+use http::{HeaderMap, HeaderValue, header};
+
+pub use flight::{Flight, Flights, Head, Reader, Role};
+pub use key::{CacheKey, cache_key};
+pub use store::{Entry, Store};
+
+use crate::{
+    auth::Caller,
+    config::{CacheConfig, CacheMode},
+};
+
+/// The request's `Cache-Control`, as far as the cache honours it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Controls {
+    /// Skip the lookup (and do not join a flight), still store.
+    pub no_cache: bool,
+    /// Do not store the response.
+    pub no_store: bool,
+    /// Accept only entries younger than this.
+    pub max_age: Option<Duration>,
+    /// `x-groxy-cache-ttl`: how long to keep the stored response.
+    pub ttl: Option<Duration>,
+}
+
+impl Controls {
+    pub fn parse(headers: &HeaderMap) -> Self {
+        let mut controls = Controls::default();
+        for value in headers.get_all(header::CACHE_CONTROL) {
+            let Ok(text) = value.to_str() else { continue };
+            for directive in text.split(',').map(str::trim) {
+                let (name, arg) = directive
+                    .split_once('=')
+                    .map_or((directive, None), |(n, a)| (n, Some(a)));
+                match name.to_ascii_lowercase().as_str() {
+                    "no-cache" => controls.no_cache = true,
+                    "no-store" => controls.no_store = true,
+                    "max-age" => {
+                        controls.max_age = arg
+                            .and_then(|a| a.trim_matches('"').parse().ok())
+                            .map(Duration::from_secs);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        controls.ttl = headers
+            .get("x-groxy-cache-ttl")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        controls
+    }
+}
+
+pub struct Cache {
+    config: CacheConfig,
+    pub store: Store,
+    pub flights: Flights,
+}
+
+impl Cache {
+    pub fn new(config: &CacheConfig) -> Self {
+        Self {
+            store: Store::new(config.max_bytes.0, config.max_entries),
+            flights: Flights::default(),
+            config: config.clone(),
+        }
+    }
+
+    /// The key for a request the cache may answer, or `None` for one it must not touch:
+    /// cache off (globally or for this key), or a request not meant to repeat in
+    /// `deterministic` mode (no `temperature: 0` and no `seed`).
+    pub fn key_for(&self, caller: &Caller, request: &serde_json::Map<String, serde_json::Value>) -> Option<CacheKey> {
+        let enabled = match self.config.mode {
+            CacheMode::Off => false,
+            CacheMode::All => true,
+            CacheMode::Deterministic => {
+                let zero_temperature = request.get("temperature").and_then(|t| t.as_f64()) == Some(0.0);
+                let seeded = request.get("seed").is_some_and(|s| !s.is_null());
+                zero_temperature || seeded
+            }
+        };
+        if !enabled || self.config.keys.get(&*caller.name) == Some(&false) {
+            return None;
+        }
+        let tenant = (!self.config.shared).then_some(&caller.partition);
+        Some(cache_key(tenant, request))
+    }
+
+    /// The TTL for a new entry: the request's, capped, or the default.
+    pub fn ttl(&self, controls: &Controls) -> Duration {
+        controls.ttl.map_or(self.config.ttl.0, |t| t.min(self.config.max_ttl.0))
+    }
+
+    pub fn max_entry_bytes(&self) -> usize {
+        self.config.max_entry_bytes.as_usize()
+    }
+
+    /// A stored entry the request accepts (fresh, and young enough for its `max-age`).
+    pub fn lookup(&self, key: &CacheKey, controls: &Controls) -> Option<std::sync::Arc<Entry>> {
+        if controls.no_cache {
+            return None;
+        }
+        let entry = self.store.get(key)?;
+        match controls.max_age {
+            Some(max_age) if entry.age() > max_age => None,
+            _ => Some(entry),
+        }
+    }
+}
+
+/// `x-groxy-cache` values.
+pub const HIT: HeaderValue = HeaderValue::from_static("HIT");
+pub const MISS: HeaderValue = HeaderValue::from_static("MISS");
+pub const BYPASS: HeaderValue = HeaderValue::from_static("BYPASS");
+pub const COALESCED: HeaderValue = HeaderValue::from_static("COALESCED");
+
+/// Replays a stored entry: the same status, content type, request id and body chunks.
+pub fn replay(entry: &Entry) -> Response {
+    let chunks: Vec<Result<bytes::Bytes, std::convert::Infallible>> = entry.chunks.iter().cloned().map(Ok).collect();
+    let mut response = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
+    *response.status_mut() = http::StatusCode::from_u16(entry.status).unwrap_or(http::StatusCode::OK);
+    let headers = response.headers_mut();
+    if let Some(ct) = &entry.content_type {
+        headers.insert(header::CONTENT_TYPE, ct.clone());
+    }
+    if let Some(id) = &entry.request_id {
+        headers.insert("x-request-id", id.clone());
+    }
+    if entry.is_sse {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
+    headers.insert("x-groxy-cache", HIT);
+    headers.insert(header::AGE, HeaderValue::from(entry.age().as_secs()));
+    response
+}
+
+/// A flight reader's response: the shared head, then the shared body at this reader's pace.
+pub fn from_reader(head: Head, reader: Reader, cache_status: HeaderValue) -> Response {
+    let mut response = Response::new(Body::from_stream(reader.into_stream()));
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response.headers_mut().insert("x-groxy-cache", cache_status);
+    response
+}
+
+/// Whether an SSE body carries an error event (Groq's mid-stream error, or groxy's truncation
+/// frame): such a stream is never stored.
+pub fn has_error_event(chunks: &[bytes::Bytes]) -> bool {
+    let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    joined.starts_with(b"data: {\"error\"") || memchr::memmem::find(&joined, b"\ndata: {\"error\"").is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_directives() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, max-age=30"));
+        h.insert("x-groxy-cache-ttl", HeaderValue::from_static("120"));
+        let c = Controls::parse(&h);
+        assert_eq!(
+            c,
+            Controls {
+                no_cache: false,
+                no_store: true,
+                max_age: Some(Duration::from_secs(30)),
+                ttl: Some(Duration::from_secs(120))
+            }
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("No-Cache"));
+        assert!(Controls::parse(&h).no_cache);
+    }
+
+    #[test]
+    fn error_events_are_found_wherever_they_are() {
+        let ok = [bytes::Bytes::from_static(b"data: {\"x\":1}\n\ndata: [DONE]\n\n")];
+        assert!(!has_error_event(&ok));
+        let err = [
+            bytes::Bytes::from_static(b"data: {\"x\":1}\n"),
+            bytes::Bytes::from_static(b"\ndata: {\"error\":{}}\n\n"),
+        ];
+        assert!(has_error_event(&err));
+    }
+}
