@@ -272,7 +272,7 @@ async fn drive(
                     status: parts.status.as_u16(),
                     content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
                     request_id: parts.headers.get("x-request-id").cloned(),
-                    chunks,
+                    chunks: cache::compact(&chunks, size),
                     size,
                     is_sse,
                     stored_at: Instant::now(),
