@@ -142,7 +142,7 @@ pub fn app(state: AppState) -> Router {
         ServiceBuilder::new()
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
             }))
             .layer(middleware::from_fn_with_state(state, track_in_flight)),
     )

@@ -66,7 +66,11 @@ pub async fn chat_completions(
         headers: parts.headers.clone(),
         body: chat.body.clone(),
         model: chat.model.clone(),
-        reserved,
+        // Groq's budget is asked for the prompt and the completion the request itself caps,
+        // not for groxy's default reservation, which is only a guess for the caller's limits.
+        upstream_tokens: chat
+            .prompt_tokens_estimate
+            .saturating_add(chat.max_completion_tokens.unwrap_or(0)),
         started,
     };
     let mut response = match (key, hit) {
@@ -133,7 +137,7 @@ struct Forward {
     headers: HeaderMap,
     body: Bytes,
     model: String,
-    reserved: u64,
+    upstream_tokens: u64,
     started: Instant,
 }
 
@@ -149,7 +153,7 @@ impl Forward {
             None => {
                 let index = state
                     .budget()
-                    .acquire(&self.model, self.reserved)
+                    .acquire(&self.model, self.upstream_tokens)
                     .await
                     .map_err(|exhausted| GatewayError::UpstreamBudget {
                         model: self.model.clone(),

@@ -24,7 +24,31 @@ enum Class {
     Other,
 }
 
+/// Classes of ASCII bytes, looked up instead of asking Unicode tables: most prompt text is ASCII.
+const ASCII_CLASS: [Class; 128] = {
+    let mut table = [Class::Other; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_alphabetic() || c == b'\'' {
+            Class::Letter
+        } else if c.is_ascii_digit() {
+            Class::Digit
+        } else if c.is_ascii_whitespace() || c == 0x0b {
+            Class::Space
+        } else {
+            Class::Other
+        };
+        b += 1;
+    }
+    table
+};
+
+#[inline]
 fn class(c: char) -> Class {
+    if c.is_ascii() {
+        return ASCII_CLASS[c as usize];
+    }
     if c.is_alphabetic() || c == '\'' {
         Class::Letter
     } else if c.is_numeric() {
