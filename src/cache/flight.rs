@@ -90,10 +90,13 @@ impl Flight {
         self.changed.notify_waiters();
     }
 
+    /// Ends the flight before any response: every reader gets `error`; later requests start
+    /// a flight of their own rather than inherit the failure.
     pub fn fail(&self, error: GatewayError) {
         let mut state = lock(&self.state);
         state.failed = Some(error);
         state.ended = true;
+        state.open = false;
         drop(state);
         self.changed.notify_waiters();
     }
@@ -148,8 +151,20 @@ impl Flight {
         let mut state = lock(&self.state);
         state.ended = true;
         state.truncated = truncated;
+        if truncated {
+            state.open = false;
+        }
         drop(state);
         self.changed.notify_waiters();
+    }
+
+    /// Ends the flight with `error` unless it has already ended: for a driver that is dropped
+    /// (its task panicked, or the runtime is shutting down) so no reader waits forever.
+    pub fn fail_unless_ended(&self, error: GatewayError) {
+        let ended = lock(&self.state).ended;
+        if !ended {
+            self.fail(error);
+        }
     }
 
     /// Resolves when no reader is left.
@@ -348,6 +363,20 @@ mod tests {
         );
         assert!(flight.join().is_none(), "the start is gone: no new readers");
         assert!(flight.whole_body().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_flight_tells_its_readers_and_takes_no_new_ones() {
+        let flights = Flights::default();
+        let Role::Leader(flight, reader) = flights.join_or_lead([9; 32], 100) else {
+            panic!("first is the leader")
+        };
+        flight.fail_unless_ended(GatewayError::UpstreamUnreachable);
+        assert!(matches!(reader.head().await, Err(GatewayError::UpstreamUnreachable)));
+        assert!(
+            matches!(flights.join_or_lead([9; 32], 100), Role::Leader(..)),
+            "a new flight, not the failure"
+        );
     }
 
     #[tokio::test]

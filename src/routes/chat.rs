@@ -219,6 +219,7 @@ async fn drive(
     store: Option<std::time::Duration>,
 ) {
     let state = forward.state.clone();
+    let _end_for_readers = EndOnDrop(Arc::clone(&flight));
     let finish = |state: &AppState| {
         if registered {
             state.cache().flights.finish(&key, &flight);
@@ -287,6 +288,15 @@ async fn drive(
         }
     }
     finish(&state);
+}
+
+/// Makes sure a flight's readers hear of its end even if the driver never gets to say it.
+struct EndOnDrop(Arc<Flight>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.fail_unless_ended(GatewayError::Internal);
+    }
 }
 
 /// Teaches the upstream budget what Groq said about this key and model.
