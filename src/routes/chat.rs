@@ -63,9 +63,9 @@ pub async fn chat_completions(
     let forward = Forward {
         state: state.clone(),
         caller_key: caller.upstream_authorization.clone(),
-        headers: parts.headers.clone(),
-        body: chat.body.clone(),
-        model: chat.model.clone(),
+        headers: parts.headers,
+        body: chat.body,
+        model: chat.model,
         // Groq's budget is asked for the prompt and the completion the request itself caps,
         // not for groxy's default reservation, which is only a guess for the caller's limits.
         upstream_tokens: chat
