@@ -1,6 +1,6 @@
 //! Who may call: client keys (401 in Groq's words, identical for missing and unknown keys), passthrough of the caller's Groq key, throttled failures.
 
-use groxy::config::{AuthMode, ClientKeyConfig};
+use groxy::config::AuthMode;
 
 use crate::support::*;
 
@@ -9,14 +9,7 @@ const GROQ_401: &str =
 
 fn keys_config(sim: &groxy::sim::Simulator, keys: &[(&str, &str)]) -> groxy::Config {
     let mut config = config_for(sim);
-    config.auth.mode = AuthMode::Keys;
-    config.auth.keys = keys
-        .iter()
-        .map(|(name, key)| ClientKeyConfig {
-            name: (*name).to_owned(),
-            sha256: groxy::auth::hex(&groxy::auth::sha256(key.as_bytes())),
-        })
-        .collect();
+    with_client_keys(&mut config, keys);
     config
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use groxy::{
-    config::{AuthMode, CacheMode, ClientKeyConfig, LimitSet},
+    config::{CacheMode, LimitSet},
     sim::{Reply, SimConfig, Simulator, SliceMode, Slicing, StreamEnd, fixtures},
 };
 
@@ -262,14 +262,10 @@ async fn cache_control_no_cache_no_store_and_max_age() {
 async fn tenants_do_not_share_entries_and_a_key_can_opt_out() {
     let sim = sim().await;
     let mut config = config_for(&sim);
-    config.auth.mode = AuthMode::Keys;
-    config.auth.keys = ["alice", "bob", "ci"]
-        .iter()
-        .map(|n| ClientKeyConfig {
-            name: (*n).into(),
-            sha256: groxy::auth::hex(&groxy::auth::sha256(format!("gxy_{n}").as_bytes())),
-        })
-        .collect();
+    with_client_keys(
+        &mut config,
+        &[("alice", "gxy_alice"), ("bob", "gxy_bob"), ("ci", "gxy_ci")],
+    );
     config.cache.keys.insert("ci".into(), false);
     config.rate_limits.default = LimitSet {
         requests_per_day: Some(100),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use groxy::{
-    config::{AuthMode, ClientKeyConfig, LimitSet, Secret},
+    config::{LimitSet, Secret},
     sim::{Reply, SimConfig, Simulator, Slicing, StreamEnd, fixtures},
 };
 
@@ -11,14 +11,7 @@ use crate::support::*;
 
 fn keyed(sim: &Simulator, default: LimitSet) -> groxy::Config {
     let mut config = config_for(sim);
-    config.auth.mode = AuthMode::Keys;
-    config.auth.keys = ["alice", "bob"]
-        .iter()
-        .map(|name| ClientKeyConfig {
-            name: (*name).to_owned(),
-            sha256: groxy::auth::hex(&groxy::auth::sha256(format!("gxy_{name}").as_bytes())),
-        })
-        .collect();
+    with_client_keys(&mut config, &[("alice", "gxy_alice"), ("bob", "gxy_bob")]);
     config.rate_limits.default = default;
     config
 }

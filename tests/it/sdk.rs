@@ -118,11 +118,7 @@ async fn the_openai_sdks_retry_honours_groxys_retry_after() {
     let Some(python) = python() else { return };
     let sim = sim().await;
     let mut config = config_for(&sim);
-    config.auth.mode = groxy::config::AuthMode::Keys;
-    config.auth.keys = vec![groxy::config::ClientKeyConfig {
-        name: "sdk".into(),
-        sha256: groxy::auth::hex(&groxy::auth::sha256(b"gxy_sdk_test")),
-    }];
+    with_client_keys(&mut config, &[("sdk", "gxy_sdk_test")]);
     // 12 per minute: one more every 5 s, so the retry waits at most that long.
     config.rate_limits.default.requests_per_minute = Some(12);
     let gw = gateway(config).await;

@@ -222,3 +222,15 @@ pub fn assert_openai_error(bytes: &[u8]) -> serde_json::Value {
     assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
     e
 }
+
+/// Switches `config` to `auth.mode = "keys"` with these `(name, key)` pairs.
+pub fn with_client_keys(config: &mut Config, keys: &[(&str, &str)]) {
+    config.auth.mode = groxy::config::AuthMode::Keys;
+    config.auth.keys = keys
+        .iter()
+        .map(|(name, key)| groxy::config::ClientKeyConfig {
+            name: (*name).to_owned(),
+            sha256: groxy::auth::hex(&groxy::auth::sha256(key.as_bytes())),
+        })
+        .collect();
+}
