@@ -1,6 +1,8 @@
 //! Shared state and the one middleware stack every request passes through.
 //!
 //! Layer order, outermost first (a request reads top to bottom, a response bottom to top):
+//! 0. `observe_request`: the request id, the per-request record, metrics and the access line
+//!    (outermost, so even a panic's 500 is counted and carries an id).
 //! 1. `CatchPanicLayer`: a panic anywhere below becomes an OpenAI-shaped 500, never a dropped
 //!    connection; the panic message is logged, not sent.
 //! 2. `TraceLayer`: one span per request (method, path; never headers, which carry keys).
@@ -10,6 +12,8 @@
 //! 5. The routes (`routes::router`).
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use axum::{
     Router,
@@ -30,6 +34,8 @@ use crate::{
     error::GatewayError,
     lifecycle::{Lifecycle, TrackedBody},
     limits::{Limiter, upstream_budget::UpstreamBudget},
+    observe::{self, Observer},
+    reload::ConfigSource,
     routes,
     upstream::Upstream,
 };
@@ -40,19 +46,36 @@ pub struct AppState {
     inner: Arc<Shared>,
 }
 
+/// What a reload replaces as one unit: a request reads it once and keeps that snapshot, so it
+/// never sees half an old config and half a new one.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub auth: Authenticator,
+}
+
 struct Shared {
-    config: Config,
+    runtime: ArcSwap<Runtime>,
     upstream: Upstream,
     lifecycle: Arc<Lifecycle>,
     catalog: Arc<CatalogCache>,
-    auth: Authenticator,
-    limiter: Limiter,
+    limiter: ArcSwap<Limiter>,
     budget: UpstreamBudget,
     cache: Cache,
+    observer: Arc<Observer>,
+    source: Option<ConfigSource>,
 }
 
 impl AppState {
     pub fn new(config: Config, lifecycle: Arc<Lifecycle>) -> Result<Self, String> {
+        Self::with_source(config, lifecycle, None)
+    }
+
+    /// `source` is where the config came from, so a reload can read it again.
+    pub fn with_source(
+        config: Config,
+        lifecycle: Arc<Lifecycle>,
+        source: Option<ConfigSource>,
+    ) -> Result<Self, String> {
         let upstream = Upstream::new(&config.upstream)?;
         let catalog = CatalogCache::new(config.models.refresh_interval.0);
         let auth = Authenticator::new(&config.auth);
@@ -65,26 +88,49 @@ impl AppState {
             limits.queue_length,
         );
         let cache = Cache::new(&config.cache);
+        let observer = Arc::new(Observer::new(config.metrics.per_key_labels));
         Ok(Self {
             inner: Arc::new(Shared {
-                config,
+                runtime: ArcSwap::from_pointee(Runtime {
+                    config: Arc::new(config),
+                    auth,
+                }),
                 upstream,
                 lifecycle,
                 catalog,
-                auth,
-                limiter,
+                limiter: ArcSwap::from_pointee(limiter),
                 budget,
                 cache,
+                observer,
+                source,
             }),
         })
     }
 
-    pub fn auth(&self) -> &Authenticator {
-        &self.inner.auth
+    /// The current config and authenticator; hold the `Arc` for the whole request.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.inner.runtime.load_full()
     }
 
-    pub fn limiter(&self) -> &Limiter {
-        &self.inner.limiter
+    /// Installs a new runtime for requests that start from now on.
+    pub(crate) fn swap_runtime(&self, runtime: Runtime) {
+        self.inner.runtime.store(Arc::new(runtime));
+    }
+
+    pub(crate) fn swap_limiter(&self, limiter: Limiter) {
+        self.inner.limiter.store(Arc::new(limiter));
+    }
+
+    pub fn limiter(&self) -> Arc<Limiter> {
+        self.inner.limiter.load_full()
+    }
+
+    pub fn observer(&self) -> &Arc<Observer> {
+        &self.inner.observer
+    }
+
+    pub fn config_source(&self) -> Option<&ConfigSource> {
+        self.inner.source.as_ref()
     }
 
     pub fn budget(&self) -> &UpstreamBudget {
@@ -105,7 +151,7 @@ impl AppState {
                 tokio::select! {
                     _ = tick.tick() => {
                         state.limiter().sweep();
-                        state.auth().forget_idle();
+                        state.runtime().auth.forget_idle();
                     }
                     () = stop.cancelled() => return,
                 }
@@ -117,8 +163,9 @@ impl AppState {
         &self.inner.catalog
     }
 
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The current config (see [`AppState::runtime`]).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.inner.runtime.load().config)
     }
 
     pub fn upstream(&self) -> &Upstream {
@@ -138,8 +185,10 @@ pub fn app(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
+    let observer = Arc::clone(state.observer());
     router.layer(
         ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(observer, observe::observe_request))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())

@@ -168,6 +168,15 @@ impl Authenticator {
         GatewayError::InvalidApiKey
     }
 
+    /// A wrong admin key from `peer`: a 401, or a 429 once the address has failed too often
+    /// (admin and client keys share one failure budget per address).
+    pub fn admin_failed(&self, peer: Option<IpAddr>) -> GatewayError {
+        match self.failed(peer) {
+            GatewayError::InvalidApiKey => GatewayError::InvalidAdminKey,
+            throttled => throttled,
+        }
+    }
+
     /// Forgets addresses whose failure budget is full again, so the table stays small.
     pub fn forget_idle(&self) {
         self.failures.retain_recent();

@@ -55,6 +55,13 @@ pub enum GatewayError {
     /// A client limit of groxy's own refused the request.
     #[error("{}", limit_message(.0))]
     RateLimited(Box<LimitExceeded>),
+    #[error("admin endpoints are disabled: set admin.key_sha256 in the config or GROXY_ADMIN_KEY")]
+    AdminDisabled,
+    #[error("Invalid admin key: send it as `Authorization: Bearer <admin key>` or as the password of HTTP Basic auth")]
+    InvalidAdminKey,
+    /// A reload found problems; the old config stays in force.
+    #[error("the new config was rejected and the old one stays in effect: {}", .0.join("; "))]
+    ConfigRejected(Vec<String>),
     /// Groq's budget for this model is spent on every upstream key, and waiting would not help.
     #[error("Rate limit reached for model `{model}` on the upstream Groq organisation. Please try again in {}.", go_duration(*retry_after))]
     UpstreamBudget { model: String, retry_after: Duration },
@@ -150,12 +157,44 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             GatewayError::Rejected(Rejection::ModelNotFound { .. }) => StatusCode::NOT_FOUND,
-            GatewayError::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            GatewayError::InvalidApiKey | GatewayError::InvalidAdminKey => StatusCode::UNAUTHORIZED,
+            GatewayError::AdminDisabled => StatusCode::FORBIDDEN,
+            GatewayError::ConfigRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             GatewayError::AuthThrottled { .. } | GatewayError::UpstreamBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
             // Like Groq: a request bigger than the whole budget is 413, since retrying cannot help.
             GatewayError::RateLimited(limit) if limit.wait.is_none() => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
+    }
+
+    /// The `limit` label of `groxy_rate_limited_total` for a refusal by a limit.
+    pub fn refused_by(&self) -> Option<&'static str> {
+        Some(match self {
+            GatewayError::RateLimited(limit) => match (limit.kind, limit.window) {
+                (Kind::Requests, Window::Minute) => "requests_per_minute",
+                (Kind::Requests, Window::Day) => "requests_per_day",
+                (Kind::Tokens, Window::Minute) => "tokens_per_minute",
+                (Kind::Tokens, Window::Day) => "tokens_per_day",
+                (Kind::Concurrency, _) => "concurrency",
+            },
+            GatewayError::UpstreamBudget { .. } => "upstream_budget",
+            GatewayError::AuthThrottled { .. } => "auth_failures",
+            _ => return None,
+        })
+    }
+
+    /// The `kind` label of `groxy_upstream_errors_total` for an exchange with Groq that failed
+    /// before its response could be relayed.
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        Some(match self {
+            GatewayError::UpstreamUnreachable => "unreachable",
+            GatewayError::UpstreamTimeout { .. } => "timeout",
+            GatewayError::UpstreamIdle { .. } => "idle_timeout",
+            GatewayError::TotalTimeout { .. } => "total_timeout",
+            GatewayError::UpstreamTruncated => "truncated",
+            GatewayError::UpstreamNonJson { .. } => "non_json",
+            _ => return None,
+        })
     }
 
     /// How long a client should wait before retrying, when that is known.
@@ -190,6 +229,9 @@ impl GatewayError {
             GatewayError::Rejected(Rejection::ModelNotFound { .. }) => ("invalid_request_error", "model_not_found"),
             GatewayError::UnsupportedMediaType(_) => ("invalid_request_error", "unsupported_media_type"),
             GatewayError::InvalidApiKey => ("invalid_request_error", "invalid_api_key"),
+            GatewayError::InvalidAdminKey => ("invalid_request_error", "invalid_admin_key"),
+            GatewayError::AdminDisabled => ("invalid_request_error", "admin_disabled"),
+            GatewayError::ConfigRejected(_) => ("invalid_request_error", "config_rejected"),
             GatewayError::AuthThrottled { .. } => ("requests", "too_many_auth_failures"),
             GatewayError::RateLimited(limit) => match limit.kind {
                 Kind::Tokens => ("tokens", "rate_limit_exceeded"),
@@ -243,6 +285,15 @@ impl IntoResponse for GatewayError {
         }
         if let GatewayError::RateLimited(limit) = &self {
             limit.headers.apply(headers);
+        }
+        if matches!(self, GatewayError::InvalidAdminKey) {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"groxy admin\", charset=\"UTF-8\""),
+            );
+        }
+        if let Some(limit) = self.refused_by() {
+            response.extensions_mut().insert(crate::observe::RefusedBy(limit));
         }
         response
     }

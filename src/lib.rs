@@ -23,7 +23,9 @@ pub mod config;
 pub mod error;
 pub mod lifecycle;
 pub mod limits;
+pub mod observe;
 pub mod relay;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod sim;
@@ -48,14 +50,26 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    run_with(listener, config, None, shutdown).await
+}
+
+/// [`run`], plus where the config came from: with a source, SIGHUP (and `POST /admin/reload`)
+/// read it again and swap it in.
+pub async fn run_with(
+    listener: TcpListener,
+    config: Config,
+    source: Option<reload::ConfigSource>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     let lifecycle = lifecycle::Lifecycle::new();
-    let state = AppState::new(config, lifecycle.clone())?;
+    let state = AppState::with_source(config, lifecycle.clone(), source)?;
     let router = app(state.clone());
-    let stop_refresher = tokio_util::sync::CancellationToken::new();
-    let _stop_refresher_on_return = stop_refresher.clone().drop_guard();
+    let stop_background = tokio_util::sync::CancellationToken::new();
+    let _stop_background_on_return = stop_background.clone().drop_guard();
     state
         .catalog()
-        .spawn_refresher(state.upstream().clone(), stop_refresher);
+        .spawn_refresher(state.upstream().clone(), stop_background.clone());
+    state.spawn_reloader(stop_background);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, upstream = %state.config().upstream.url, "groxy listening");
     }

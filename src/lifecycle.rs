@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Lifecycle {
     draining: AtomicBool,
     in_flight: AtomicUsize,
+    connections: AtomicUsize,
     became_idle: Notify,
     /// Cancelled at the drain deadline: open streams end with an error frame.
     abort: CancellationToken,
@@ -45,6 +46,18 @@ impl Lifecycle {
         self.in_flight.load(Ordering::SeqCst)
     }
 
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Counts an open client connection until the guard is dropped (for `groxy_open_connections`).
+    pub fn connection_opened(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard {
+            lifecycle: Arc::clone(self),
+        }
+    }
+
     /// Counts a request until the guard is dropped, which for a streamed response is when its
     /// body ends or the client goes away.
     pub fn track(self: &Arc<Self>) -> InFlightGuard {
@@ -63,6 +76,17 @@ impl Lifecycle {
             }
             notified.await;
         }
+    }
+}
+
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.lifecycle.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

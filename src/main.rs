@@ -3,7 +3,10 @@
 use std::{collections::HashMap, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use groxy::config::{Config, env};
+use groxy::{
+    config::{Config, env},
+    reload::ConfigSource,
+};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +25,7 @@ use groxy::config::{Config, env};
                   GROXY_UPSTREAM_URL  default https://api.groq.com/openai/v1\n  \
                   GROXY_CONFIG        config file path (same as --config)\n  \
                   GROXY_LOG_FORMAT    auto | pretty | json\n  \
+                  GROXY_ADMIN_KEY     admin key for /admin/* and /dashboard\n  \
                   RUST_LOG            log filter, e.g. info or groxy=debug"
 )]
 struct Cli {
@@ -31,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway until SIGTERM or Ctrl-C, then drain.
+    /// Run the gateway until SIGTERM or Ctrl-C, then drain. SIGHUP reloads the config file.
     Serve {
         /// TOML config file (see config/groxy.example.toml).
         #[arg(long, short)]
@@ -104,23 +108,25 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config, listen } => {
-            let mut config = match Config::load(config.as_deref(), &vars) {
+            let source = ConfigSource {
+                path: config,
+                vars,
+                listen,
+            };
+            let config = match source.load() {
                 Ok(config) => config,
                 Err(errors) => {
                     eprintln!("config has {} problem(s):\n{errors}", errors.0.len());
                     return ExitCode::FAILURE;
                 }
             };
-            if let Some(listen) = listen {
-                config.server.listen = listen;
-            }
-            groxy::telemetry::init(&config.log, vars.get("RUST_LOG").map(String::as_str));
-            serve(config)
+            groxy::telemetry::init(&config.log, source.vars.get("RUST_LOG").map(String::as_str));
+            serve(config, source)
         }
     }
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, source: ConfigSource) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -136,7 +142,7 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match groxy::run(listener, config, shutdown_signal()).await {
+        match groxy::run_with(listener, config, Some(source), shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("{error}");

@@ -86,7 +86,9 @@ pub async fn serve(
         let builder = Arc::clone(&builder);
         let router = router.clone();
         let closed = closed.clone();
+        let open = lifecycle.connection_opened();
         tokio::spawn(async move {
+            let _open = open;
             let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
                 request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 let router = router.clone();

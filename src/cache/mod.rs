@@ -68,7 +68,9 @@ impl Controls {
 }
 
 pub struct Cache {
-    config: CacheConfig,
+    /// The policy (mode, TTLs, per-key switches): swapped whole on reload. The store's
+    /// capacity is fixed at start.
+    config: arc_swap::ArcSwap<CacheConfig>,
     pub store: Store,
     pub flights: Flights,
 }
@@ -78,15 +80,21 @@ impl Cache {
         Self {
             store: Store::new(config.max_bytes.0, config.max_entries),
             flights: Flights::default(),
-            config: config.clone(),
+            config: arc_swap::ArcSwap::from_pointee(config.clone()),
         }
+    }
+
+    /// Applies a reloaded policy to requests from now on.
+    pub fn reconfigure(&self, config: &CacheConfig) {
+        self.config.store(std::sync::Arc::new(config.clone()));
     }
 
     /// The key for a request the cache may answer, or `None` for one it must not touch:
     /// cache off (globally or for this key), or a request not meant to repeat in
     /// `deterministic` mode (no `temperature: 0` and no `seed`).
     pub fn key_for(&self, caller: &Caller, request: &serde_json::Map<String, serde_json::Value>) -> Option<CacheKey> {
-        let enabled = match self.config.mode {
+        let config = self.config.load();
+        let enabled = match config.mode {
             CacheMode::Off => false,
             CacheMode::All => true,
             CacheMode::Deterministic => {
@@ -95,20 +103,21 @@ impl Cache {
                 zero_temperature || seeded
             }
         };
-        if !enabled || self.config.keys.get(&*caller.name) == Some(&false) {
+        if !enabled || config.keys.get(&*caller.name) == Some(&false) {
             return None;
         }
-        let tenant = (!self.config.shared).then_some(&caller.partition);
+        let tenant = (!config.shared).then_some(&caller.partition);
         Some(cache_key(tenant, request))
     }
 
     /// The TTL for a new entry: the request's, capped, or the default.
     pub fn ttl(&self, controls: &Controls) -> Duration {
-        controls.ttl.map_or(self.config.ttl.0, |t| t.min(self.config.max_ttl.0))
+        let config = self.config.load();
+        controls.ttl.map_or(config.ttl.0, |t| t.min(config.max_ttl.0))
     }
 
     pub fn max_entry_bytes(&self) -> usize {
-        self.config.max_entry_bytes.as_usize()
+        self.config.load().max_entry_bytes.as_usize()
     }
 
     /// A stored entry the request accepts (fresh, and young enough for its `max-age`).
@@ -140,7 +149,7 @@ pub fn replay(entry: &Entry) -> Response {
         headers.insert(header::CONTENT_TYPE, ct.clone());
     }
     if let Some(id) = &entry.request_id {
-        headers.insert("x-request-id", id.clone());
+        headers.insert(crate::upstream::headers::GROQ_REQUEST_ID, id.clone());
     }
     if entry.is_sse {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -29,6 +29,8 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub cache: CacheConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+    pub admin: AdminConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -414,6 +416,35 @@ impl Default for LogConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (Prometheus text format, no key needed: it carries no secrets).
+    pub enabled: bool,
+    /// Add `groxy_key_requests_total` and `groxy_key_tokens_total`, labelled by client key
+    /// *name*. Off by default: one series per key and model. Read at start only.
+    pub per_key_labels: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_key_labels: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// SHA-256 (hex) of the admin key that opens `/admin/*` and `/dashboard`; `GROXY_ADMIN_KEY`
+    /// sets it from the key itself. Unset: those endpoints answer 403.
+    pub key_sha256: Option<String>,
+    /// Reload the config file when it changes (checked every 2 s), as well as on SIGHUP.
+    pub watch_config: bool,
+}
+
 /// Every problem found while loading, so `check-config` can print them all in one go.
 #[derive(Debug, Default)]
 pub struct ConfigErrors(pub Vec<String>);
@@ -442,6 +473,7 @@ pub mod env {
     pub const API_KEYS: &str = "GROQ_API_KEYS";
     pub const AUTH_MODE: &str = "GROXY_AUTH_MODE";
     pub const ALLOW_UNAUTHENTICATED: &str = "GROXY_ALLOW_UNAUTHENTICATED";
+    pub const ADMIN_KEY: &str = "GROXY_ADMIN_KEY";
 }
 
 impl Config {
@@ -537,6 +569,9 @@ impl Config {
                     env::LISTEN
                 )),
             }
+        }
+        if let Some(key) = get(env::ADMIN_KEY) {
+            self.admin.key_sha256 = Some(crate::auth::hex(&crate::auth::sha256(key.as_bytes())));
         }
         if let Some(url) = get(env::UPSTREAM_URL) {
             self.upstream.url = url.to_owned();
@@ -647,6 +682,14 @@ impl Config {
         }
         self.validate_auth(errors);
         self.validate_rate_limits(errors);
+        if let Some(hash) = &self.admin.key_sha256 {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                errors.push(format!(
+                    "admin.key_sha256 must be 64 hex digits (the sha256 line of `groxy keys new`), or set {} instead",
+                    env::ADMIN_KEY
+                ));
+            }
+        }
         let positive = [
             ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.drain_timeout", self.server.drain_timeout),

@@ -15,6 +15,7 @@ use crate::{
     cache::{self, CacheKey, Controls, Entry, Flight, Head, Role},
     error::GatewayError,
     limits::{Admission, render::RateHeaders},
+    observe::{Record, RequestRecord, UpstreamTap},
     relay::{self, Outcome, RelayContext, Tap, Taps},
     upstream::{UpstreamKey, UpstreamRequest},
     usage::UsageTap,
@@ -24,16 +25,17 @@ use crate::{
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(RequestRecord(record)): Extension<RequestRecord>,
     request: Request<axum::body::Body>,
 ) -> Result<Response, GatewayError> {
-    let started = Instant::now();
+    let started = record.started;
     let (parts, incoming) = request.into_parts();
     check_content_type(&parts.headers)?;
     let config = state.config();
     let bytes = body::read_limited(incoming, &parts.headers, config.limits.chat_body.as_usize()).await?;
     let catalog = state.catalog().snapshot();
     let chat = validate::validate_chat(bytes, &config.validation, &config.models.aliases, catalog.as_deref())?;
-    tracing::debug!(model = %chat.model, stream = chat.stream, caller = %caller.name, "chat completion");
+    record.set_request(chat.model.as_str().into(), chat.stream);
 
     // A stored answer is looked up before admission: a hit counts as a request but reserves
     // no tokens, since it spends none upstream.
@@ -72,13 +74,16 @@ pub async fn chat_completions(
             .prompt_tokens_estimate
             .saturating_add(chat.max_completion_tokens.unwrap_or(0)),
         started,
+        record: Arc::clone(&record),
     };
     let mut response = match (key, hit) {
         (_, Some(entry)) => {
             admission.settle(Some(0));
+            record.set_cache("HIT");
             cache::replay(&entry)
         }
         (None, None) => {
+            record.set_cache("BYPASS");
             let mut response = forward.send(admission).await?;
             response.headers_mut().insert("x-groxy-cache", cache::BYPASS);
             response
@@ -97,10 +102,14 @@ pub async fn chat_completions(
                 Role::Joined(reader) => {
                     // Coalesced: no upstream tokens either; the reservation goes back.
                     admission.settle(Some(0));
+                    record.set_cache("COALESCED");
+                    let joined = Instant::now();
                     let head = reader.head().await?;
+                    record.waited_on_flight(joined, Instant::now());
                     cache::from_reader(head, reader, cache::COALESCED)
                 }
                 Role::Leader(flight, reader) => {
+                    record.set_cache("MISS");
                     let store = (!controls.no_store).then(|| cache.ttl(&controls));
                     tokio::spawn(drive(forward, admission, flight, key, registered, store));
                     let head = reader.head().await?;
@@ -139,6 +148,7 @@ struct Forward {
     model: String,
     upstream_tokens: u64,
     started: Instant,
+    record: Arc<Record>,
 }
 
 impl Forward {
@@ -151,25 +161,43 @@ impl Forward {
             Some(own) => UpstreamKey::Caller(own),
             None if !upstream_aware => UpstreamKey::Configured(0),
             None => {
-                let index = state
-                    .budget()
-                    .acquire(&self.model, self.upstream_tokens)
-                    .await
-                    .map_err(|exhausted| GatewayError::UpstreamBudget {
-                        model: self.model.clone(),
-                        retry_after: exhausted.retry_after,
-                    })?;
+                let queued = Instant::now();
+                let acquired = state.budget().acquire(&self.model, self.upstream_tokens).await;
+                self.record.queued(queued.elapsed());
+                let index = acquired.map_err(|exhausted| GatewayError::UpstreamBudget {
+                    model: self.model.clone(),
+                    retry_after: exhausted.retry_after,
+                })?;
                 UpstreamKey::Configured(index)
             }
         };
+        let observer = Arc::clone(state.observer());
+        let record = Arc::clone(&self.record);
         let mut taps = Taps::new();
-        taps.push(UsageTap::new(move |report| {
-            let used = match (report.outcome, report.status) {
-                (Outcome::Complete, 200..=299) => report.usage.map(|u| u.total_tokens),
-                _ => None,
-            };
-            admission.settle(used);
+        taps.push(UsageTap::new({
+            let observer = Arc::clone(&observer);
+            let record = Arc::clone(&record);
+            move |report| {
+                let used = match (report.outcome, report.status) {
+                    (Outcome::Complete, 200..=299) => report.usage.map(|u| u.total_tokens),
+                    _ => None,
+                };
+                admission.settle(used);
+                if let Some(usage) = report.usage {
+                    observer.usage(&record, usage);
+                }
+            }
         }));
+        let key_label = match &key {
+            UpstreamKey::Configured(index) => Some(format!("key-{}", index + 1).into()),
+            UpstreamKey::Caller(_) => None,
+        };
+        taps.push(UpstreamTap::new(
+            Arc::clone(&observer),
+            Arc::clone(&record),
+            key_label,
+            self.model.as_str().into(),
+        ));
         if let (UpstreamKey::Configured(index), true) = (&key, upstream_aware) {
             taps.push(BudgetTap {
                 state: state.clone(),
@@ -187,15 +215,19 @@ impl Forward {
             streamed_body: false,
             key,
         };
+        record.upstream_sent();
         let response = match upstream.send(request, self.started, &deadlines).await {
             Ok(response) => response,
             Err(error) => {
+                if let Some(kind) = error.upstream_kind() {
+                    observer.metrics.upstream_error(kind);
+                }
                 taps.end(Outcome::Failed);
                 return Err(error);
             }
         };
         let abort = state.lifecycle().abort_token();
-        relay::respond(
+        let relayed = relay::respond(
             response,
             RelayContext {
                 started: self.started,
@@ -204,7 +236,14 @@ impl Forward {
                 taps,
             },
         )
-        .await
+        .await;
+        record.upstream_ready();
+        if let Err(error) = &relayed {
+            if let Some(kind) = error.upstream_kind() {
+                observer.metrics.upstream_error(kind);
+            }
+        }
+        relayed
     }
 }
 
@@ -276,7 +315,7 @@ async fn drive(
                 let entry = Entry {
                     status: parts.status.as_u16(),
                     content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
-                    request_id: parts.headers.get("x-request-id").cloned(),
+                    request_id: parts.headers.get(crate::upstream::headers::GROQ_REQUEST_ID).cloned(),
                     chunks: cache::compact(&chunks, size),
                     size,
                     is_sse,

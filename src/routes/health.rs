@@ -17,19 +17,26 @@ pub async fn healthz() -> Response {
 }
 
 /// Ready to take traffic: false from the moment a drain starts, so a load balancer stops
-/// sending new requests while the in-flight ones finish. The body names degraded parts
-/// (`catalog`: `loading` or `stale` means model names are not being checked), which never
-/// make groxy unready: Groq being unreachable is not a reason to stop serving.
+/// sending new requests while the in-flight ones finish. The body names degraded parts in
+/// `degraded` (`catalog`: `loading` or `stale` means model names are not being checked;
+/// `draining`), which apart from draining never make groxy unready: Groq being unreachable
+/// is not a reason to stop serving.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let catalog = state.catalog().state().as_str();
-    if state.lifecycle().is_draining() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "draining", "catalog": catalog})),
-        )
-            .into_response()
+    let draining = state.lifecycle().is_draining();
+    let mut degraded = Vec::new();
+    if catalog != "fresh" {
+        degraded.push("catalog");
+    }
+    if draining {
+        degraded.push("draining");
+    }
+    let status = if draining { "draining" } else { "ready" };
+    let body = Json(json!({"status": status, "catalog": catalog, "degraded": degraded}));
+    if draining {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     } else {
-        Json(json!({"status": "ready", "catalog": catalog})).into_response()
+        body.into_response()
     }
 }
 

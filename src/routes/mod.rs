@@ -2,6 +2,7 @@
 
 mod chat;
 mod health;
+mod ops;
 mod passthrough;
 
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use axum::{
     routing::{any, get, post},
 };
 
-use crate::app::AppState;
+use crate::{app::AppState, observe::RequestRecord};
 
 /// Groq serves its API under `/openai/v1`; OpenAI SDKs configured with `base_url=.../v1` use
 /// `/v1`. Both prefixes reach the same handlers.
@@ -29,9 +30,20 @@ pub fn router(state: AppState) -> Router {
             .route(&format!("{prefix}/{{*rest}}"), any(passthrough::passthrough));
     }
     let api = api.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let admin = Router::new()
+        .route("/admin/usage", get(ops::usage))
+        .route("/admin/stats", get(ops::stats))
+        .route("/admin/reload", post(ops::reload))
+        .route("/dashboard", get(ops::dashboard))
+        .route("/dashboard/", get(ops::dashboard))
+        .route("/dashboard/dashboard.css", get(ops::dashboard_css))
+        .route("/dashboard/dashboard.js", get(ops::dashboard_js))
+        .route_layer(middleware::from_fn_with_state(state.clone(), ops::require_admin));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(ops::metrics))
+        .merge(admin)
         .merge(api)
         .fallback(health::unknown_url)
         .method_not_allowed_fallback(health::unknown_url)
@@ -42,8 +54,11 @@ pub fn router(state: AppState) -> Router {
 /// address that keeps failing). The client's key is never echoed or logged.
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    match state.auth().authenticate(request.headers(), peer) {
+    match state.runtime().auth.authenticate(request.headers(), peer) {
         Ok(caller) => {
+            if let Some(record) = request.extensions().get::<RequestRecord>() {
+                record.0.set_caller(caller.name.clone());
+            }
             request.extensions_mut().insert(caller);
             next.run(request).await
         }

@@ -2,13 +2,14 @@
 
 use axum::{Extension, extract::State, response::Response};
 use http::{Request, header};
-use tokio::time::Instant;
+use std::sync::Arc;
 
 use crate::{
     app::AppState,
     auth::Caller,
     body,
     error::GatewayError,
+    observe::{RequestRecord, UpstreamTap},
     relay::{self, RelayContext},
     routes::upstream_path,
     upstream::{UpstreamKey, UpstreamRequest},
@@ -17,9 +18,10 @@ use crate::{
 pub async fn passthrough(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(RequestRecord(record)): Extension<RequestRecord>,
     request: Request<axum::body::Body>,
 ) -> Result<Response, GatewayError> {
-    let started = Instant::now();
+    let started = record.started;
     let (parts, incoming) = request.into_parts();
     let path = upstream_path(&parts.uri).ok_or_else(|| GatewayError::UnknownUrl {
         method: parts.method.to_string(),
@@ -52,15 +54,35 @@ pub async fn passthrough(
             None => UpstreamKey::Configured(0),
         },
     };
-    let response = upstream.send(request, started, &deadlines).await?;
-    relay::respond(
+    let observer = state.observer();
+    let mut taps = relay::Taps::new();
+    // No model here, so no budget report: Groq's x-ratelimit headers are per model.
+    taps.push(UpstreamTap::new(
+        Arc::clone(observer),
+        Arc::clone(&record),
+        None,
+        "".into(),
+    ));
+    record.upstream_sent();
+    let response = match upstream.send(request, started, &deadlines).await {
+        Ok(response) => response,
+        Err(error) => {
+            if let Some(kind) = error.upstream_kind() {
+                observer.metrics.upstream_error(kind);
+            }
+            return Err(error);
+        }
+    };
+    let relayed = relay::respond(
         response,
         RelayContext {
             started,
             deadlines,
             abort: state.lifecycle().abort_token(),
-            taps: relay::Taps::new(),
+            taps,
         },
     )
-    .await
+    .await;
+    record.upstream_ready();
+    relayed
 }

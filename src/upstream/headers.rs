@@ -44,21 +44,27 @@ fn keep_response_header(name: &HeaderName) -> bool {
     let name = name.as_str();
     matches!(
         name,
-        "content-type" | "content-disposition" | "retry-after" | "retry-after-ms" | "x-request-id" | "x-should-retry"
+        "content-type" | "content-disposition" | "retry-after" | "retry-after-ms" | "x-should-retry"
     ) || name.starts_with("x-ratelimit-")
         || name.starts_with("x-groq-")
         || name.starts_with("openai-")
 }
 
+/// Groq's `x-request-id` is renamed `x-groq-request-id`: the client's `x-request-id` is
+/// groxy's own (the one in its access log), and Groq's stays at hand for Groq's support.
 pub fn response_headers(upstream: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.len());
     for (name, value) in upstream {
-        if keep_response_header(name) {
+        if name.as_str() == "x-request-id" {
+            out.append(GROQ_REQUEST_ID, value.clone());
+        } else if keep_response_header(name) {
             out.append(name.clone(), value.clone());
         }
     }
     out
 }
+
+pub const GROQ_REQUEST_ID: HeaderName = HeaderName::from_static("x-groq-request-id");
 
 pub fn is_json(headers: &HeaderMap) -> bool {
     headers
@@ -126,7 +132,7 @@ mod tests {
         assert_eq!(
             names,
             [
-                "x-request-id",
+                "x-groq-request-id",
                 "x-ratelimit-remaining-tokens",
                 "retry-after",
                 "content-type"

@@ -13,7 +13,8 @@ async fn non_streaming_body_status_and_headers_pass_through() {
     let body = response.bytes().await.expect("body");
     assert_eq!(body, fixtures::chat_completion(), "body relayed byte for byte");
     assert_eq!(headers["content-type"], "application/json");
-    assert_eq!(headers["x-request-id"], "req_01m48tqzdve5v8d97j7jgm40as");
+    assert_eq!(headers["x-groq-request-id"], "req_01m48tqzdve5v8d97j7jgm40as");
+    assert_eq!(headers["x-request-id"].len(), 36, "groxy's own request id");
     assert_eq!(headers["x-ratelimit-remaining-tokens"], "7965");
     assert_eq!(headers["x-ratelimit-reset-requests"], "1m26.4s");
     for dropped in ["set-cookie", "cf-ray", "cf-cache-status", "server", "via", "alt-svc"] {

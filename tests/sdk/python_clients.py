@@ -26,7 +26,8 @@ def check_openai_sync():
     ok("openai sync plain")
 
     raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
-    assert raw.headers.get("x-request-id", "").startswith("req_"), raw.headers
+    assert raw.headers.get("x-groq-request-id", "").startswith("req_"), raw.headers
+    assert len(raw.headers.get("x-request-id", "")) == 36, raw.headers  # groxy's own id
     assert "set-cookie" not in raw.headers
 
     chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True,

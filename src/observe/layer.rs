@@ -1,0 +1,113 @@
+//! The outermost middleware: opens each request's record, stamps `x-request-id` on its response, and closes the record when the body ends.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::{body::Body, extract::Request, middleware::Next, response::Response};
+use tokio::time::Instant;
+
+use super::{End, Head, Observer, Record, RefusedBy, RequestRecord, request_id};
+
+/// Axum middleware (with the observer as state). Runs outside the panic guard, so even a
+/// handler's panic gets a request id and an access line.
+pub async fn observe_request(
+    axum::extract::State(observer): axum::extract::State<Arc<Observer>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let id = request_id::accept(request.headers()).unwrap_or_else(request_id::generate);
+    let record = Arc::new(Record::new(id, request.method().clone(), request.uri().path(), started));
+    request.extensions_mut().insert(RequestRecord(Arc::clone(&record)));
+    let mut response = next.run(request).await;
+    let stream = crate::upstream::headers::is_event_stream(response.headers());
+    let head = Head {
+        status: response.status(),
+        at: Instant::now(),
+        refused_by: response.extensions().get::<RefusedBy>().map(|r| r.0),
+        stream,
+    };
+    response
+        .headers_mut()
+        .insert(request_id::HEADER, request_id::header_value(&record.id));
+    if stream {
+        observer.metrics.active_streams.inc();
+    }
+    // An empty body may never be polled: finish now rather than on drop (which reads as a
+    // client that left).
+    let bodiless = http_body::Body::is_end_stream(response.body());
+    let finish = Finish {
+        observer,
+        record,
+        head,
+        done: false,
+    };
+    if bodiless {
+        let mut finish = finish;
+        finish.done(End::Complete);
+        return response;
+    }
+    response.map(|body| Body::new(ObservedBody { inner: body, finish }))
+}
+
+struct Finish {
+    observer: Arc<Observer>,
+    record: Arc<Record>,
+    head: Head,
+    done: bool,
+}
+
+impl Finish {
+    fn done(&mut self, end: End) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        if self.head.stream {
+            self.observer.metrics.active_streams.dec();
+        }
+        self.observer.finish(&self.record, &self.head, end);
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.done(End::Cancelled);
+    }
+}
+
+struct ObservedBody {
+    inner: Body,
+    finish: Finish,
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            // hyper stops polling a body that says it has ended after its last frame.
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.finish.done(End::Complete),
+            Poll::Ready(None) => this.finish.done(End::Complete),
+            Poll::Ready(Some(Err(_))) => this.finish.done(End::Failed),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,330 @@
+//! The Prometheus registry: every metric groxy exports, with label values drawn from small, fixed sets.
+//!
+//! `prometheus-client` rather than the `metrics` facade: its registry is a value, not a process
+//! global, so every gateway (and every test's gateway in one process) counts on its own and a
+//! scrape shows exactly that instance's traffic.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::{Family, MetricConstructor},
+        gauge::Gauge,
+        histogram::Histogram,
+    },
+    registry::{Registry, Unit},
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub status: u16,
+    pub model: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub model: Arc<str>,
+    /// `prompt` or `completion`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    pub key: Arc<str>,
+    pub model: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyTokenLabels {
+    pub key: Arc<str>,
+    pub model: Arc<str>,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    /// `key-1`, `key-2`, … in config order: never the key itself.
+    pub upstream_key: Arc<str>,
+    pub model: Arc<str>,
+    /// `requests` or `tokens`.
+    pub resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+}
+
+/// Buckets from 100 µs to 2 min: groxy's overhead sits at the bottom, Groq's long generations at the top.
+#[derive(Clone)]
+pub struct LatencyBuckets;
+
+const LATENCY_BUCKETS: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+];
+
+impl MetricConstructor<Histogram> for LatencyBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(LATENCY_BUCKETS)
+    }
+}
+
+/// The most distinct values a free-form label (model, client key name) may take; later ones
+/// are reported as `other`, so a stream of made-up model names cannot grow the scrape forever.
+const MAX_LABEL_VALUES: usize = 64;
+
+/// Bounds a label's distinct values.
+#[derive(Default)]
+pub struct LabelBound {
+    seen: Mutex<HashSet<Arc<str>>>,
+}
+
+impl LabelBound {
+    pub fn get(&self, value: &str) -> Arc<str> {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = seen.get(value) {
+            return found.clone();
+        }
+        if seen.len() >= MAX_LABEL_VALUES {
+            return "other".into();
+        }
+        let value: Arc<str> = value.into();
+        seen.insert(value.clone());
+        value
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<RouteLabels, Histogram, LatencyBuckets>,
+    pub overhead: Family<RouteLabels, Histogram, LatencyBuckets>,
+    pub upstream_duration: Family<ModelLabels, Histogram, LatencyBuckets>,
+    pub upstream_ttft: Family<ModelLabels, Histogram, LatencyBuckets>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub key_requests: Family<KeyLabels, Counter>,
+    pub key_tokens: Family<KeyTokenLabels, Counter>,
+    pub cache: Family<ResultLabels, Counter>,
+    pub rate_limited: Family<LimitLabels, Counter>,
+    pub upstream_errors: Family<KindLabels, Counter>,
+    pub active_streams: Gauge,
+    pub in_flight: Gauge,
+    pub connections: Gauge,
+    pub upstream_remaining: Family<BudgetLabels, Gauge>,
+    pub upstream_limit: Family<BudgetLabels, Gauge>,
+    pub upstream_reset: Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub config_reloads: Family<ResultLabels, Counter>,
+    pub redis_up: Gauge,
+    pub redis_state_changes: Counter,
+    pub models: LabelBound,
+    pub keys: LabelBound,
+    /// Whether per-client-key series exist at all (`metrics.per_key_labels`; fixed at start,
+    /// since a registry cannot drop a family once scraped).
+    pub per_key: bool,
+}
+
+impl Metrics {
+    pub fn new(per_key: bool) -> Self {
+        let mut registry = Registry::with_prefix("groxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route, status and model (model is empty outside chat completions)",
+            requests.clone(),
+        );
+        let request_duration = Family::new_with_constructor(LatencyBuckets);
+        registry.register_with_unit(
+            "request_duration",
+            "End-to-end time from request to the last byte of the response",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        let overhead = Family::new_with_constructor(LatencyBuckets);
+        registry.register_with_unit(
+            "overhead",
+            "Time groxy itself adds: the whole request minus time spent waiting on Groq (or on a coalesced flight) and in Groq's budget queue, measured to the response head",
+            Unit::Seconds,
+            overhead.clone(),
+        );
+        let upstream_duration = Family::new_with_constructor(LatencyBuckets);
+        registry.register_with_unit(
+            "upstream_duration",
+            "Time from sending a request to Groq to the end of its response",
+            Unit::Seconds,
+            upstream_duration.clone(),
+        );
+        let upstream_ttft = Family::new_with_constructor(LatencyBuckets);
+        registry.register_with_unit(
+            "upstream_time_to_first_token",
+            "Time from sending a request to Groq to its first body bytes (streams) or its response head (JSON)",
+            Unit::Seconds,
+            upstream_ttft.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "tokens",
+            "Tokens Groq reported in usage, by model and kind (prompt, completion)",
+            tokens.clone(),
+        );
+        let key_requests = Family::<KeyLabels, Counter>::default();
+        let key_tokens = Family::<KeyTokenLabels, Counter>::default();
+        if per_key {
+            registry.register(
+                "key_requests",
+                "Chat requests by client key name and model",
+                key_requests.clone(),
+            );
+            registry.register(
+                "key_tokens",
+                "Tokens by client key name, model and kind (prompt, completion)",
+                key_tokens.clone(),
+            );
+        }
+        let cache = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "cache_requests",
+            "Chat completions by cache result: hit, miss, coalesced (joined a flight in progress), bypass",
+            cache.clone(),
+        );
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a limit: requests_per_minute, requests_per_day, tokens_per_minute, tokens_per_day, concurrency, upstream_budget, auth_failures",
+            rate_limited.clone(),
+        );
+        let upstream_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failed exchanges with Groq by kind: unreachable, timeout, idle_timeout, total_timeout, truncated, non_json, status_5xx, status_429, stream_broken",
+            upstream_errors.clone(),
+        );
+        let active_streams = Gauge::default();
+        registry.register(
+            "active_streams",
+            "Event streams being relayed to clients now",
+            active_streams.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight_requests",
+            "Requests whose response has not ended yet",
+            in_flight.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register("open_connections", "Client connections open now", connections.clone());
+        let upstream_remaining = Family::<BudgetLabels, Gauge>::default();
+        registry.register(
+            "upstream_remaining",
+            "Groq's remaining budget per upstream key and model, as its last x-ratelimit-remaining-* headers said",
+            upstream_remaining.clone(),
+        );
+        let upstream_limit = Family::<BudgetLabels, Gauge>::default();
+        registry.register(
+            "upstream_limit",
+            "Groq's budget size per upstream key and model, from x-ratelimit-limit-*",
+            upstream_limit.clone(),
+        );
+        let upstream_reset = Family::<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register_with_unit(
+            "upstream_reset",
+            "Time until Groq's budget resets, as its last x-ratelimit-reset-* headers said (at the time they were seen)",
+            Unit::Seconds,
+            upstream_reset.clone(),
+        );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result (applied, rejected)",
+            config_reloads.clone(),
+        );
+        let redis_up = Gauge::default();
+        registry.register(
+            "redis_up",
+            "1 while the shared Redis backend is reachable, 0 while it is not or not configured",
+            redis_up.clone(),
+        );
+        let redis_state_changes = Counter::default();
+        registry.register(
+            "redis_state_changes",
+            "Times the Redis backend went down or came back",
+            redis_state_changes.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "Always 1; the version is in the label", build);
+        Self {
+            registry,
+            requests,
+            request_duration,
+            overhead,
+            upstream_duration,
+            upstream_ttft,
+            tokens,
+            key_requests,
+            key_tokens,
+            cache,
+            rate_limited,
+            upstream_errors,
+            active_streams,
+            in_flight,
+            connections,
+            upstream_remaining,
+            upstream_limit,
+            upstream_reset,
+            config_reloads,
+            redis_up,
+            redis_state_changes,
+            models: LabelBound::default(),
+            keys: LabelBound::default(),
+            per_key,
+        }
+    }
+
+    /// The text exposition format (version 0.0.4, with `# EOF`).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.upstream_errors.get_or_create(&KindLabels { kind }).inc();
+    }
+}

@@ -1,0 +1,160 @@
+//! One request's record: filled in by the handlers as the request goes, read once when its response ends.
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use crate::usage::Usage;
+
+/// The route label: a small fixed set, so metrics stay bounded whatever paths clients send.
+pub fn route_of(path: &str) -> &'static str {
+    let api = ["/openai/v1/", "/v1/"].iter().find_map(|p| path.strip_prefix(p));
+    if let Some(rest) = api {
+        if rest == "chat/completions" {
+            return "chat_completions";
+        }
+        let first = rest.split('/').next().unwrap_or("");
+        return match first {
+            "models" => "models",
+            "audio" => "audio",
+            "files" => "files",
+            "batches" => "batches",
+            "responses" => "responses",
+            "embeddings" => "embeddings",
+            _ => "api_other",
+        };
+    }
+    match path {
+        "/healthz" | "/readyz" => "health",
+        "/metrics" => "metrics",
+        p if p == "/dashboard" || p.starts_with("/dashboard/") => "dashboard",
+        p if p.starts_with("/admin/") => "admin",
+        _ => "unknown",
+    }
+}
+
+/// Whether a route is API traffic (accounted, on the dashboard, logged at info) rather than
+/// an operator's or a probe's (health checks, scrapes, the dashboard itself).
+pub fn is_api(route: &'static str) -> bool {
+    !matches!(route, "health" | "metrics" | "dashboard" | "admin" | "unknown")
+}
+
+#[derive(Debug, Default)]
+pub struct Data {
+    pub key: Option<Arc<str>>,
+    pub model: Option<Arc<str>>,
+    pub stream: bool,
+    pub cache: Option<&'static str>,
+    pub upstream_key: Option<Arc<str>>,
+    pub upstream_request_id: Option<String>,
+    pub upstream_status: Option<u16>,
+    pub upstream_sent: Option<Instant>,
+    /// When Groq's answer was ready to relay: its head (JSON) or its first bytes (streams).
+    pub upstream_ready: Option<Instant>,
+    /// Time spent waiting for Groq's budget in groxy's queue: not overhead, not Groq's either.
+    pub queued: Duration,
+    pub usage: Option<Usage>,
+}
+
+/// Shared by the middleware that opens it and every handler and tap that adds to it.
+#[derive(Debug)]
+pub struct Record {
+    pub id: String,
+    pub started: Instant,
+    pub route: &'static str,
+    pub method: http::Method,
+    /// Path only: a query string may carry anything.
+    pub path: String,
+    data: Mutex<Data>,
+}
+
+/// The handle handlers receive (axum extensions must be `Clone`).
+#[derive(Debug, Clone)]
+pub struct RequestRecord(pub Arc<Record>);
+
+impl Record {
+    pub fn new(id: String, method: http::Method, path: &str, started: Instant) -> Self {
+        Self {
+            id,
+            started,
+            route: route_of(path),
+            method,
+            path: path.chars().take(256).collect(),
+            data: Mutex::new(Data::default()),
+        }
+    }
+
+    pub fn data(&self) -> MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_caller(&self, key: Arc<str>) {
+        self.data().key = Some(key);
+    }
+
+    pub fn set_request(&self, model: Arc<str>, stream: bool) {
+        let mut data = self.data();
+        data.model = Some(model);
+        data.stream = stream;
+    }
+
+    pub fn set_cache(&self, status: &'static str) {
+        self.data().cache = Some(status);
+    }
+
+    pub fn queued(&self, waited: Duration) {
+        self.data().queued += waited;
+    }
+
+    pub fn upstream_sent(&self) {
+        self.data().upstream_sent = Some(Instant::now());
+    }
+
+    pub fn upstream_ready(&self) {
+        let mut data = self.data();
+        if data.upstream_ready.is_none() {
+            data.upstream_ready = Some(Instant::now());
+        }
+    }
+
+    /// Time this request spent waiting on another's flight counts as waiting on Groq.
+    pub fn waited_on_flight(&self, from: Instant, to: Instant) {
+        let mut data = self.data();
+        data.upstream_sent.get_or_insert(from);
+        data.upstream_ready.get_or_insert(to);
+    }
+
+    /// Groxy's own share of the time to the response head: everything but waiting on Groq
+    /// (or a flight) and on Groq's budget queue.
+    pub fn overhead(&self, head: Instant) -> Duration {
+        let data = self.data();
+        let total = head.saturating_duration_since(self.started);
+        let upstream = match (data.upstream_sent, data.upstream_ready) {
+            (Some(sent), Some(ready)) => ready.saturating_duration_since(sent),
+            (Some(sent), None) => head.saturating_duration_since(sent),
+            _ => Duration::ZERO,
+        };
+        total.saturating_sub(upstream).saturating_sub(data.queued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_a_fixed_set() {
+        assert_eq!(route_of("/v1/chat/completions"), "chat_completions");
+        assert_eq!(route_of("/openai/v1/chat/completions"), "chat_completions");
+        assert_eq!(route_of("/v1/models/openai/gpt-oss-20b"), "models");
+        assert_eq!(route_of("/v1/audio/transcriptions"), "audio");
+        assert_eq!(route_of("/v1/whatever/x"), "api_other");
+        assert_eq!(route_of("/metrics"), "metrics");
+        assert_eq!(route_of("/dashboard"), "dashboard");
+        assert_eq!(route_of("/admin/usage"), "admin");
+        assert_eq!(route_of("/wp-login.php"), "unknown");
+    }
+}
