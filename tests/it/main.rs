@@ -4,6 +4,7 @@ mod auth;
 mod binary;
 mod cache;
 mod cancellation;
+mod dashboard;
 mod errors;
 mod limits;
 mod observability;
