@@ -163,7 +163,11 @@ impl Forward {
             None => {
                 let queued = Instant::now();
                 let acquired = state.budget().acquire(&self.model, self.upstream_tokens).await;
-                self.record.queued(queued.elapsed());
+                // An immediate grant is groxy's own work (overhead); only a real wait is queueing.
+                let waited = queued.elapsed();
+                if waited >= std::time::Duration::from_millis(1) {
+                    self.record.queued(waited);
+                }
                 let index = acquired.map_err(|exhausted| GatewayError::UpstreamBudget {
                     model: self.model.clone(),
                     retry_after: exhausted.retry_after,

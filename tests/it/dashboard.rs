@@ -130,5 +130,9 @@ async fn dashboard_shows_the_traffic_in_headless_chromium() {
         .expect("a JSON report line");
     assert_eq!(report["ok"], true, "{report}");
     let png = std::fs::read(&screenshot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a real screenshot ({} bytes)", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real screenshot ({} bytes)",
+        png.len()
+    );
 }

@@ -728,3 +728,44 @@ async fn canary_keys_never_reach_logs_metrics_or_admin_output() {
         assert!(!everything.contains(canary), "{canary} leaked");
     }
 }
+
+#[tokio::test]
+async fn a_changed_file_is_reloaded_when_watching_is_on() {
+    let sim = sim().await;
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("groxy-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("groxy.toml");
+    let config = |keys: &[(&str, &str)]| {
+        let mut text =
+            format!("[admin]\nwatch_config = true\n[server]\nlisten = \"127.0.0.1:{port}\"\n[auth]\nmode = \"keys\"\n");
+        for (name, key) in keys {
+            text.push_str(&format!(
+                "[[auth.keys]]\nname = \"{name}\"\nsha256 = \"{}\"\n",
+                hex(&sha256(key.as_bytes()))
+            ));
+        }
+        text
+    };
+    std::fs::write(&path, config(&[("alice", ALICE)])).expect("write");
+    let mut command = groxy_command();
+    command
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("GROQ_API_KEY", UPSTREAM_KEY)
+        .env("GROXY_UPSTREAM_URL", sim.base_url())
+        .env("GROXY_LOG_FORMAT", "json");
+    let groxy = Running::start(command, port).await;
+    assert_eq!(chat_as(&groxy.base, BOB, &chat_body(false), None).await.0, 401);
+    std::fs::write(&path, config(&[("alice", ALICE), ("bob", BOB)])).expect("write");
+    assert!(
+        groxy
+            .wait_for_output("config file changed", Duration::from_secs(10))
+            .await,
+        "{}",
+        groxy.output()
+    );
+    assert!(groxy.wait_for_output("config reloaded", Duration::from_secs(2)).await);
+    assert_eq!(chat_as(&groxy.base, BOB, &chat_body(false), None).await.0, 200);
+    groxy.stop().await;
+}
