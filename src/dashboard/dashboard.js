@@ -94,15 +94,18 @@
         sv('text', { x: gx, y: H - 6, 'text-anchor': gx > ml + iw - 28 ? 'end' : gx < ml + 28 ? 'start' : 'middle' }, clock(t)));
     }
     for (const l of spec.lines) {
-      let d = '', pen = false, first = null, lastX = 0;
+      let d = '', dots = '', pen = false, first = null, lastX = 0;
       l.values.forEach((v, i) => {
         if (v == null) { pen = false; return; }
-        const px = x(ts[i]).toFixed(1);
-        d += (pen ? 'L' : 'M') + px + ' ' + y(v, l.right).toFixed(1); pen = true;
+        const px = x(ts[i]).toFixed(1), py = y(v, l.right).toFixed(1);
+        d += (pen ? 'L' : 'M') + px + ' ' + py; pen = true;
+        // A point with no neighbour draws no line: mark it, or a lone busy bucket is invisible.
+        if (l.values[i - 1] == null && l.values[i + 1] == null) dots += `M${px} ${py}l0.01 0`;
         if (first === null) first = px; lastX = px;
       });
       if (l.area && first !== null) kids.push(sv('path', { class: 'area', d: `${d}L${lastX} ${mt + ih}L${first} ${mt + ih}Z` }));
       kids.push(sv('path', { class: 'ln ' + l.cls, d: d || 'M0 0', 'data-series': l.name, 'data-points': l.values.length }));
+      if (dots) kids.push(sv('path', { class: 'ln dot ' + l.cls, d: dots }));
     }
     const cursor = sv('line', { class: 'cursor', x1: 0, x2: 0, y1: mt, y2: mt + ih, visibility: 'hidden' });
     kids.push(cursor);
