@@ -91,8 +91,8 @@ impl Event {
     }
 }
 
-/// The most (key, model) rows kept; past it, new pairs are accounted under model `other`, so
-/// made-up model names cannot grow the table without bound.
+/// The most (key, model) rows kept; past it, new pairs are accounted in one `other`/`other`
+/// row, so made-up model names or passthrough keys cannot grow the table without bound.
 const MAX_ROWS: usize = 4096;
 
 #[derive(Default)]
@@ -133,7 +133,8 @@ impl Ledger {
         let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
         let mut id = (key.clone(), model.clone());
         if !rows.contains_key(&id) && rows.len() >= MAX_ROWS {
-            id.1 = "other".into();
+            // Full (made-up model names, or endless passthrough keys): one overflow row.
+            id = ("other".into(), "other".into());
         }
         let row = rows.entry(id).or_default();
         row.minute.current(minute).add(&counts);
