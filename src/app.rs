@@ -29,7 +29,8 @@ use crate::{
     config::Config,
     error::GatewayError,
     lifecycle::{Lifecycle, TrackedBody},
-    limits::{Limiter, upstream_budget::UpstreamBudget},
+    limits::{Limits, upstream_budget::UpstreamBudget},
+    redis::Redis,
     routes,
     upstream::Upstream,
 };
@@ -46,9 +47,11 @@ struct Shared {
     lifecycle: Arc<Lifecycle>,
     catalog: Arc<CatalogCache>,
     auth: Authenticator,
-    limiter: Limiter,
+    limiter: Limits,
     budget: UpstreamBudget,
     cache: Cache,
+    /// `None` without `redis.url`: every replica keeps its own state.
+    redis: Option<Redis>,
 }
 
 impl AppState {
@@ -56,15 +59,30 @@ impl AppState {
         let upstream = Upstream::new(&config.upstream)?;
         let catalog = CatalogCache::new(config.models.refresh_interval.0);
         let auth = Authenticator::new(&config.auth);
-        let limiter = Limiter::new(&config.rate_limits);
         let limits = &config.rate_limits;
-        let budget = UpstreamBudget::new(
+        let mut budget = UpstreamBudget::new(
             upstream.key_count(),
             limits.preset.per_model(),
             limits.queue_wait.0,
             limits.queue_length,
         );
-        let cache = Cache::new(&config.cache);
+        let mut cache = Cache::new(&config.cache);
+        let redis = Redis::connect(&config.redis)?;
+        let limiter = match &redis {
+            None => Limits::in_memory(),
+            Some(redis) => {
+                let key_ids = config
+                    .upstream_keys()
+                    .iter()
+                    .map(|key| crate::auth::hex(&crate::auth::sha256(key.expose().as_bytes()))[..16].to_owned())
+                    .collect();
+                budget = budget.with_redis(redis.clone(), key_ids);
+                cache = cache.with_redis(redis.clone());
+                // A lost settlement holds a concurrency slot at most as long as a request can last.
+                let lease = config.upstream.total_timeout.0 + config.server.drain_timeout.0;
+                Limits::shared(redis.clone(), config.redis.replicas, lease)
+            }
+        };
         Ok(Self {
             inner: Arc::new(Shared {
                 config,
@@ -75,6 +93,7 @@ impl AppState {
                 limiter,
                 budget,
                 cache,
+                redis,
             }),
         })
     }
@@ -83,8 +102,13 @@ impl AppState {
         &self.inner.auth
     }
 
-    pub fn limiter(&self) -> &Limiter {
+    pub fn limiter(&self) -> &Limits {
         &self.inner.limiter
+    }
+
+    /// The shared Redis, if configured: its `state()` is what `/readyz` reports.
+    pub fn redis(&self) -> Option<&Redis> {
+        self.inner.redis.as_ref()
     }
 
     pub fn budget(&self) -> &UpstreamBudget {

@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod lifecycle;
 pub mod limits;
+pub mod redis;
 pub mod relay;
 pub mod routes;
 pub mod server;

@@ -1,5 +1,6 @@
 //! Typed configuration: defaults, then the TOML file, then environment variables; every problem reported at once.
 
+mod redis_config;
 mod secret;
 mod units;
 
@@ -12,6 +13,7 @@ use std::{
 
 use serde::Deserialize;
 
+pub use redis_config::{RedisConfig, RedisUrl};
 pub use secret::Secret;
 pub use units::{ByteSize, HumanDuration};
 
@@ -29,6 +31,7 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub cache: CacheConfig,
     pub log: LogConfig,
+    pub redis: RedisConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -442,6 +445,8 @@ pub mod env {
     pub const API_KEYS: &str = "GROQ_API_KEYS";
     pub const AUTH_MODE: &str = "GROXY_AUTH_MODE";
     pub const ALLOW_UNAUTHENTICATED: &str = "GROXY_ALLOW_UNAUTHENTICATED";
+    pub const REDIS_URL: &str = "GROXY_REDIS_URL";
+    pub const REDIS_REPLICAS: &str = "GROXY_REDIS_REPLICAS";
 }
 
 impl Config {
@@ -547,6 +552,15 @@ impl Config {
                 "pretty" => self.log.format = LogFormat::Pretty,
                 "json" => self.log.format = LogFormat::Json,
                 other => errors.push(format!("{}={other:?} must be auto, pretty or json", env::LOG_FORMAT)),
+            }
+        }
+        if let Some(url) = get(env::REDIS_URL) {
+            self.redis.url = Some(RedisUrl::new(url));
+        }
+        if let Some(replicas) = get(env::REDIS_REPLICAS) {
+            match replicas.parse() {
+                Ok(n) => self.redis.replicas = n,
+                Err(_) => errors.push(format!("{}={replicas:?} must be a whole number", env::REDIS_REPLICAS)),
             }
         }
     }
@@ -713,6 +727,7 @@ impl Config {
                 ));
             }
         }
+        self.redis.validate(errors);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             errors.push(format!(
                 "log.level {:?} is not a valid filter such as \"info\"",

@@ -8,6 +8,8 @@ mod errors;
 mod limits;
 mod passthrough;
 mod ratelimit;
+mod redis;
+mod redis_server;
 mod sdk;
 mod shutdown;
 mod streaming;
