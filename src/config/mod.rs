@@ -809,6 +809,20 @@ mod tests {
         assert_eq!(c.server.listen.port(), 9);
         assert_eq!(c.upstream.api_key.as_ref().map(Secret::expose), Some("b"));
         assert_eq!(c.upstream.url, "http://x/v1");
+        let mut errors = Vec::new();
+        c.apply_env(
+            &vars(&[
+                ("GROXY_REDIS_URL", "redis://127.0.0.1:6390/1"),
+                ("GROXY_REDIS_REPLICAS", "3"),
+            ]),
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            c.redis.url.as_ref().map(RedisUrl::expose),
+            Some("redis://127.0.0.1:6390/1")
+        );
+        assert_eq!(c.redis.replicas, 3);
     }
 
     #[test]
@@ -844,8 +858,14 @@ mod tests {
     #[test]
     fn debug_output_hides_the_key() {
         let mut errors = Vec::new();
-        let c = Config::parse_toml("[upstream]\napi_key = \"gsk_canary\"", &mut errors);
-        assert!(!format!("{c:?}").contains("gsk_canary"));
+        let c = Config::parse_toml(
+            "[upstream]\napi_key = \"gsk_canary\"\n[redis]\nurl = \"redis://:pw_canary@cache:6379\"",
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("gsk_canary") && !shown.contains("pw_canary"), "{shown}");
+        assert!(shown.contains("redis://:***@cache:6379"), "{shown}");
     }
 }
 

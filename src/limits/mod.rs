@@ -7,6 +7,12 @@
 //! Tokens are reserved when a request is admitted (a lower-bound prompt estimate plus the
 //! completion it may produce) and settled when the response ends: the unused part is given
 //! back, an excess is taken; a failed or cancelled exchange gives everything back.
+//!
+//! The decision (`decide`) is one; the buckets live in this process (`memory`) or in Redis
+//! (`redis_buckets`, shared by every replica). The limits come from the config at each
+//! admission ([`Plan`]), so a reloaded config applies to the next request without losing counts.
+//! With Redis, a call that fails or times out never fails the request: this replica then decides
+//! alone on its local share of every limit ([`Plan::local_share`]).
 
 mod bucket;
 mod decide;
