@@ -45,10 +45,10 @@ fn admit_and_settle(bencher: divan::Bencher, keys: usize) {
         .build()
         .expect("runtime");
     let _guard = runtime.enter();
-    let limiter = Limiter::new(&config);
+    let limiter = Limiter::new();
     let callers = callers(keys);
     for caller in &callers {
-        if let Ok(admission) = limiter.admit(caller, "openai/gpt-oss-20b", 1) {
+        if let Ok(admission) = limiter.admit(&config, caller, "openai/gpt-oss-20b", 1) {
             admission.settle(Some(1));
         }
     }
@@ -56,7 +56,7 @@ fn admit_and_settle(bencher: divan::Bencher, keys: usize) {
     bencher.bench_local(|| {
         next = (next + 7919) % callers.len();
         let admission = limiter
-            .admit(&callers[next], "openai/gpt-oss-20b", 1500)
+            .admit(&config, &callers[next], "openai/gpt-oss-20b", 1500)
             .expect("within limits");
         admission.settle(Some(700));
     });

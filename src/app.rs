@@ -33,8 +33,9 @@ use crate::{
     config::Config,
     error::GatewayError,
     lifecycle::{Lifecycle, TrackedBody},
-    limits::{Limiter, upstream_budget::UpstreamBudget},
+    limits::{Limits, upstream_budget::UpstreamBudget},
     observe::{self, Observer},
+    redis::Redis,
     reload::ConfigSource,
     routes,
     upstream::Upstream,
@@ -58,11 +59,13 @@ struct Shared {
     upstream: Upstream,
     lifecycle: Arc<Lifecycle>,
     catalog: Arc<CatalogCache>,
-    limiter: ArcSwap<Limiter>,
+    limiter: Limits,
     budget: UpstreamBudget,
     cache: Cache,
     observer: Arc<Observer>,
     source: Option<ConfigSource>,
+    /// `None` without `redis.url`: every replica keeps its own state.
+    redis: Option<Redis>,
 }
 
 impl AppState {
@@ -79,16 +82,31 @@ impl AppState {
         let upstream = Upstream::new(&config.upstream)?;
         let catalog = CatalogCache::new(config.models.refresh_interval.0);
         let auth = Authenticator::new(&config.auth);
-        let limiter = Limiter::new(&config.rate_limits);
         let limits = &config.rate_limits;
-        let budget = UpstreamBudget::new(
+        let mut budget = UpstreamBudget::new(
             upstream.key_count(),
             limits.preset.per_model(),
             limits.queue_wait.0,
             limits.queue_length,
         );
-        let cache = Cache::new(&config.cache);
+        let mut cache = Cache::new(&config.cache);
         let observer = Arc::new(Observer::new(config.metrics.per_key_labels));
+        let redis = Redis::connect(&config.redis)?;
+        let limiter = match &redis {
+            None => Limits::in_memory(),
+            Some(redis) => {
+                let key_ids = config
+                    .upstream_keys()
+                    .iter()
+                    .map(|key| crate::auth::hex(&crate::auth::sha256(key.expose().as_bytes()))[..16].to_owned())
+                    .collect();
+                budget = budget.with_redis(redis.clone(), key_ids);
+                cache = cache.with_redis(redis.clone());
+                // A lost settlement holds a concurrency slot at most as long as a request can last.
+                let lease = config.upstream.total_timeout.0 + config.server.drain_timeout.0;
+                Limits::shared(redis.clone(), config.redis.replicas, lease)
+            }
+        };
         Ok(Self {
             inner: Arc::new(Shared {
                 runtime: ArcSwap::from_pointee(Runtime {
@@ -98,11 +116,12 @@ impl AppState {
                 upstream,
                 lifecycle,
                 catalog,
-                limiter: ArcSwap::from_pointee(limiter),
+                limiter,
                 budget,
                 cache,
                 observer,
                 source,
+                redis,
             }),
         })
     }
@@ -117,12 +136,9 @@ impl AppState {
         self.inner.runtime.store(Arc::new(runtime));
     }
 
-    pub(crate) fn swap_limiter(&self, limiter: Limiter) {
-        self.inner.limiter.store(Arc::new(limiter));
-    }
-
-    pub fn limiter(&self) -> Arc<Limiter> {
-        self.inner.limiter.load_full()
+    /// Limits are read from the config at each admission, so a reload needs no new limiter.
+    pub fn limiter(&self) -> &Limits {
+        &self.inner.limiter
     }
 
     pub fn observer(&self) -> &Arc<Observer> {
@@ -131,6 +147,11 @@ impl AppState {
 
     pub fn config_source(&self) -> Option<&ConfigSource> {
         self.inner.source.as_ref()
+    }
+
+    /// The shared Redis, if configured: its `state()` is what `/readyz` reports.
+    pub fn redis(&self) -> Option<&Redis> {
+        self.inner.redis.as_ref()
     }
 
     pub fn budget(&self) -> &UpstreamBudget {

@@ -12,6 +12,8 @@
 //! - [`config`]: defaults → TOML file → environment, every problem reported at once.
 //! - [`error`]: the one error enum and the only place a status code is chosen.
 //! - [`validate`]: Groq's request rules, aliases and OpenAI-compatibility rewrites; [`catalog`]: the model list.
+//! - [`limits`] and [`cache`]: client limits and the response cache, in memory or shared between
+//!   replicas through [`redis`] (bounded calls, a circuit breaker, never a failed request).
 //! - [`sim`]: a Groq simulator speaking the real wire format, for tests and benchmarks.
 
 pub mod app;
@@ -24,6 +26,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod limits;
 pub mod observe;
+pub mod redis;
 pub mod relay;
 pub mod reload;
 pub mod routes;

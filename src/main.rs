@@ -26,6 +26,8 @@ use groxy::{
                   GROXY_CONFIG        config file path (same as --config)\n  \
                   GROXY_LOG_FORMAT    auto | pretty | json\n  \
                   GROXY_ADMIN_KEY     admin key for /admin/* and /dashboard\n  \
+                  GROXY_REDIS_URL     redis://[:password@]host:6379 to share limits and cache between replicas\n  \
+                  GROXY_REDIS_REPLICAS  replicas sharing the limits (each keeps limit/replicas while Redis is down)\n  \
                   RUST_LOG            log filter, e.g. info or groxy=debug"
 )]
 struct Cli {

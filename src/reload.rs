@@ -20,7 +20,6 @@ use crate::{
     app::{AppState, Runtime},
     auth::Authenticator,
     config::{Config, ConfigErrors},
-    limits::Limiter,
     observe::metrics::ResultLabels,
 };
 
@@ -96,7 +95,7 @@ pub fn compare(old: &Config, new: &Config) -> ReloadReport {
         };
         keys(old) != keys(new)
     };
-    let bound_at_start: [(&'static str, bool); 8] = [
+    let bound_at_start: [(&'static str, bool); 9] = [
         ("server", differs(&old.server, &new.server)),
         (
             "upstream",
@@ -121,6 +120,7 @@ pub fn compare(old: &Config, new: &Config) -> ReloadReport {
             old.metrics.per_key_labels != new.metrics.per_key_labels,
         ),
         ("admin.watch_config", old.admin.watch_config != new.admin.watch_config),
+        ("redis", differs(&old.redis, &new.redis)),
     ];
     restart.extend(
         bound_at_start
@@ -192,9 +192,7 @@ impl AppState {
         new.log = old.log.clone();
         new.metrics.per_key_labels = old.metrics.per_key_labels;
         new.admin.watch_config = old.admin.watch_config;
-        if report.applied.contains(&"rate_limits") {
-            self.swap_limiter(Limiter::new(&new.rate_limits));
-        }
+        new.redis = old.redis.clone();
         if report.applied.contains(&"cache") {
             self.cache().reconfigure(&new.cache);
         }

@@ -5,10 +5,16 @@
 //! or by starting a flight that others may join and whose complete, successful response is
 //! stored (`MISS`). Everything else is relayed directly (`BYPASS`). Stored bodies are the exact
 //! bytes Groq sent, chunk by chunk, so a stream replays byte-exact with its framing.
+//!
+//! With Redis, [`tier`] is a second, shared tier: memory first, then Redis, then Groq; a Redis
+//! hit is also kept in memory. Coalescing stays per replica: joining another replica's flight
+//! would mean waiting for its whole answer instead of streaming the live tail, and a lock held
+//! by a replica that died would stall the others until it expired.
 
 pub mod flight;
 pub mod key;
 pub mod store;
+pub mod tier;
 
 use std::time::Duration;
 
@@ -73,7 +79,11 @@ pub struct Cache {
     config: arc_swap::ArcSwap<CacheConfig>,
     pub store: Store,
     pub flights: Flights,
+    tier: Option<tier::RedisTier>,
 }
+
+/// Bytes an encoded Redis value may carry beyond the body (headers, chunk lengths).
+const TIER_OVERHEAD: usize = 64 * 1024;
 
 impl Cache {
     pub fn new(config: &CacheConfig) -> Self {
@@ -81,12 +91,43 @@ impl Cache {
             store: Store::new(config.max_bytes.0, config.max_entries),
             flights: Flights::default(),
             config: arc_swap::ArcSwap::from_pointee(config.clone()),
+            tier: None,
         }
     }
 
     /// Applies a reloaded policy to requests from now on.
     pub fn reconfigure(&self, config: &CacheConfig) {
         self.config.store(std::sync::Arc::new(config.clone()));
+    }
+
+    /// Adds the shared Redis tier under the memory one.
+    pub fn with_redis(mut self, redis: crate::redis::Redis) -> Self {
+        let cap = self.max_entry_bytes().saturating_add(TIER_OVERHEAD);
+        self.tier = Some(tier::RedisTier::new(redis, cap));
+        self
+    }
+
+    /// After a memory miss: an entry in the shared tier the request accepts, kept in memory
+    /// from now on. `None` at once without Redis, and within the Redis timeout with it.
+    pub async fn lookup_shared(&self, key: &CacheKey, controls: &Controls) -> Option<std::sync::Arc<Entry>> {
+        let tier = self.tier.as_ref()?;
+        if controls.no_cache {
+            return None;
+        }
+        let entry = std::sync::Arc::new(tier.get(key).await?);
+        self.store.insert_shared(*key, entry.clone());
+        match controls.max_age {
+            Some(max_age) if entry.age() > max_age => None,
+            _ => Some(entry),
+        }
+    }
+
+    /// Stores a complete answer in memory and (in the background) in the shared tier.
+    pub fn insert(&self, key: CacheKey, entry: Entry) {
+        if let Some(tier) = &self.tier {
+            tier.put(&key, &entry);
+        }
+        self.store.insert(key, entry);
     }
 
     /// The key for a request the cache may answer, or `None` for one it must not touch:

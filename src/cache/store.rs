@@ -83,8 +83,12 @@ impl Store {
     }
 
     pub fn insert(&self, key: CacheKey, entry: Entry) {
+        self.insert_shared(key, Arc::new(entry));
+    }
+
+    pub fn insert_shared(&self, key: CacheKey, entry: Arc<Entry>) {
         self.entries.insert(key, ());
-        self.cache.insert(key, Arc::new(entry));
+        self.cache.insert(key, entry);
     }
 
     /// Settles moka's pending evictions (tests and metrics want exact counts).

@@ -1,5 +1,6 @@
 //! Typed configuration: defaults, then the TOML file, then environment variables; every problem reported at once.
 
+mod redis_config;
 mod secret;
 mod units;
 
@@ -12,6 +13,7 @@ use std::{
 
 use serde::Deserialize;
 
+pub use redis_config::{RedisConfig, RedisUrl};
 pub use secret::Secret;
 pub use units::{ByteSize, HumanDuration};
 
@@ -31,6 +33,7 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub admin: AdminConfig,
+    pub redis: RedisConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -474,6 +477,8 @@ pub mod env {
     pub const AUTH_MODE: &str = "GROXY_AUTH_MODE";
     pub const ALLOW_UNAUTHENTICATED: &str = "GROXY_ALLOW_UNAUTHENTICATED";
     pub const ADMIN_KEY: &str = "GROXY_ADMIN_KEY";
+    pub const REDIS_URL: &str = "GROXY_REDIS_URL";
+    pub const REDIS_REPLICAS: &str = "GROXY_REDIS_REPLICAS";
 }
 
 impl Config {
@@ -582,6 +587,15 @@ impl Config {
                 "pretty" => self.log.format = LogFormat::Pretty,
                 "json" => self.log.format = LogFormat::Json,
                 other => errors.push(format!("{}={other:?} must be auto, pretty or json", env::LOG_FORMAT)),
+            }
+        }
+        if let Some(url) = get(env::REDIS_URL) {
+            self.redis.url = Some(RedisUrl::new(url));
+        }
+        if let Some(replicas) = get(env::REDIS_REPLICAS) {
+            match replicas.parse() {
+                Ok(n) => self.redis.replicas = n,
+                Err(_) => errors.push(format!("{}={replicas:?} must be a whole number", env::REDIS_REPLICAS)),
             }
         }
     }
@@ -756,6 +770,7 @@ impl Config {
                 ));
             }
         }
+        self.redis.validate(errors);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             errors.push(format!(
                 "log.level {:?} is not a valid filter such as \"info\"",
@@ -837,6 +852,20 @@ mod tests {
         assert_eq!(c.server.listen.port(), 9);
         assert_eq!(c.upstream.api_key.as_ref().map(Secret::expose), Some("b"));
         assert_eq!(c.upstream.url, "http://x/v1");
+        let mut errors = Vec::new();
+        c.apply_env(
+            &vars(&[
+                ("GROXY_REDIS_URL", "redis://127.0.0.1:6390/1"),
+                ("GROXY_REDIS_REPLICAS", "3"),
+            ]),
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            c.redis.url.as_ref().map(RedisUrl::expose),
+            Some("redis://127.0.0.1:6390/1")
+        );
+        assert_eq!(c.redis.replicas, 3);
     }
 
     #[test]
@@ -872,8 +901,14 @@ mod tests {
     #[test]
     fn debug_output_hides_the_key() {
         let mut errors = Vec::new();
-        let c = Config::parse_toml("[upstream]\napi_key = \"gsk_canary\"", &mut errors);
-        assert!(!format!("{c:?}").contains("gsk_canary"));
+        let c = Config::parse_toml(
+            "[upstream]\napi_key = \"gsk_canary\"\n[redis]\nurl = \"redis://:pw_canary@cache:6379\"",
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("gsk_canary") && !shown.contains("pw_canary"), "{shown}");
+        assert!(shown.contains("redis://:***@cache:6379"), "{shown}");
     }
 }
 

@@ -39,6 +39,28 @@ impl Bucket {
         }
     }
 
+    /// A bucket as another store (Redis) reported it at `now`, so the same methods render it.
+    pub fn at_level(limit: u64, window: Duration, level: f64, now: Instant) -> Self {
+        Self {
+            limit,
+            window,
+            level,
+            updated: now,
+        }
+    }
+
+    /// Adopts a changed limit (a reloaded config) keeping what was used: 8 used of 10 is 8
+    /// used of 20 (12 left) or of 5 (a debt of 3).
+    pub fn set_limit(&mut self, limit: u64, now: Instant) {
+        if limit == self.limit {
+            return;
+        }
+        self.refill(now);
+        let used = self.limit as f64 - self.level;
+        self.limit = limit;
+        self.level = (limit as f64 - used).min(limit as f64);
+    }
+
     fn rate_per_sec(&self) -> f64 {
         self.limit as f64 / self.window.as_secs_f64().max(1e-9)
     }
@@ -115,6 +137,18 @@ mod tests {
         tokio::time::advance(Duration::from_secs(6)).await;
         assert_eq!(b.check(1, Instant::now()), Ok(()));
         assert_eq!(b.check(11, Instant::now()), Err(Refusal::Never));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_limit_keeps_what_was_used() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(10, Duration::from_secs(60), t0);
+        b.take(8, t0);
+        b.set_limit(20, t0);
+        assert_eq!((b.limit(), b.remaining(t0)), (20, 12));
+        b.set_limit(5, t0);
+        assert_eq!((b.limit(), b.remaining(t0)), (5, 0));
+        assert!(matches!(b.check(1, t0), Err(Refusal::Wait(_))), "a debt of 3");
     }
 
     #[tokio::test(start_paused = true)]

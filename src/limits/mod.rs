@@ -7,29 +7,35 @@
 //! Tokens are reserved when a request is admitted (a lower-bound prompt estimate plus the
 //! completion it may produce) and settled when the response ends: the unused part is given
 //! back, an excess is taken; a failed or cancelled exchange gives everything back.
+//!
+//! The decision (`decide`) is one; the buckets live in this process (`memory`) or in Redis
+//! (`redis_buckets`, shared by every replica). The limits come from the config at each
+//! admission ([`Plan`]), so a reloaded config applies to the next request without losing counts.
+//! With Redis, a call that fails or times out never fails the request: this replica then decides
+//! alone on its local share of every limit ([`Plan::local_share`]).
 
 mod bucket;
+mod decide;
+mod memory;
+mod redis_buckets;
 pub mod render;
 pub mod upstream_budget;
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard, RwLock},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::time::Instant;
-
 pub use bucket::{Bucket, Refusal};
-use render::{Dimension, RateHeaders};
+pub use memory::Limiter;
+use redis_buckets::{RedisBuckets, RedisHold};
+use render::RateHeaders;
 
 use crate::{
     auth::Caller,
     config::{LimitSet, RateLimitsConfig},
+    redis::Redis,
 };
-
-const MINUTE: Duration = Duration::from_secs(60);
-const DAY: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -59,269 +65,215 @@ pub struct LimitExceeded {
     pub headers: RateHeaders,
 }
 
-#[derive(Debug, Default)]
-struct ScopeState {
-    requests: [Option<Bucket>; 2],
-    tokens: [Option<Bucket>; 2],
-    max_concurrent: Option<u64>,
-    concurrent: u64,
-}
-
-const WINDOWS: [(Window, Duration); 2] = [(Window::Minute, MINUTE), (Window::Day, DAY)];
-
-impl ScopeState {
-    fn new(set: &LimitSet, now: Instant) -> Self {
-        let bucket = |limit: Option<u64>, window| limit.map(|l| Bucket::new(l, window, now));
-        ScopeState {
-            requests: [
-                bucket(set.requests_per_minute, MINUTE),
-                bucket(set.requests_per_day, DAY),
-            ],
-            tokens: [bucket(set.tokens_per_minute, MINUTE), bucket(set.tokens_per_day, DAY)],
-            max_concurrent: set.max_concurrent,
-            concurrent: 0,
-        }
-    }
-
-    fn is_idle(&mut self, now: Instant) -> bool {
-        self.concurrent == 0
-            && self
-                .requests
-                .iter_mut()
-                .chain(self.tokens.iter_mut())
-                .flatten()
-                .all(|b| b.is_idle(now))
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ScopeKey {
     partition: [u8; 32],
     model: Option<Arc<str>>,
 }
 
-/// The in-memory limiter. Shared by all requests; each scope has its own short-held lock.
-#[derive(Debug)]
-pub struct Limiter {
-    config: RateLimitsConfig,
-    per_model: LimitSet,
-    scopes: RwLock<HashMap<ScopeKey, Arc<Mutex<ScopeState>>>>,
+#[derive(Debug, Clone)]
+struct Planned {
+    key: ScopeKey,
+    set: LimitSet,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The limits that apply to one request, resolved from the config at admission time (so a
+/// reloaded config applies from the next request on): the caller's scope across models first,
+/// then its scope for this model, each only if it has a limit.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    caller: Arc<str>,
+    scopes: Vec<Planned>,
 }
 
-impl Limiter {
-    pub fn new(config: &RateLimitsConfig) -> Self {
-        Self {
-            per_model: config.per_model.over(config.preset.per_model()),
-            config: config.clone(),
-            scopes: RwLock::new(HashMap::new()),
-        }
-    }
-
-    /// Whether any limit could apply (so callers can skip the work entirely when none does).
-    pub fn is_active(&self) -> bool {
-        !(self.config.default.is_empty()
-            && self.per_model.is_empty()
-            && self.config.keys.values().all(LimitSet::is_empty)
-            && self.config.models.values().all(LimitSet::is_empty))
-    }
-
-    /// Tokens to reserve for a request: the prompt estimate plus the completion it may produce.
-    pub fn reservation(&self, prompt_estimate: u64, max_completion: Option<u64>, model_max: Option<u64>) -> u64 {
-        let completion = max_completion.unwrap_or(self.config.completion_reservation);
-        let completion = model_max.map_or(completion, |max| completion.min(max));
-        prompt_estimate.saturating_add(completion)
-    }
-
-    fn scope(&self, key: ScopeKey, set: &LimitSet, now: Instant) -> Arc<Mutex<ScopeState>> {
-        if let Some(found) = self.scopes.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return found.clone();
-        }
-        let mut scopes = self.scopes.write().unwrap_or_else(|p| p.into_inner());
-        scopes
-            .entry(key)
-            .or_insert_with(|| Arc::new(Mutex::new(ScopeState::new(set, now))))
-            .clone()
-    }
-
-    /// Admits a request of `tokens` reserved tokens, or says which limit refuses it.
-    pub fn admit(&self, caller: &Caller, model: &str, tokens: u64) -> Result<Admission, Box<LimitExceeded>> {
-        let now = Instant::now();
-        let global = self
-            .config
+impl Plan {
+    pub fn new(config: &RateLimitsConfig, caller: &Caller, model: &str) -> Plan {
+        let global = config
             .keys
             .get(&*caller.name)
             .copied()
             .unwrap_or_default()
-            .over(self.config.default);
-        let per_model = self
-            .config
+            .over(config.default);
+        let per_model = config
             .models
             .get(model)
             .copied()
             .unwrap_or_default()
-            .over(self.per_model);
-        let model: Arc<str> = model.into();
+            .over(config.per_model.over(config.preset.per_model()));
         let mut scopes = Vec::with_capacity(2);
         if !global.is_empty() {
-            scopes.push(self.scope(
-                ScopeKey {
+            scopes.push(Planned {
+                key: ScopeKey {
                     partition: caller.partition,
                     model: None,
                 },
-                &global,
-                now,
-            ));
+                set: global,
+            });
         }
         if !per_model.is_empty() {
-            scopes.push(self.scope(
-                ScopeKey {
+            scopes.push(Planned {
+                key: ScopeKey {
                     partition: caller.partition,
-                    model: Some(model.clone()),
+                    model: Some(model.into()),
                 },
-                &per_model,
-                now,
-            ));
+                set: per_model,
+            });
         }
-        // Always global before per-model, so two requests never wait on each other's locks.
-        let mut guards: Vec<MutexGuard<'_, ScopeState>> = scopes.iter().map(|s| lock(s)).collect();
-
-        let mut refused: Option<LimitExceeded> = None;
-        let mut consider = |candidate: LimitExceeded| {
-            let worse = match (&refused, candidate.wait) {
-                (None, _) => true,
-                (Some(_), None) => true,
-                (Some(current), Some(wait)) => current.wait.is_some_and(|w| wait > w),
-            };
-            if worse {
-                refused = Some(candidate);
-            }
-        };
-        for (index, guard) in guards.iter_mut().enumerate() {
-            let scope_model = (index == 1 || global.is_empty()).then(|| model.clone());
-            if let Some(max) = guard.max_concurrent {
-                if guard.concurrent >= max {
-                    consider(LimitExceeded {
-                        kind: Kind::Concurrency,
-                        window: Window::Minute,
-                        limit: max,
-                        used: guard.concurrent,
-                        requested: 1,
-                        wait: Some(Duration::from_secs(1)),
-                        caller: caller.name.clone(),
-                        model: scope_model.clone(),
-                        headers: RateHeaders::default(),
-                    });
-                }
-            }
-            for (kind, amount) in [(Kind::Requests, 1), (Kind::Tokens, tokens)] {
-                let buckets = if kind == Kind::Requests {
-                    &mut guard.requests
-                } else {
-                    &mut guard.tokens
-                };
-                for (slot, (window, _)) in buckets.iter_mut().zip(WINDOWS) {
-                    let Some(bucket) = slot else { continue };
-                    if let Err(refusal) = bucket.check(amount, now) {
-                        let remaining = bucket.remaining(now);
-                        consider(LimitExceeded {
-                            kind,
-                            window,
-                            limit: bucket.limit(),
-                            used: bucket.limit() - remaining.min(bucket.limit()),
-                            requested: amount,
-                            wait: match refusal {
-                                Refusal::Wait(d) => Some(d),
-                                Refusal::Never => None,
-                            },
-                            caller: caller.name.clone(),
-                            model: scope_model.clone(),
-                            headers: RateHeaders::default(),
-                        });
-                    }
-                }
-            }
-        }
-        if let Some(mut refused) = refused {
-            refused.headers = headers_of(&mut guards, now);
-            return Err(Box::new(refused));
-        }
-        for guard in guards.iter_mut() {
-            guard.concurrent += 1;
-            for bucket in guard.requests.iter_mut().flatten() {
-                bucket.take(1, now);
-            }
-            for bucket in guard.tokens.iter_mut().flatten() {
-                bucket.take(tokens, now);
-            }
-        }
-        let headers = headers_of(&mut guards, now);
-        drop(guards);
-        Ok(Admission {
+        Plan {
+            caller: caller.name.clone(),
             scopes,
-            reserved: tokens,
-            settled: false,
-            headers,
-        })
+        }
     }
 
-    /// Drops scopes that carry no state (all buckets full, nothing in flight).
-    pub fn sweep(&self) {
-        let now = Instant::now();
-        let mut scopes = self.scopes.write().unwrap_or_else(|p| p.into_inner());
-        scopes.retain(|_, scope| Arc::strong_count(scope) > 1 || !lock(scope).is_idle(now));
+    /// No limit applies: nothing to count.
+    pub fn is_empty(&self) -> bool {
+        self.scopes.is_empty()
     }
 
-    pub fn scope_count(&self) -> usize {
-        self.scopes.read().unwrap_or_else(|p| p.into_inner()).len()
+    /// This replica's share while the replicas cannot coordinate: every limit divided by the
+    /// number of replicas, rounded up, at least 1.
+    pub fn local_share(&self, replicas: u64) -> Plan {
+        let share = |limit: Option<u64>| limit.map(|l| l.div_ceil(replicas.max(1)).max(1));
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|planned| Planned {
+                key: planned.key.clone(),
+                set: LimitSet {
+                    requests_per_minute: share(planned.set.requests_per_minute),
+                    requests_per_day: share(planned.set.requests_per_day),
+                    tokens_per_minute: share(planned.set.tokens_per_minute),
+                    tokens_per_day: share(planned.set.tokens_per_day),
+                    max_concurrent: share(planned.set.max_concurrent),
+                },
+            })
+            .collect();
+        Plan {
+            caller: self.caller.clone(),
+            scopes,
+        }
     }
 }
 
-/// The binding (least remaining) bucket of each dimension across the scopes.
-fn headers_of(guards: &mut [MutexGuard<'_, ScopeState>], now: Instant) -> RateHeaders {
-    let mut pick = |select: fn(&mut ScopeState) -> &mut [Option<Bucket>; 2]| {
-        let mut best: Option<Dimension> = None;
-        for guard in guards.iter_mut() {
-            for bucket in select(guard).iter_mut().flatten() {
-                let dim = Dimension {
-                    limit: bucket.limit(),
-                    remaining: bucket.remaining(now),
-                    reset: bucket.reset_in(now),
-                };
-                if best.is_none_or(|b| dim.remaining < b.remaining) {
-                    best = Some(dim);
-                }
+/// Tokens to reserve for a request: the prompt estimate plus the completion it may produce.
+pub fn reservation(
+    config: &RateLimitsConfig,
+    prompt_estimate: u64,
+    max_completion: Option<u64>,
+    model_max: Option<u64>,
+) -> u64 {
+    let completion = max_completion.unwrap_or(config.completion_reservation);
+    let completion = model_max.map_or(completion, |max| completion.min(max));
+    prompt_estimate.saturating_add(completion)
+}
+
+/// The client limits of this replica: buckets in memory, or in Redis shared by every replica
+/// with a memory fallback that enforces this replica's share while Redis cannot answer.
+pub struct Limits {
+    memory: Limiter,
+    shared: Option<Shared>,
+}
+
+struct Shared {
+    buckets: RedisBuckets,
+    replicas: u64,
+}
+
+impl Limits {
+    /// In memory only.
+    pub fn in_memory() -> Self {
+        Self {
+            memory: Limiter::new(),
+            shared: None,
+        }
+    }
+
+    /// In `redis`, shared by `replicas` replicas; `lease` bounds how long a lost settlement can
+    /// hold a concurrency slot (the longest a request can take).
+    pub fn shared(redis: Redis, replicas: u64, lease: Duration) -> Self {
+        Self {
+            memory: Limiter::new(),
+            shared: Some(Shared {
+                buckets: RedisBuckets::new(redis, lease),
+                replicas: replicas.max(1),
+            }),
+        }
+    }
+
+    /// Tokens to reserve for a request (see [`reservation`]).
+    pub fn reservation(
+        &self,
+        config: &RateLimitsConfig,
+        prompt_estimate: u64,
+        max_completion: Option<u64>,
+        model_max: Option<u64>,
+    ) -> u64 {
+        reservation(config, prompt_estimate, max_completion, model_max)
+    }
+
+    /// Admits a request of `tokens` reserved tokens under `config`, or says which limit
+    /// refuses it. With Redis, a Redis that does not answer (within its timeout, or at all
+    /// while its breaker is open) never fails the request: this replica decides alone, under
+    /// its local share of every limit.
+    pub async fn admit(
+        &self,
+        config: &RateLimitsConfig,
+        caller: &Caller,
+        model: &str,
+        tokens: u64,
+    ) -> Result<Admission, Box<LimitExceeded>> {
+        let plan = Plan::new(config, caller, model);
+        if plan.is_empty() {
+            return Ok(Admission::unlimited());
+        }
+        let Some(shared) = &self.shared else {
+            return self.memory.admit_plan(&plan, tokens);
+        };
+        match shared.buckets.admit(&plan, tokens).await {
+            Ok(Ok((hold, headers))) => Ok(Admission::new(Hold::Redis(hold), tokens, headers)),
+            Ok(Err(refused)) => Err(refused),
+            Err(error) => {
+                tracing::debug!(%error, "rate limit decided locally");
+                self.memory.admit_plan(&plan.local_share(shared.replicas), tokens)
             }
         }
-        best
-    };
-    let requests = pick(|s| &mut s.requests);
-    let tokens = pick(|s| &mut s.tokens);
-    RateHeaders { requests, tokens }
+    }
+
+    /// Drops in-memory scopes that carry no state.
+    pub fn sweep(&self) {
+        self.memory.sweep();
+    }
+}
+
+/// Where an admission's slot and reservation are held.
+#[derive(Debug)]
+enum Hold {
+    None,
+    Memory(Vec<Arc<Mutex<decide::ScopeState>>>),
+    Redis(RedisHold),
 }
 
 /// An admitted request's hold on its scopes: one concurrency slot and the reserved tokens.
 /// Settle it with the real usage; dropping it unsettled gives everything back.
 #[derive(Debug)]
 pub struct Admission {
-    scopes: Vec<Arc<Mutex<ScopeState>>>,
+    hold: Hold,
     reserved: u64,
-    settled: bool,
     pub headers: RateHeaders,
 }
 
 impl Admission {
+    fn new(hold: Hold, reserved: u64, headers: RateHeaders) -> Self {
+        Self {
+            hold,
+            reserved,
+            headers,
+        }
+    }
+
     /// An admission for a request no limit applies to.
     pub fn unlimited() -> Self {
-        Self {
-            scopes: Vec::new(),
-            reserved: 0,
-            settled: true,
-            headers: RateHeaders::default(),
-        }
+        Self::new(Hold::None, 0, RateHeaders::default())
     }
 
     /// Settles with the tokens the response really used (`None`: nothing was used, e.g. Groq
@@ -331,24 +283,18 @@ impl Admission {
     }
 
     fn finish(&mut self, used: Option<u64>) {
-        let now = Instant::now();
         let refund = self.reserved as i64 - used.unwrap_or(0) as i64;
-        for scope in &self.scopes {
-            let mut state = lock(scope);
-            state.concurrent = state.concurrent.saturating_sub(1);
-            for bucket in state.tokens.iter_mut().flatten() {
-                bucket.adjust(refund, now);
-            }
+        match std::mem::replace(&mut self.hold, Hold::None) {
+            Hold::None => {}
+            Hold::Memory(scopes) => memory::settle(&scopes, refund),
+            Hold::Redis(hold) => hold.settle(refund),
         }
-        self.settled = true;
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if !self.settled {
-            self.finish(None);
-        }
+        self.finish(None);
     }
 }
 

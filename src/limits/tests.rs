@@ -11,8 +11,84 @@ fn caller(name: &str) -> Caller {
     }
 }
 
-fn limiter(config: RateLimitsConfig) -> Limiter {
-    Limiter::new(&config)
+/// A memory limiter and the config every admission brings.
+struct Configured {
+    limiter: Limiter,
+    config: RateLimitsConfig,
+}
+
+impl Configured {
+    fn admit(&self, caller: &Caller, model: &str, tokens: u64) -> Result<Admission, Box<LimitExceeded>> {
+        self.limiter.admit(&self.config, caller, model, tokens)
+    }
+    fn sweep(&self) {
+        self.limiter.sweep();
+    }
+    fn scope_count(&self) -> usize {
+        self.limiter.scope_count()
+    }
+}
+
+fn limiter(config: RateLimitsConfig) -> Configured {
+    Configured {
+        limiter: Limiter::new(),
+        config,
+    }
+}
+
+fn per_minute(requests: u64) -> RateLimitsConfig {
+    RateLimitsConfig {
+        default: LimitSet {
+            requests_per_minute: Some(requests),
+            ..LimitSet::default()
+        },
+        ..RateLimitsConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_config_applies_to_the_next_request_and_keeps_the_counts() {
+    let mut l = limiter(per_minute(5));
+    let alice = caller("alice");
+    for _ in 0..4 {
+        l.admit(&alice, "m", 1).expect("fits").settle(Some(1));
+    }
+    l.config = per_minute(10);
+    let admitted = l.admit(&alice, "m", 1).expect("the new limit");
+    assert_eq!(
+        admitted.headers.requests.map(|d| (d.limit, d.remaining)),
+        Some((10, 5)),
+        "4 used before the reload, 1 now"
+    );
+    l.config = per_minute(3);
+    let refused = l.admit(&alice, "m", 1).expect_err("5 used of 3");
+    assert_eq!((refused.limit, refused.used), (3, 3));
+    l.config = RateLimitsConfig::default();
+    assert!(l.admit(&alice, "m", 1).is_ok(), "no limit any more");
+}
+
+#[test]
+fn the_local_share_divides_every_limit_rounding_up() {
+    let config = RateLimitsConfig {
+        default: LimitSet {
+            requests_per_minute: Some(10),
+            requests_per_day: Some(1),
+            tokens_per_minute: Some(1001),
+            ..LimitSet::default()
+        },
+        ..RateLimitsConfig::default()
+    };
+    let plan = Plan::new(&config, &caller("alice"), "m").local_share(2);
+    let set = plan.scopes[0].set;
+    assert_eq!(
+        (
+            set.requests_per_minute,
+            set.requests_per_day,
+            set.tokens_per_minute,
+            set.tokens_per_day
+        ),
+        (Some(5), Some(1), Some(501), None)
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -19,7 +19,7 @@ use std::{
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use crate::config::LimitSet;
+use crate::{config::LimitSet, redis::Redis};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Budget {
@@ -141,8 +141,25 @@ pub struct BudgetExhausted {
     pub retry_after: Duration,
 }
 
+/// Groq's budget as the other replicas saw it: what each replica learns from Groq's headers
+/// (and a 429's cool-down) is published to Redis until its reset, and read back, at most every
+/// [`PULL_EVERY`] per model, before a key is picked. Merged with [`Budget::learn`] (within a
+/// window the lower remaining wins), so a stale or absent record can only make this replica
+/// more careful, never less; without Redis each replica knows what it saw itself.
+#[derive(Debug)]
+struct SharedBudget {
+    redis: Redis,
+    /// A short fingerprint per upstream key (never the key): replicas configured with the same
+    /// keys in another order still agree on whose budget is whose.
+    key_ids: Vec<String>,
+    pulled: Mutex<HashMap<Arc<str>, Instant>>,
+}
+
+const PULL_EVERY: Duration = Duration::from_millis(100);
+
 #[derive(Debug)]
 pub struct UpstreamBudget {
+    shared: Option<SharedBudget>,
     keys: usize,
     preset: LimitSet,
     queue_wait: Duration,
@@ -156,6 +173,7 @@ pub struct UpstreamBudget {
 impl UpstreamBudget {
     pub fn new(keys: usize, preset: LimitSet, queue_wait: Duration, queue_length: usize) -> Self {
         Self {
+            shared: None,
             keys: keys.max(1),
             preset,
             queue_wait,
@@ -165,6 +183,94 @@ impl UpstreamBudget {
             waiting: AtomicUsize::new(0),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// Shares what this replica learns with the others through `redis`; `key_ids` fingerprints
+    /// the upstream keys in index order.
+    pub fn with_redis(mut self, redis: Redis, key_ids: Vec<String>) -> Self {
+        self.shared = Some(SharedBudget {
+            redis,
+            key_ids,
+            pulled: Mutex::new(HashMap::new()),
+        });
+        self
+    }
+
+    fn shared_key(shared: &SharedBudget, key: usize, model: &str) -> Option<String> {
+        let id = shared.key_ids.get(key)?;
+        Some(format!("{}ub:{id}:{model}", shared.redis.prefix()))
+    }
+
+    /// Reads what the other replicas learned about `model`, unless that was done very recently.
+    async fn pull(&self, model: &Arc<str>) {
+        let Some(shared) = &self.shared else { return };
+        let now = Instant::now();
+        {
+            let mut pulled = shared.pulled.lock().unwrap_or_else(|p| p.into_inner());
+            if pulled.get(model).is_some_and(|at| now.duration_since(*at) < PULL_EVERY) {
+                return;
+            }
+            pulled.insert(model.clone(), now);
+        }
+        let keys: Vec<String> = (0..self.keys)
+            .filter_map(|k| Self::shared_key(shared, k, model))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let query = keys.clone();
+        let Ok(values) = shared
+            .redis
+            .call(|mut connection| async move {
+                ::redis::cmd("MGET")
+                    .arg(&query)
+                    .query_async::<Vec<Option<String>>>(&mut connection)
+                    .await
+            })
+            .await
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let wall = unix_ms();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, value) in values.iter().enumerate() {
+            let Some(record) = value.as_deref().and_then(Record::parse) else {
+                continue;
+            };
+            let entry = state
+                .entry((key, model.clone()))
+                .or_insert_with(|| KeyModel::from_preset(&self.preset, now));
+            record.merge_into(entry, now, wall);
+        }
+    }
+
+    /// Publishes this replica's view of (`key`, `model`) until its reset (best effort, in the background).
+    fn publish(&self, key: usize, model: &str, entry: &KeyModel, now: Instant) {
+        let Some(shared) = &self.shared else { return };
+        let Some(redis_key) = Self::shared_key(shared, key, model) else {
+            return;
+        };
+        let record = Record::of(entry, now, unix_ms());
+        let Some(ttl) = record.ttl_ms(unix_ms()) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let redis = shared.redis.clone();
+        let text = record.to_text();
+        runtime.spawn(async move {
+            let _ = redis
+                .call(|mut connection| async move {
+                    ::redis::cmd("SET")
+                        .arg(&redis_key)
+                        .arg(&text)
+                        .arg("PX")
+                        .arg(ttl)
+                        .query_async::<()>(&mut connection)
+                        .await
+                })
+                .await;
+        });
     }
 
     /// Picks a key with budget for `tokens` now, spending it locally; else the earliest time one may.
@@ -191,6 +297,7 @@ impl UpstreamBudget {
     /// A key for a request of `tokens` to `model`, waiting for Groq's reset if that is soon enough.
     pub async fn acquire(&self, model: &str, tokens: u64) -> Result<usize, BudgetExhausted> {
         let model: Arc<str> = model.into();
+        self.pull(&model).await;
         let start = Instant::now();
         let deadline = start + self.queue_wait;
         let available_at = match self.try_pick(&model, tokens, start) {
@@ -278,6 +385,91 @@ impl UpstreamBudget {
                 wait_ms = wait.as_millis() as u64,
                 "upstream key rate limited by Groq; resting it"
             );
+        }
+        let entry = *entry;
+        drop(state);
+        self.publish(key, model, &entry, now);
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A [`KeyModel`] on the wall clock (Instants mean nothing to another process):
+/// `limit,remaining,reset;limit,remaining,reset;cool_until`, `-` for unknown, times in Unix ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Record {
+    requests: [Option<u64>; 3],
+    tokens: [Option<u64>; 3],
+    cool_until: Option<u64>,
+}
+
+impl Record {
+    fn of(entry: &KeyModel, now: Instant, wall: u64) -> Self {
+        let at = |instant: Instant| wall + instant.saturating_duration_since(now).as_millis() as u64;
+        let budget = |b: &Budget| [b.limit, b.remaining, b.reset.map(at)];
+        Record {
+            requests: budget(&entry.requests),
+            tokens: budget(&entry.tokens),
+            cool_until: entry.cool_until.filter(|c| *c > now).map(at),
+        }
+    }
+
+    /// Until the last of its times, or `None` if it says nothing still true.
+    fn ttl_ms(&self, wall: u64) -> Option<u64> {
+        let until = [self.requests[2], self.tokens[2], self.cool_until]
+            .into_iter()
+            .flatten()
+            .max()?;
+        (until > wall).then(|| until - wall)
+    }
+
+    fn to_text(self) -> String {
+        let field = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+        let budget = |b: [Option<u64>; 3]| b.map(field).join(",");
+        format!(
+            "{};{};{}",
+            budget(self.requests),
+            budget(self.tokens),
+            field(self.cool_until)
+        )
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let field = |t: &str| -> Option<Option<u64>> {
+            match t {
+                "-" => Some(None),
+                n => n.parse().ok().map(Some),
+            }
+        };
+        let budget = |t: &str| -> Option<[Option<u64>; 3]> {
+            let mut parts = t.split(',');
+            let out = [field(parts.next()?)?, field(parts.next()?)?, field(parts.next()?)?];
+            parts.next().is_none().then_some(out)
+        };
+        let mut parts = text.split(';');
+        let record = Record {
+            requests: budget(parts.next()?)?,
+            tokens: budget(parts.next()?)?,
+            cool_until: field(parts.next()?)?,
+        };
+        parts.next().is_none().then_some(record)
+    }
+
+    fn merge_into(&self, entry: &mut KeyModel, now: Instant, wall: u64) {
+        let at = |ms: u64| (ms > wall).then(|| now + Duration::from_millis(ms - wall));
+        for (budget, [limit, remaining, reset]) in
+            [(&mut entry.requests, self.requests), (&mut entry.tokens, self.tokens)]
+        {
+            if let (Some(remaining), Some(reset)) = (remaining, reset.and_then(at)) {
+                budget.learn(limit, remaining, reset, now);
+            }
+        }
+        if let Some(cool) = self.cool_until.and_then(at) {
+            entry.cool_until = Some(entry.cool_until.map_or(cool, |c| c.max(cool)));
         }
     }
 }
@@ -427,6 +619,32 @@ mod tests {
             .map(|_| budget.try_pick(&"m".into(), 1, Instant::now()))
             .collect();
         assert!(picks.contains(&Ok(0)) && picks.contains(&Ok(1)), "{picks:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_record_round_trips_and_only_makes_a_replica_more_careful() {
+        let now = Instant::now();
+        let wall = 1_000_000;
+        let mut seen = KeyModel::default();
+        seen.requests.learn(Some(10), 0, now + Duration::from_secs(2), now);
+        seen.cool_until = Some(now + Duration::from_secs(5));
+        let record = Record::of(&seen, now, wall);
+        assert_eq!(record.to_text(), "10,0,1002000;-,-,-;1005000");
+        assert_eq!(Record::parse(&record.to_text()), Some(record));
+        assert_eq!(record.ttl_ms(wall), Some(5000));
+        for bad in ["", "1,2;3", "x,-,-;-,-,-;-", "-,-,-;-,-,-;-;-"] {
+            assert_eq!(Record::parse(bad), None, "{bad:?}");
+        }
+        let mut other = KeyModel::from_preset(&LimitSet::default(), now);
+        other.requests.learn(Some(10), 7, now + Duration::from_secs(2), now);
+        record.merge_into(&mut other, now, wall);
+        assert_eq!(other.requests.remaining, Some(0), "the lower remaining wins");
+        assert!(other.fits(1, now).is_err(), "and the cool-down is shared");
+        let mut fresher = KeyModel::default();
+        fresher.requests.learn(Some(10), 3, now + Duration::from_secs(2), now);
+        let stale = Record::parse("10,9,1002000;-,-,-;-").expect("record");
+        stale.merge_into(&mut fresher, now, wall);
+        assert_eq!(fresher.requests.remaining, Some(3), "a stale record never raises it");
     }
 
     #[tokio::test(start_paused = true)]

@@ -42,7 +42,10 @@ pub async fn chat_completions(
     let cache = state.cache();
     let key = cache.key_for(&caller, &chat.request);
     let controls = Controls::parse(&parts.headers);
-    let hit = key.as_ref().and_then(|key| cache.lookup(key, &controls));
+    let mut hit = key.as_ref().and_then(|key| cache.lookup(key, &controls));
+    if let (None, Some(key)) = (&hit, &key) {
+        hit = cache.lookup_shared(key, &controls).await;
+    }
 
     let model_max = catalog
         .as_deref()
@@ -51,15 +54,17 @@ pub async fn chat_completions(
     let limiter = state.limiter();
     let reserved = match hit {
         Some(_) => 0,
-        None => limiter.reservation(chat.prompt_tokens_estimate, chat.max_completion_tokens, model_max),
+        None => limiter.reservation(
+            &config.rate_limits,
+            chat.prompt_tokens_estimate,
+            chat.max_completion_tokens,
+            model_max,
+        ),
     };
-    let admission = if limiter.is_active() {
-        limiter
-            .admit(&caller, &chat.model, reserved)
-            .map_err(GatewayError::RateLimited)?
-    } else {
-        Admission::unlimited()
-    };
+    let admission = limiter
+        .admit(&config.rate_limits, &caller, &chat.model, reserved)
+        .await
+        .map_err(GatewayError::RateLimited)?;
     let rate_headers = admission.headers;
 
     let forward = Forward {
@@ -326,7 +331,7 @@ async fn drive(
                     stored_at: Instant::now(),
                     ttl,
                 };
-                state.cache().store.insert(key, entry);
+                state.cache().insert(key, entry);
             }
         }
     }

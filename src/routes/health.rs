@@ -8,7 +8,7 @@ use axum::{
 use http::{Method, StatusCode, Uri};
 use serde_json::json;
 
-use crate::{app::AppState, error::GatewayError};
+use crate::{app::AppState, error::GatewayError, redis::RedisState};
 
 /// Alive: the process answers. Never depends on Groq, so an upstream outage does not get the
 /// container restarted.
@@ -18,21 +18,26 @@ pub async fn healthz() -> Response {
 
 /// Ready to take traffic: false from the moment a drain starts, so a load balancer stops
 /// sending new requests while the in-flight ones finish. The body names degraded parts in
-/// `degraded` (`catalog`: `loading` or `stale` means model names are not being checked;
-/// `draining`), which apart from draining never make groxy unready: Groq being unreachable
-/// is not a reason to stop serving.
+/// `degraded`, which apart from draining never make groxy unready: `catalog` (`loading` or
+/// `stale`: model names are not being checked locally; Groq being unreachable is no reason
+/// to stop serving), `redis` (down: each replica serves on its local share of the limits and
+/// its memory cache), `draining`.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let catalog = state.catalog().state().as_str();
+    let redis = state.redis().map_or(RedisState::Disabled, |redis| redis.state());
     let draining = state.lifecycle().is_draining();
     let mut degraded = Vec::new();
     if catalog != "fresh" {
         degraded.push("catalog");
     }
+    if redis == RedisState::Down {
+        degraded.push("redis");
+    }
     if draining {
         degraded.push("draining");
     }
     let status = if draining { "draining" } else { "ready" };
-    let body = Json(json!({"status": status, "catalog": catalog, "degraded": degraded}));
+    let body = Json(json!({"status": status, "catalog": catalog, "redis": redis.as_str(), "degraded": degraded}));
     if draining {
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     } else {

@@ -31,9 +31,17 @@ pub async fn metrics(State(state): State<AppState>, method: http::Method, uri: h
         .into_response();
     }
     let lifecycle = state.lifecycle();
-    let body = state
-        .observer()
-        .render_metrics(lifecycle.in_flight(), lifecycle.connections());
+    let observer = state.observer();
+    if let Some(redis) = state.redis() {
+        let m = &observer.metrics;
+        m.redis_up.set(i64::from(redis.state() == crate::redis::RedisState::Up));
+        let changes = redis.health().changes();
+        let counted = m.redis_state_changes.get();
+        if changes > counted {
+            m.redis_state_changes.inc_by(changes - counted);
+        }
+    }
+    let body = observer.render_metrics(lifecycle.in_flight(), lifecycle.connections());
     (
         [(
             header::CONTENT_TYPE,

@@ -20,6 +20,8 @@ fn groxy() -> Command {
         "GROXY_UPSTREAM_URL",
         "GROXY_CONFIG",
         "GROXY_LOG_FORMAT",
+        "GROXY_REDIS_URL",
+        "GROXY_REDIS_REPLICAS",
         "RUST_LOG",
     ] {
         command.env_remove(var);
@@ -224,4 +226,78 @@ fn keys_new_prints_a_key_and_config_that_check_config_accepts() {
     // Two runs never print the same key.
     let again = groxy().args(["keys", "new", "--name", "alice"]).output().expect("run");
     assert!(!String::from_utf8_lossy(&again.stdout).contains(&key));
+}
+
+#[tokio::test]
+async fn serve_with_redis_down_answers_and_logs_the_outage_once_without_its_password() {
+    let sim = sim().await;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port")
+    };
+    let (port, dead) = (free(), free());
+    let mut child = groxy()
+        .arg("serve")
+        .env("GROQ_API_KEY", UPSTREAM_KEY)
+        .env("GROXY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GROXY_UPSTREAM_URL", sim.base_url())
+        .env(
+            "GROXY_REDIS_URL",
+            format!("redis://:pw_canary_redis@127.0.0.1:{dead}/0"),
+        )
+        .env("GROXY_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn groxy");
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut redis = String::new();
+    while started.elapsed() < Duration::from_secs(10) && redis != "down" {
+        if let Ok(r) = client().get(format!("{base}/readyz")).send().await {
+            assert_eq!(r.status(), 200, "ready without Redis");
+            redis = json(&r.bytes().await.expect("body"))["redis"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(redis, "down");
+    for _ in 0..3 {
+        let response = client()
+            .post(format!("{base}{CHAT}"))
+            .body(chat_body(false))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = tokio::task::spawn_blocking(move || {
+        let _ = child.wait();
+        let mut logs = String::new();
+        use std::io::Read;
+        if let Some(mut out) = child.stdout.take() {
+            let _ = out.read_to_string(&mut logs);
+        }
+        if let Some(mut err) = child.stderr.take() {
+            let _ = err.read_to_string(&mut logs);
+        }
+        logs
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        output.matches("redis unavailable").count(),
+        1,
+        "one line per state change: {output}"
+    );
+    assert!(output.contains("redis://:***@127.0.0.1"), "{output}");
+    assert!(
+        !output.contains("pw_canary_redis"),
+        "the Redis password reached the logs"
+    );
 }

@@ -11,6 +11,8 @@ mod observability;
 mod passthrough;
 mod process;
 mod ratelimit;
+mod redis;
+mod redis_server;
 mod sdk;
 mod shutdown;
 mod streaming;
