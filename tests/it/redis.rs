@@ -370,12 +370,32 @@ async fn redis_killed_mid_load_fails_no_request_then_limits_use_the_local_share_
 
     wait_redis(&a, "down", Duration::from_secs(5)).await;
     wait_redis(&b, "down", Duration::from_secs(5)).await;
+    assert_eq!(redis_metrics(&a).await, (0, 1), "groxy_redis_up 0 after one state change");
     assert_local_share(&a, &b, "bob").await;
 
     redis.restart();
     wait_redis(&a, "up", Duration::from_secs(10)).await;
     wait_redis(&b, "up", Duration::from_secs(10)).await;
+    assert_eq!(redis_metrics(&b).await, (1, 2), "back up: two state changes");
     assert_shared_again(&a, &b, "carol").await;
+}
+
+/// `(groxy_redis_up, groxy_redis_state_changes_total)` from a scrape.
+async fn redis_metrics(gw: &Gateway) -> (u64, u64) {
+    let text = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    (value("groxy_redis_up"), value("groxy_redis_state_changes_total"))
 }
 
 #[tokio::test]
