@@ -72,7 +72,8 @@ pub async fn run_with(
     state
         .catalog()
         .spawn_refresher(state.upstream().clone(), stop_background.clone());
-    state.spawn_reloader(stop_background);
+    state.spawn_reloader(stop_background.clone());
+    telemetry::spawn_flusher(stop_background);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, upstream = %state.config().upstream.url, "groxy listening");
     }

@@ -123,7 +123,9 @@ fn main() -> ExitCode {
                 }
             };
             groxy::telemetry::init(&config.log, source.vars.get("RUST_LOG").map(String::as_str));
-            serve(config, source)
+            let code = serve(config, source);
+            groxy::telemetry::flush();
+            code
         }
     }
 }

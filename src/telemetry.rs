@@ -1,12 +1,75 @@
 //! Log output: human-readable on a terminal, JSON lines otherwise; `RUST_LOG` wins over the config level.
+//!
+//! Everything goes through one buffered stdout ([`LogWriter`]): a warning or an error is
+//! flushed at once, routine lines (the access log) at the latest after [`FLUSH_EVERY`], so a
+//! busy gateway makes one write per batch instead of one per request, on its own thread.
 
-use std::io::IsTerminal;
+use std::{
+    io::{BufWriter, IsTerminal, Stdout, Write},
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
 
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing::{Level, Metadata};
+use tracing_subscriber::{EnvFilter, fmt, fmt::MakeWriter, prelude::*};
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Installs the global subscriber once; later calls (tests starting several servers) are no-ops.
+/// The longest a routine log line waits in the buffer.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+static STDOUT: OnceLock<Mutex<BufWriter<Stdout>>> = OnceLock::new();
+
+fn stdout() -> &'static Mutex<BufWriter<Stdout>> {
+    STDOUT.get_or_init(|| Mutex::new(BufWriter::with_capacity(64 * 1024, std::io::stdout())))
+}
+
+/// Writes whatever is buffered. Called every [`FLUSH_EVERY`] and at exit.
+pub fn flush() {
+    if let Some(out) = STDOUT.get() {
+        let _ = out.lock().unwrap_or_else(|p| p.into_inner()).flush();
+    }
+}
+
+/// One log line's writer: appends to the shared buffer, flushing at once for WARN and ERROR.
+pub struct LineWriter {
+    pub urgent: bool,
+}
+
+impl Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = stdout().lock().unwrap_or_else(|p| p.into_inner());
+        out.write_all(buf)?;
+        if self.urgent {
+            out.flush()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct LogWriter;
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> LineWriter {
+        LineWriter { urgent: true }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> LineWriter {
+        LineWriter {
+            urgent: *meta.level() <= Level::WARN,
+        }
+    }
+}
+
+/// Installs the global subscriber once; later calls (tests starting several servers) are
+/// no-ops. The caller flushes periodically ([`flush`]) and at exit.
 pub fn init(config: &LogConfig, rust_log: Option<&str>) {
     let filter = rust_log
         .and_then(|directives| EnvFilter::try_new(directives).ok())
@@ -18,12 +81,41 @@ pub fn init(config: &LogConfig, rust_log: Option<&str>) {
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
     let registry = tracing_subscriber::registry().with(filter);
-    let result = if json {
-        registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(false))
-            .try_init()
+    if json {
+        let installed = registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_writer(LogWriter),
+            )
+            .try_init();
+        if installed.is_ok() {
+            crate::observe::access::use_json_output();
+        }
     } else {
-        registry.with(fmt::layer().compact()).try_init()
-    };
-    let _ = result;
+        let _ = registry
+            .with(
+                fmt::layer()
+                    .compact()
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_writer(LogWriter),
+            )
+            .try_init();
+    }
+}
+
+/// Flushes the log buffer every [`FLUSH_EVERY`] until `stop`, then once more.
+pub fn spawn_flusher(stop: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => flush(),
+                () = stop.cancelled() => break,
+            }
+        }
+        flush();
+    });
 }

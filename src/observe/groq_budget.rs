@@ -5,11 +5,12 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::AtomicU64},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
 use super::metrics::{BudgetLabels, Metrics};
@@ -40,16 +41,58 @@ pub struct BudgetRow {
     pub observed_at: Option<f64>,
 }
 
-#[derive(Default)]
-pub struct GroqBudget {
-    seen: Mutex<BTreeMap<super::KeyModel, Seen>>,
+/// The six gauges of one (upstream key, model), created once so an update is six stores.
+struct Gauges {
+    remaining: [Gauge; 2],
+    limit: [Gauge; 2],
+    reset: [Gauge<f64, AtomicU64>; 2],
 }
 
-fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
+impl Gauges {
+    fn new(metrics: &Metrics, key: &Arc<str>, model: &Arc<str>) -> Self {
+        let labels = |resource| BudgetLabels {
+            upstream_key: key.clone(),
+            model: model.clone(),
+            resource,
+        };
+        // One call each: a family's guard lives to the end of the statement that takes it, and
+        // a second `get_or_create` on the same family within that statement would deadlock.
+        let gauge = |family: &prometheus_client::metrics::family::Family<BudgetLabels, Gauge>, resource| {
+            family.get_or_create(&labels(resource)).clone()
+        };
+        let reset = |resource| metrics.upstream_reset.get_or_create(&labels(resource)).clone();
+        let remaining_requests = gauge(&metrics.upstream_remaining, "requests");
+        let remaining_tokens = gauge(&metrics.upstream_remaining, "tokens");
+        let limit_requests = gauge(&metrics.upstream_limit, "requests");
+        let limit_tokens = gauge(&metrics.upstream_limit, "tokens");
+        let reset_requests = reset("requests");
+        let reset_tokens = reset("tokens");
+        Self {
+            remaining: [remaining_requests, remaining_tokens],
+            limit: [limit_requests, limit_tokens],
+            reset: [reset_requests, reset_tokens],
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct GroqBudget {
+    seen: Mutex<BTreeMap<super::KeyModel, (Seen, Gauges)>>,
+}
+
+// Names built once: looking up a `&str` parses and validates it on every call.
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+
+fn number(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-fn duration(headers: &HeaderMap, name: &str) -> Option<Duration> {
+fn duration(headers: &HeaderMap, name: &HeaderName) -> Option<Duration> {
     parse_go_duration(headers.get(name)?.to_str().ok()?.trim())
 }
 
@@ -60,46 +103,45 @@ fn unix(t: SystemTime) -> f64 {
 impl GroqBudget {
     /// Records the headers of one Groq response; responses without budget headers change nothing.
     pub fn observe(&self, metrics: &Metrics, key: Arc<str>, model: Arc<str>, headers: &HeaderMap) {
-        let seen = Seen {
-            remaining_requests: number(headers, "x-ratelimit-remaining-requests"),
-            limit_requests: number(headers, "x-ratelimit-limit-requests"),
-            reset_requests: duration(headers, "x-ratelimit-reset-requests"),
-            remaining_tokens: number(headers, "x-ratelimit-remaining-tokens"),
-            limit_tokens: number(headers, "x-ratelimit-limit-tokens"),
-            reset_tokens: duration(headers, "x-ratelimit-reset-tokens"),
-            at: Some(SystemTime::now()),
-        };
-        if seen.remaining_requests.is_none() && seen.remaining_tokens.is_none() {
+        let remaining_requests = number(headers, &REMAINING_REQUESTS);
+        let remaining_tokens = number(headers, &REMAINING_TOKENS);
+        if remaining_requests.is_none() && remaining_tokens.is_none() {
             return;
         }
-        for (resource, remaining, limit, reset) in [
-            (
-                "requests",
-                seen.remaining_requests,
-                seen.limit_requests,
-                seen.reset_requests,
-            ),
-            ("tokens", seen.remaining_tokens, seen.limit_tokens, seen.reset_tokens),
-        ] {
-            let labels = BudgetLabels {
-                upstream_key: key.clone(),
-                model: model.clone(),
-                resource,
-            };
+        let seen = Seen {
+            remaining_requests,
+            limit_requests: number(headers, &LIMIT_REQUESTS),
+            reset_requests: duration(headers, &RESET_REQUESTS),
+            remaining_tokens,
+            limit_tokens: number(headers, &LIMIT_TOKENS),
+            reset_tokens: duration(headers, &RESET_TOKENS),
+            at: Some(SystemTime::now()),
+        };
+        let mut table = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let id = (key, model);
+        if !table.contains_key(&id) {
+            let gauges = Gauges::new(metrics, &id.0, &id.1);
+            table.insert(id.clone(), (Seen::default(), gauges));
+        }
+        let Some((slot, gauges)) = table.get_mut(&id) else {
+            return;
+        };
+        let pairs = [
+            (seen.remaining_requests, seen.limit_requests, seen.reset_requests),
+            (seen.remaining_tokens, seen.limit_tokens, seen.reset_tokens),
+        ];
+        for (i, (remaining, limit, reset)) in pairs.into_iter().enumerate() {
             if let Some(remaining) = remaining {
-                metrics.upstream_remaining.get_or_create(&labels).set(remaining as i64);
+                gauges.remaining[i].set(remaining as i64);
             }
             if let Some(limit) = limit {
-                metrics.upstream_limit.get_or_create(&labels).set(limit as i64);
+                gauges.limit[i].set(limit as i64);
             }
             if let Some(reset) = reset {
-                metrics.upstream_reset.get_or_create(&labels).set(reset.as_secs_f64());
+                gauges.reset[i].set(reset.as_secs_f64());
             }
         }
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((key, model), seen);
+        *slot = seen;
     }
 
     pub fn snapshot(&self) -> Vec<BudgetRow> {
@@ -113,7 +155,7 @@ impl GroqBudget {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|((key, model), seen)| BudgetRow {
+            .map(|((key, model), (seen, _))| BudgetRow {
                 key: key.clone(),
                 model: model.clone(),
                 remaining_requests: seen.remaining_requests,

@@ -5,6 +5,7 @@
 //! leaves). Token usage arrives separately, from the relay's usage tap, because a coalesced
 //! flight may outlive the client that started it.
 
+pub mod access;
 mod groq_budget;
 mod layer;
 pub mod ledger;
@@ -225,30 +226,55 @@ impl Observer {
             );
         }
         let usage = data.usage;
+        let line = access::Line {
+            request_id: &record.id,
+            method: record.method.as_str(),
+            path: &record.path,
+            route,
+            status,
+            key: data.key.as_deref(),
+            model: data.model.as_deref(),
+            stream: head.stream,
+            cache: data.cache,
+            latency_ms,
+            overhead_ms,
+            upstream_ms,
+            queued_ms: (!data.queued.is_zero()).then(|| ms(data.queued)),
+            prompt_tokens: usage.map(|u| u.prompt_tokens),
+            completion_tokens: usage.map(|u| u.completion_tokens),
+            upstream_key: data.upstream_key.as_deref(),
+            upstream_status: data.upstream_status,
+            upstream_request_id: data.upstream_request_id.as_deref(),
+            limit: head.refused_by,
+            outcome: end.as_str(),
+        };
+        if access::write_json(&line, api) {
+            return;
+        }
         macro_rules! access {
             ($level:ident) => {
                 tracing::$level!(
                     target: "groxy::access",
-                    request_id = %record.id,
-                    method = %record.method,
-                    path = %record.path,
-                    route,
-                    status,
-                    key = data.key.as_deref(),
-                    model = data.model.as_deref(),
-                    stream = head.stream,
-                    cache = data.cache,
-                    latency_ms,
-                    overhead_ms,
-                    upstream_ms,
-                    queued_ms = (!data.queued.is_zero()).then(|| ms(data.queued)),
-                    prompt_tokens = usage.map(|u| u.prompt_tokens),
-                    completion_tokens = usage.map(|u| u.completion_tokens),
-                    upstream_key = data.upstream_key.as_deref(),
-                    upstream_status = data.upstream_status,
-                    upstream_request_id = data.upstream_request_id.as_deref(),
-                    limit = head.refused_by,
-                    outcome = end.as_str(),
+                    request_id = line.request_id,
+                    method = line.method,
+                    path = line.path,
+                    route = line.route,
+                    status = line.status,
+                    key = line.key,
+                    model = line.model,
+                    stream = line.stream,
+                    cache = line.cache,
+                    latency_ms = line.latency_ms,
+                    overhead_ms = line.overhead_ms,
+                    upstream_ms = line.upstream_ms,
+                    queued_ms = line.queued_ms,
+                    prompt_tokens = line.prompt_tokens,
+                    completion_tokens = line.completion_tokens,
+                    upstream_key = line.upstream_key,
+                    upstream_status = line.upstream_status,
+                    upstream_request_id = line.upstream_request_id,
+                    limit = line.limit,
+                    outcome = line.outcome,
                     "request"
                 )
             };

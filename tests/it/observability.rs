@@ -723,7 +723,54 @@ async fn canary_keys_never_reach_logs_metrics_or_admin_output() {
     assert!(access.iter().any(|l| l["status"] == 401));
     assert!(access.iter().any(|l| l["cache"] == "HIT"));
 
-    let everything = format!("{logs}\n{seen}");
+    // Passthrough mode: the caller's own Groq key is forwarded, and must not be written anywhere.
+    let port = free_port();
+    let mut command = groxy_command();
+    command
+        .arg("serve")
+        .env("GROXY_AUTH_MODE", "passthrough")
+        .env("GROXY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GROXY_UPSTREAM_URL", sim.base_url())
+        .env("GROXY_ADMIN_KEY", CANARY_ADMIN)
+        .env("GROXY_LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug");
+    let passthrough = Running::start(command, port).await;
+    assert_eq!(
+        chat_as(&passthrough.base, CANARY_UPSTREAM, &chat_body(false), None)
+            .await
+            .0,
+        200
+    );
+    sim.push(Reply::stream(fixtures::stream("content")));
+    assert_eq!(
+        chat_as(&passthrough.base, CANARY_UPSTREAM, &streaming_body(), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        chat_as(&passthrough.base, CANARY_WRONG, &chat_body(false), None)
+            .await
+            .0,
+        401,
+        "Groq refuses it"
+    );
+    for path in ["/metrics", "/admin/usage", "/admin/stats"] {
+        let r = client()
+            .get(passthrough.url(path))
+            .bearer_auth(CANARY_ADMIN)
+            .send()
+            .await
+            .expect("get");
+        seen.push_str(&r.text().await.expect("text"));
+    }
+    let passthrough_logs = passthrough.stop().await;
+    assert!(
+        passthrough_logs.contains("passthrough-"),
+        "callers appear by a hash-derived name"
+    );
+
+    let everything = format!("{logs}\n{passthrough_logs}\n{seen}");
     for canary in [CANARY_UPSTREAM, CANARY_CLIENT, CANARY_ADMIN, CANARY_WRONG, "CANARY"] {
         assert!(!everything.contains(canary), "{canary} leaked");
     }

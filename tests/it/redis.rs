@@ -370,7 +370,11 @@ async fn redis_killed_mid_load_fails_no_request_then_limits_use_the_local_share_
 
     wait_redis(&a, "down", Duration::from_secs(5)).await;
     wait_redis(&b, "down", Duration::from_secs(5)).await;
-    assert_eq!(redis_metrics(&a).await, (0, 1), "groxy_redis_up 0 after one state change");
+    assert_eq!(
+        redis_metrics(&a).await,
+        (0, 1),
+        "groxy_redis_up 0 after one state change"
+    );
     assert_local_share(&a, &b, "bob").await;
 
     redis.restart();

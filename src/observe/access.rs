@@ -1,0 +1,244 @@
+//! The access line: one per request, written straight as JSON when logs are JSON.
+//!
+//! Why not only `tracing::info!`: its JSON formatter costs some 30,000 instructions for a line
+//! of twenty fields, which at full load was a tenth of groxy's CPU. The same line serialised
+//! from a struct costs a fraction of that. The `tracing` event is still the path for the human
+//! format, and the filter (`RUST_LOG`, `log.level`) decides for both.
+
+use std::{
+    io::Write,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use crate::telemetry::LineWriter;
+
+static JSON_OUTPUT: AtomicBool = AtomicBool::new(false);
+
+/// Called by `telemetry::init` when the log format is JSON.
+pub fn use_json_output() {
+    JSON_OUTPUT.store(true, Ordering::Relaxed);
+}
+
+pub struct Line<'a> {
+    pub request_id: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub route: &'a str,
+    pub status: u16,
+    pub key: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub stream: bool,
+    pub cache: Option<&'a str>,
+    pub latency_ms: f64,
+    pub overhead_ms: f64,
+    pub upstream_ms: Option<f64>,
+    pub queued_ms: Option<f64>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub upstream_key: Option<&'a str>,
+    pub upstream_status: Option<u16>,
+    pub upstream_request_id: Option<&'a str>,
+    pub limit: Option<&'a str>,
+    pub outcome: &'a str,
+}
+
+/// A JSON object written field by field: the line's shape is fixed, so a serializer's
+/// generality (and its per-character escaping of strings that need none) is not needed.
+struct Object {
+    out: Vec<u8>,
+    first: bool,
+}
+
+impl Object {
+    fn new() -> Self {
+        let mut out = Vec::with_capacity(640);
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.out.push(b'"');
+        escape_into(&mut self.out, value);
+        self.out.push(b'"');
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.str(key, value);
+        }
+    }
+
+    fn num(&mut self, key: &str, value: impl std::fmt::Display) {
+        use std::io::Write as _;
+        self.key(key);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn opt_num(&mut self, key: &str, value: Option<impl std::fmt::Display>) {
+        if let Some(value) = value {
+            self.num(key, value);
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.out.extend_from_slice(b"}\n");
+        self.out
+    }
+}
+
+/// JSON string escaping; most values (ids, names, paths) need none and are copied whole.
+fn escape_into(out: &mut Vec<u8>, value: &str) {
+    let needs = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+    if !value.bytes().any(needs) {
+        out.extend_from_slice(value.as_bytes());
+        return;
+    }
+    for b in value.bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b if b < 0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0x0f)]);
+            }
+            b => out.push(b),
+        }
+    }
+}
+
+/// Writes `line` as JSON if logs are JSON (then returns `true`, whether or not the level is
+/// enabled for `groxy::access`); `false` tells the caller to emit the `tracing` event instead.
+pub fn write_json(line: &Line<'_>, info: bool) -> bool {
+    if !JSON_OUTPUT.load(Ordering::Relaxed) {
+        return false;
+    }
+    let enabled = if info {
+        tracing::enabled!(target: "groxy::access", tracing::Level::INFO)
+    } else {
+        tracing::enabled!(target: "groxy::access", tracing::Level::DEBUG)
+    };
+    if enabled {
+        let _ = (LineWriter { urgent: false }).write_all(&render(line, info, SystemTime::now()));
+    }
+    true
+}
+
+fn render(line: &Line<'_>, info: bool, now: SystemTime) -> Vec<u8> {
+    let mut o = Object::new();
+    o.str("timestamp", &rfc3339(now));
+    o.str("level", if info { "INFO" } else { "DEBUG" });
+    o.str("message", "request");
+    o.str("target", "groxy::access");
+    o.str("request_id", line.request_id);
+    o.str("method", line.method);
+    o.str("path", line.path);
+    o.str("route", line.route);
+    o.num("status", line.status);
+    o.opt_str("key", line.key);
+    o.opt_str("model", line.model);
+    o.num("stream", line.stream);
+    o.opt_str("cache", line.cache);
+    o.num("latency_ms", line.latency_ms);
+    o.num("overhead_ms", line.overhead_ms);
+    o.opt_num("upstream_ms", line.upstream_ms);
+    o.opt_num("queued_ms", line.queued_ms);
+    o.opt_num("prompt_tokens", line.prompt_tokens);
+    o.opt_num("completion_tokens", line.completion_tokens);
+    o.opt_str("upstream_key", line.upstream_key);
+    o.opt_num("upstream_status", line.upstream_status);
+    o.opt_str("upstream_request_id", line.upstream_request_id);
+    o.opt_str("limit", line.limit);
+    o.str("outcome", line.outcome);
+    o.finish()
+}
+
+/// `2026-11-24T23:54:39.674895Z`, as tracing-subscriber writes it.
+fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_micros()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn lines_are_valid_json_with_hostile_values_escaped() {
+        let line = Line {
+            request_id: "id-1",
+            method: "POST",
+            path: "/v1/\"quoted\"\\path\n\u{1}",
+            route: "chat_completions",
+            status: 200,
+            key: Some("alice"),
+            model: None,
+            stream: true,
+            cache: Some("HIT"),
+            latency_ms: 1.25,
+            overhead_ms: 0.5,
+            upstream_ms: None,
+            queued_ms: None,
+            prompt_tokens: Some(3),
+            completion_tokens: Some(4),
+            upstream_key: None,
+            upstream_status: None,
+            upstream_request_id: Some("req_1"),
+            limit: None,
+            outcome: "complete",
+        };
+        let bytes = render(&line, true, UNIX_EPOCH);
+        assert!(bytes.ends_with(b"}\n"));
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
+        assert_eq!(v["path"], "/v1/\"quoted\"\\path\n\u{1}");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["stream"], true);
+        assert_eq!(v["latency_ms"], 1.25);
+        assert_eq!(v["target"], "groxy::access");
+        assert!(v.get("model").is_none(), "absent fields are left out");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_996_479_674_895);
+        assert_eq!(rfc3339(t), "2026-11-29T23:54:39.674895Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000000Z");
+    }
+}
