@@ -13,20 +13,7 @@ use crate::support::*;
 const CANARY: &str = "gsk_canary_binary_test_key_42";
 
 fn groxy() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_groxy"));
-    for var in [
-        "GROQ_API_KEY",
-        "GROXY_LISTEN",
-        "GROXY_UPSTREAM_URL",
-        "GROXY_CONFIG",
-        "GROXY_LOG_FORMAT",
-        "GROXY_REDIS_URL",
-        "GROXY_REDIS_REPLICAS",
-        "RUST_LOG",
-    ] {
-        command.env_remove(var);
-    }
-    command
+    crate::process::groxy_command()
 }
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {

@@ -99,7 +99,7 @@ fn usage_of(body: &[u8]) -> (u64, u64) {
     found
 }
 
-async fn chat_as(
+async fn send_chat(
     gw_base: &str,
     key: &str,
     body: &str,
@@ -158,38 +158,38 @@ async fn metrics_and_usage_count_known_traffic_exactly() {
     };
     // alice: 2 plain (cache bypass), 1 stream (bypass), 2 deterministic (miss, then hit), 1 invalid.
     for _ in 0..2 {
-        let (status, headers, body) = chat_as(&base, ALICE, &chat_body(false), None).await;
+        let (status, headers, body) = send_chat(&base, ALICE, &chat_body(false), None).await;
         assert_eq!(status, 200);
         assert_eq!(headers["x-groxy-cache"], "BYPASS");
         add(&mut alice_tokens, &body);
     }
     sim.push(Reply::stream(fixtures::stream("content")));
-    let (status, _, body) = chat_as(&base, ALICE, &streaming_body(), None).await;
+    let (status, _, body) = send_chat(&base, ALICE, &streaming_body(), None).await;
     assert_eq!(status, 200);
     add(&mut alice_tokens, &body);
-    let (status, headers, body) = chat_as(&base, ALICE, &deterministic_body(), None).await;
+    let (status, headers, body) = send_chat(&base, ALICE, &deterministic_body(), None).await;
     assert_eq!(
         (status.as_u16(), headers["x-groxy-cache"].to_str().ok()),
         (200, Some("MISS"))
     );
     add(&mut alice_tokens, &body);
-    let (status, headers, _) = chat_as(&base, ALICE, &deterministic_body(), None).await;
+    let (status, headers, _) = send_chat(&base, ALICE, &deterministic_body(), None).await;
     assert_eq!(
         (status.as_u16(), headers["x-groxy-cache"].to_str().ok()),
         (200, Some("HIT"))
     );
-    let (status, _, _) = chat_as(&base, ALICE, r#"{"model":"openai/gpt-oss-20b"}"#, None).await;
+    let (status, _, _) = send_chat(&base, ALICE, r#"{"model":"openai/gpt-oss-20b"}"#, None).await;
     assert_eq!(status, 400);
     // bob: 2 allowed, the third refused by his requests-per-minute limit.
     for expected in [200, 200, 429] {
-        let (status, _, body) = chat_as(&base, BOB, &chat_body(false), None).await;
+        let (status, _, body) = send_chat(&base, BOB, &chat_body(false), None).await;
         assert_eq!(status.as_u16(), expected);
         if expected == 200 {
             add(&mut bob_tokens, &body);
         }
     }
     // A stranger.
-    let (status, _, _) = chat_as(&base, "gxy_nobody", &chat_body(false), None).await;
+    let (status, _, _) = send_chat(&base, "gxy_nobody", &chat_body(false), None).await;
     assert_eq!(status, 401);
     let upstream_chats = calls(&sim)
         .iter()
@@ -365,7 +365,7 @@ async fn admin_endpoints_need_the_admin_key() {
 #[tokio::test]
 async fn request_ids_are_accepted_generated_and_returned_on_every_answer() {
     let (_sim, gw) = pair().await;
-    let (status, headers, _) = chat_as(&gw.url(""), "unused", &chat_body(false), Some("trace-42:a/b")).await;
+    let (status, headers, _) = send_chat(&gw.url(""), "unused", &chat_body(false), Some("trace-42:a/b")).await;
     assert_eq!(status, 200);
     assert_eq!(headers["x-request-id"], "trace-42:a/b");
     assert!(
@@ -375,7 +375,7 @@ async fn request_ids_are_accepted_generated_and_returned_on_every_answer() {
             .starts_with("req_")
     );
     // Not a sane token: replaced, not echoed.
-    let (_, headers, _) = chat_as(&gw.url(""), "unused", &chat_body(false), Some("evil\" id")).await;
+    let (_, headers, _) = send_chat(&gw.url(""), "unused", &chat_body(false), Some("evil\" id")).await;
     let id = headers["x-request-id"].to_str().expect("ascii");
     assert_eq!(id.len(), 36);
     assert!(!id.contains("evil"));
@@ -385,7 +385,7 @@ async fn request_ids_are_accepted_generated_and_returned_on_every_answer() {
         assert_eq!(r.status().as_u16(), expected);
         assert_eq!(r.headers()["x-request-id"].len(), 36);
     }
-    let (status, headers, _) = chat_as(&gw.url(""), "unused", "{not json", None).await;
+    let (status, headers, _) = send_chat(&gw.url(""), "unused", "{not json", None).await;
     assert_eq!(status, 400);
     assert_eq!(headers["x-request-id"].len(), 36);
 }
@@ -468,7 +468,7 @@ async fn sighup_reload_adds_a_key_at_once_keeps_streams_and_rejects_a_bad_file()
     let groxy = Running::start(command, port).await;
     let base = groxy.base.clone();
     assert_eq!(
-        chat_as(&base, BOB, &chat_body(false), None).await.0,
+        send_chat(&base, BOB, &chat_body(false), None).await.0,
         401,
         "bob unknown yet"
     );
@@ -494,12 +494,12 @@ async fn sighup_reload_adds_a_key_at_once_keeps_streams_and_rejects_a_bad_file()
         groxy.output()
     );
     assert_eq!(
-        chat_as(&base, BOB, &chat_body(false), None).await.0,
+        send_chat(&base, BOB, &chat_body(false), None).await.0,
         200,
         "bob's new key works at once"
     );
     let aliased = r#"{"model":"quick","messages":[{"role":"user","content":"hi"}]}"#;
-    assert_eq!(chat_as(&base, BOB, aliased, None).await.0, 200, "the new alias works");
+    assert_eq!(send_chat(&base, BOB, aliased, None).await.0, 200, "the new alias works");
     assert_eq!(last_request(&sim).json().expect("json")["model"], MODEL);
     let streamed = reader.await.expect("join").expect("stream body");
     assert_eq!(
@@ -529,11 +529,11 @@ async fn sighup_reload_adds_a_key_at_once_keeps_streams_and_rejects_a_bad_file()
         "{logs}"
     );
     assert_eq!(
-        chat_as(&base, BOB, &chat_body(false), None).await.0,
+        send_chat(&base, BOB, &chat_body(false), None).await.0,
         200,
         "old config serves"
     );
-    assert_eq!(chat_as(&base, ALICE, &chat_body(false), None).await.0, 200);
+    assert_eq!(send_chat(&base, ALICE, &chat_body(false), None).await.0, 200);
 
     // The same through the admin endpoint, with the problems in the answer.
     let r = client()
@@ -568,7 +568,7 @@ async fn sighup_reload_adds_a_key_at_once_keeps_streams_and_rejects_a_bad_file()
         "{r}"
     );
     assert_eq!(
-        chat_as(&base, BOB, &chat_body(false), None).await.0,
+        send_chat(&base, BOB, &chat_body(false), None).await.0,
         401,
         "bob removed again"
     );
@@ -618,25 +618,25 @@ async fn canary_keys_never_reach_logs_metrics_or_admin_output() {
     let base = groxy.base.clone();
 
     // Plain, traced, streamed, cached, invalid, unknown model, upstream error, mid-stream failure.
-    let (status, _, _) = chat_as(&base, CANARY_CLIENT, &chat_body(false), Some("canary-trace-1")).await;
+    let (status, _, _) = send_chat(&base, CANARY_CLIENT, &chat_body(false), Some("canary-trace-1")).await;
     assert_eq!(status, 200);
-    let (_, headers, _) = chat_as(&base, CANARY_CLIENT, &chat_body(false), None).await;
+    let (_, headers, _) = send_chat(&base, CANARY_CLIENT, &chat_body(false), None).await;
     assert_eq!(headers["x-groxy-cache"], "HIT");
     sim.push(Reply::stream(fixtures::stream("content")));
-    assert_eq!(chat_as(&base, CANARY_CLIENT, &streaming_body(), None).await.0, 200);
-    assert_eq!(chat_as(&base, CANARY_CLIENT, "{\"model\":1}", None).await.0, 400);
+    assert_eq!(send_chat(&base, CANARY_CLIENT, &streaming_body(), None).await.0, 200);
+    assert_eq!(send_chat(&base, CANARY_CLIENT, "{\"model\":1}", None).await.0, 400);
     let unknown = r#"{"model":"no-such-model","messages":[{"role":"user","content":"x"}]}"#;
-    assert_eq!(chat_as(&base, CANARY_CLIENT, unknown, None).await.0, 404);
+    assert_eq!(send_chat(&base, CANARY_CLIENT, unknown, None).await.0, 404);
     sim.push(fixtures::error("503-plain").expect("fixture"));
     let other = r#"{"model":"openai/gpt-oss-20b","messages":[{"role":"user","content":"fail please"}]}"#;
-    assert_eq!(chat_as(&base, CANARY_CLIENT, other, None).await.0, 502);
+    assert_eq!(send_chat(&base, CANARY_CLIENT, other, None).await.0, 502);
     sim.push(Reply::Stream {
         body: fixtures::stream("content").slice(..300),
         slicing: Slicing::default(),
         end: StreamEnd::DropConnection,
     });
     let broken = r#"{"model":"openai/gpt-oss-20b","messages":[{"role":"user","content":"break"}],"stream":true}"#;
-    assert_eq!(chat_as(&base, CANARY_CLIENT, broken, None).await.0, 200);
+    assert_eq!(send_chat(&base, CANARY_CLIENT, broken, None).await.0, 200);
     // Pass-through routes.
     let models = client()
         .get(groxy.url("/v1/models"))
@@ -647,7 +647,7 @@ async fn canary_keys_never_reach_logs_metrics_or_admin_output() {
     assert_eq!(models.status(), 200);
     // Wrong keys: client and admin, until the address is throttled.
     for _ in 0..4 {
-        chat_as(&base, CANARY_WRONG, &chat_body(false), None).await;
+        send_chat(&base, CANARY_WRONG, &chat_body(false), None).await;
     }
     let admin_wrong = client()
         .get(groxy.url("/admin/usage"))
@@ -660,7 +660,7 @@ async fn canary_keys_never_reach_logs_metrics_or_admin_output() {
     let mut limited = false;
     for i in 0..12 {
         let body = format!(r#"{{"model":"openai/gpt-oss-20b","messages":[{{"role":"user","content":"n{i}"}}]}}"#);
-        if chat_as(&base, CANARY_CLIENT, &body, None).await.0 == 429 {
+        if send_chat(&base, CANARY_CLIENT, &body, None).await.0 == 429 {
             limited = true;
             break;
         }
@@ -736,20 +736,20 @@ async fn canary_keys_never_reach_logs_metrics_or_admin_output() {
         .env("RUST_LOG", "debug");
     let passthrough = Running::start(command, port).await;
     assert_eq!(
-        chat_as(&passthrough.base, CANARY_UPSTREAM, &chat_body(false), None)
+        send_chat(&passthrough.base, CANARY_UPSTREAM, &chat_body(false), None)
             .await
             .0,
         200
     );
     sim.push(Reply::stream(fixtures::stream("content")));
     assert_eq!(
-        chat_as(&passthrough.base, CANARY_UPSTREAM, &streaming_body(), None)
+        send_chat(&passthrough.base, CANARY_UPSTREAM, &streaming_body(), None)
             .await
             .0,
         200
     );
     assert_eq!(
-        chat_as(&passthrough.base, CANARY_WRONG, &chat_body(false), None)
+        send_chat(&passthrough.base, CANARY_WRONG, &chat_body(false), None)
             .await
             .0,
         401,
@@ -803,7 +803,7 @@ async fn a_changed_file_is_reloaded_when_watching_is_on() {
         .env("GROXY_UPSTREAM_URL", sim.base_url())
         .env("GROXY_LOG_FORMAT", "json");
     let groxy = Running::start(command, port).await;
-    assert_eq!(chat_as(&groxy.base, BOB, &chat_body(false), None).await.0, 401);
+    assert_eq!(send_chat(&groxy.base, BOB, &chat_body(false), None).await.0, 401);
     std::fs::write(&path, config(&[("alice", ALICE), ("bob", BOB)])).expect("write");
     assert!(
         groxy
@@ -813,6 +813,6 @@ async fn a_changed_file_is_reloaded_when_watching_is_on() {
         groxy.output()
     );
     assert!(groxy.wait_for_output("config reloaded", Duration::from_secs(2)).await);
-    assert_eq!(chat_as(&groxy.base, BOB, &chat_body(false), None).await.0, 200);
+    assert_eq!(send_chat(&groxy.base, BOB, &chat_body(false), None).await.0, 200);
     groxy.stop().await;
 }

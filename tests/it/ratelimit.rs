@@ -16,26 +16,6 @@ fn keyed(sim: &Simulator, default: LimitSet) -> groxy::Config {
     config
 }
 
-async fn chat_as(gw: &Gateway, who: &str, body: String) -> reqwest::Response {
-    client()
-        .post(gw.url(CHAT))
-        .header("authorization", format!("Bearer gxy_{who}"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("send")
-}
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
-}
-
 #[tokio::test]
 async fn one_noisy_key_does_not_starve_another() {
     let sim = sim().await;

@@ -40,26 +40,6 @@ fn per_day(requests: u64) -> LimitSet {
     }
 }
 
-async fn chat_as(gw: &Gateway, who: &str, body: String) -> reqwest::Response {
-    client()
-        .post(gw.url(CHAT))
-        .header("authorization", format!("Bearer gxy_{who}"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("send")
-}
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
-}
-
 async fn redis_state(gw: &Gateway) -> (u16, String) {
     let response = client().get(gw.url("/readyz")).send().await.expect("readyz");
     let status = response.status().as_u16();

@@ -234,3 +234,25 @@ pub fn with_client_keys(config: &mut Config, keys: &[(&str, &str)]) {
         })
         .collect();
 }
+
+/// A chat request as client key `gxy_<who>`.
+pub async fn chat_as(gw: &Gateway, who: &str, body: String) -> reqwest::Response {
+    client()
+        .post(gw.url(CHAT))
+        .header("authorization", format!("Bearer gxy_{who}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("send")
+}
+
+/// A response header as text, empty when absent.
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
