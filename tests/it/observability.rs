@@ -61,6 +61,18 @@ fn metric(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// An admin endpoint's JSON, fetched with the admin key.
+async fn admin_json(base: &str, path: &str) -> serde_json::Value {
+    let response = client()
+        .get(format!("{base}{path}"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("admin request");
+    assert_eq!(response.status(), 200, "{path}");
+    json(&response.bytes().await.expect("body"))
+}
+
 async fn scrape(base: &str) -> Vec<Sample> {
     let response = client().get(format!("{base}/metrics")).send().await.expect("scrape");
     assert_eq!(response.status(), 200);
@@ -260,16 +272,7 @@ async fn metrics_and_usage_count_known_traffic_exactly() {
     assert!(remaining_tokens > 0.0, "upstream budget gauge");
 
     // The same figures as usage accounting.
-    let usage: serde_json::Value = client()
-        .get(format!("{base}/admin/usage"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("usage")
-        .bytes()
-        .await
-        .map(|b| json(&b))
-        .expect("json");
+    let usage: serde_json::Value = admin_json(&base, "/admin/usage").await;
     let keys = usage["keys"].as_array().expect("keys");
     let alice = keys.iter().find(|k| k["key"] == "alice").expect("alice");
     let bob = keys.iter().find(|k| k["key"] == "bob").expect("bob");
@@ -285,16 +288,7 @@ async fn metrics_and_usage_count_known_traffic_exactly() {
     assert_eq!(alice["models"][0]["model"], MODEL);
 
     // The dashboard's document agrees.
-    let stats: serde_json::Value = client()
-        .get(format!("{base}/admin/stats"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("stats")
-        .bytes()
-        .await
-        .map(|b| json(&b))
-        .expect("json");
+    let stats: serde_json::Value = admin_json(&base, "/admin/stats").await;
     assert_eq!(stats["totals"]["requests"], 10);
     assert_eq!(stats["totals"]["rate_limited"], 1);
     assert_eq!(stats["cache"]["hits"], 1);
