@@ -3,9 +3,9 @@
 //! `cargo bench --bench limits`. Under `cargo test` each benchmark runs once as a smoke test.
 
 use groxy::{
-    auth::{Caller, sha256},
+    bench::{Caller, Limits},
     config::{LimitSet, RateLimitsConfig},
-    limits::Limiter,
+    sha256,
 };
 
 fn main() {
@@ -45,18 +45,18 @@ fn admit_and_settle(bencher: divan::Bencher, keys: usize) {
         .build()
         .expect("runtime");
     let _guard = runtime.enter();
-    let limiter = Limiter::new();
+    let limiter = Limits::in_memory();
     let callers = callers(keys);
     for caller in &callers {
-        if let Ok(admission) = limiter.admit(&config, caller, "openai/gpt-oss-20b", 1) {
+        if let Ok(admission) = runtime.block_on(limiter.admit(&config, caller, Some("openai/gpt-oss-20b"), 1)) {
             admission.settle(Some(1));
         }
     }
     let mut next = 0usize;
     bencher.bench_local(|| {
         next = (next + 7919) % callers.len();
-        let admission = limiter
-            .admit(&config, &callers[next], "openai/gpt-oss-20b", 1500)
+        let admission = runtime
+            .block_on(limiter.admit(&config, &callers[next], Some("openai/gpt-oss-20b"), 1500))
             .expect("within limits");
         admission.settle(Some(700));
     });

@@ -13,10 +13,9 @@ use std::{
 };
 
 use groxy::{
-    auth::{Caller, sha256},
+    bench::{Caller, Limits, Redis, RedisState},
     config::{HumanDuration, LimitSet, RateLimitsConfig, RedisConfig, RedisUrl},
-    limits::Limits,
-    redis::{Redis, RedisState},
+    sha256,
 };
 
 struct Server(Child);
@@ -107,7 +106,7 @@ fn main() {
         // Warm up: connect, load the scripts, create the keys.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let admitted = shared.admit(&config, &callers[0], "openai/gpt-oss-20b", 1).await;
+            let admitted = shared.admit(&config, &callers[0], Some("openai/gpt-oss-20b"), 1).await;
             if admitted.is_ok() && redis.state() == RedisState::Up {
                 break;
             }
@@ -116,7 +115,7 @@ fn main() {
         }
         for caller in &callers {
             for limits in [&memory, &shared] {
-                if let Ok(admission) = limits.admit(&config, caller, "openai/gpt-oss-20b", 1).await {
+                if let Ok(admission) = limits.admit(&config, caller, Some("openai/gpt-oss-20b"), 1).await {
                     admission.settle(Some(1));
                 }
             }
@@ -127,7 +126,7 @@ fn main() {
             for (which, limits) in [&memory, &shared].into_iter().enumerate() {
                 let started = Instant::now();
                 let admission = limits
-                    .admit(&config, caller, "openai/gpt-oss-20b", 1500)
+                    .admit(&config, caller, Some("openai/gpt-oss-20b"), 1500)
                     .await
                     .expect("within limits");
                 samples[which].push(started.elapsed());

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use groxy::{catalog::Catalog, config::ValidationConfig, validate::validate_chat};
+use groxy::{
+    bench::{Catalog, validate_chat},
+    config::ValidationConfig,
+};
 
 fn main() {
     divan::main();

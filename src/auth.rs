@@ -4,11 +4,9 @@ use std::{collections::HashMap, net::IpAddr, num::NonZeroU32, sync::Arc};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{HeaderMap, HeaderValue, header};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
 use crate::{
     config::{AuthConfig, AuthMode},
+    digest::{hex, same, sha256, unhex},
     error::GatewayError,
 };
 
@@ -22,33 +20,6 @@ pub struct Caller {
     pub partition: [u8; 32],
     /// In passthrough mode, the caller's own `Authorization`, sent to Groq instead of ours.
     pub upstream_authorization: Option<HeaderValue>,
-}
-
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
-}
-
-fn unhex(text: &str) -> Option<[u8; 32]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let digit = |c: u8| (c as char).to_digit(16);
-        out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
-    }
-    Some(out)
 }
 
 /// A new client key and the config lines that admit it.
@@ -129,7 +100,7 @@ impl Authenticator {
             AuthMode::Keys => {
                 let found = bearer(headers).and_then(|token| {
                     let hash = sha256(token.as_bytes());
-                    self.keys.get(&hash).filter(|entry| bool::from(entry.hash.ct_eq(&hash)))
+                    self.keys.get(&hash).filter(|entry| same(&entry.hash, &hash))
                 });
                 match found {
                     Some(entry) => Ok(Caller {
@@ -180,6 +151,12 @@ impl Authenticator {
     /// Forgets addresses whose failure budget is full again, so the table stays small.
     pub fn forget_idle(&self) {
         self.failures.retain_recent();
+        self.failures.shrink_to_fit();
+    }
+
+    /// How many addresses the failure throttle remembers (a gauge: housekeeping keeps it small).
+    pub fn throttled_addresses(&self) -> usize {
+        self.failures.len()
     }
 }
 

@@ -1,4 +1,4 @@
-//! The model catalogue learned from Groq's `GET /models`: fetched in the background, never on the request path.
+//! The model catalogue learned from Groq's `GET /models` (fetched in the background by the state's refresher, never on the request path).
 
 use std::{
     collections::HashMap,
@@ -8,9 +8,6 @@ use std::{
 
 use serde::Deserialize;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-
-use crate::upstream::Upstream;
 
 /// What validation needs to know about one model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,36 +132,19 @@ impl CatalogCache {
 
     /// Fetches now, then every `refresh_interval`; after a failure retries sooner (with a cap),
     /// keeping the last good catalogue.
-    pub fn spawn_refresher(self: &Arc<Self>, upstream: Upstream, stop: CancellationToken) {
-        let cache = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut retry = Duration::from_secs(1);
-            loop {
-                let wait = match upstream.fetch("models").await {
-                    Ok(bytes) => match Catalog::parse(&bytes) {
-                        Ok(catalog) => {
-                            tracing::info!(models = catalog.len(), "model catalogue loaded");
-                            cache.store(catalog);
-                            retry = Duration::from_secs(1);
-                            cache.refresh_interval
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "model catalogue unusable; model names are not validated until it loads");
-                            retry
-                        }
-                    },
-                    Err(error) => {
-                        tracing::warn!(%error, "model catalogue fetch failed; model names are not validated until it loads");
-                        retry
-                    }
-                };
-                retry = (retry * 2).min(Duration::from_secs(60));
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = stop.cancelled() => return,
-                }
-            }
-        });
+
+    /// How often the catalogue is refreshed once loaded.
+    pub fn refresh_interval(&self) -> Duration {
+        self.refresh_interval
+    }
+
+    /// Takes Groq's `GET /models` answer; `Err` says why it is unusable (the old catalogue,
+    /// if any, stays).
+    pub fn load(&self, bytes: &[u8]) -> Result<usize, String> {
+        let catalog = Catalog::parse(bytes)?;
+        let models = catalog.len();
+        self.store(catalog);
+        Ok(models)
     }
 }
 

@@ -7,10 +7,93 @@ use serde::Serialize;
 
 use std::time::Duration;
 
-use crate::{
-    limits::{Kind, LimitExceeded, Window, render::go_duration},
-    validate::Rejection,
+use std::sync::Arc;
+
+use crate::wire::{
+    duration::format as go_duration,
+    ratelimit::{RateHeaders, retry_after},
 };
+
+/// Why a request was refused; in Groq's wording (see `validate`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    /// 400 `invalid_request_error`, Groq's wording.
+    Invalid { message: String, param: Option<String> },
+    /// 404 `model_not_found`.
+    ModelNotFound { model: String },
+    /// 400 `context_length_exceeded`.
+    ContextLength { message: String },
+}
+
+// The refusal data of the client limits: what a 429 or 413 must say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Requests,
+    Tokens,
+    Concurrency,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Minute,
+    Day,
+}
+
+/// A refused admission, with what the 429 (or 413) must say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitExceeded {
+    pub kind: Kind,
+    pub window: Window,
+    pub limit: u64,
+    pub used: u64,
+    pub requested: u64,
+    /// `None`: the request is larger than the whole limit, waiting cannot help.
+    pub wait: Option<Duration>,
+    pub caller: Arc<str>,
+    pub model: Option<Arc<str>>,
+    pub headers: RateHeaders,
+}
+
+/// Every limit that can refuse a request: the `limit` label of `groxy_rate_limited_total` and
+/// of the access line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusingLimit {
+    RequestsPerMinute,
+    RequestsPerDay,
+    TokensPerMinute,
+    TokensPerDay,
+    Concurrency,
+    UpstreamBudget,
+    AuthFailures,
+}
+
+impl RefusingLimit {
+    pub const ALL: [RefusingLimit; 7] = [
+        RefusingLimit::RequestsPerMinute,
+        RefusingLimit::RequestsPerDay,
+        RefusingLimit::TokensPerMinute,
+        RefusingLimit::TokensPerDay,
+        RefusingLimit::Concurrency,
+        RefusingLimit::UpstreamBudget,
+        RefusingLimit::AuthFailures,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RefusingLimit::RequestsPerMinute => "requests_per_minute",
+            RefusingLimit::RequestsPerDay => "requests_per_day",
+            RefusingLimit::TokensPerMinute => "tokens_per_minute",
+            RefusingLimit::TokensPerDay => "tokens_per_day",
+            RefusingLimit::Concurrency => "concurrency",
+            RefusingLimit::UpstreamBudget => "upstream_budget",
+            RefusingLimit::AuthFailures => "auth_failures",
+        }
+    }
+}
+
+/// Left in a response's extensions when a limit refused the request, for observation to count.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusedBy(pub RefusingLimit);
 
 /// Errors the gateway makes (as opposed to errors Groq makes, which pass through untouched).
 ///
@@ -26,6 +109,16 @@ pub enum GatewayError {
         "Unknown request URL: {method} {path}. Please check the URL for typos, or see the docs at https://console.groq.com/docs/"
     )]
     UnknownUrl { method: String, path: String },
+    #[error("Method {method} is not allowed for {path}; this endpoint accepts {allowed}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: String,
+    },
+    #[error("Invalid request path: {reason}")]
+    InvalidPath { reason: String },
+    #[error("{endpoint} takes no request body")]
+    BodyNotAllowed { endpoint: &'static str },
     #[error("could not reach the upstream API")]
     UpstreamUnreachable,
     #[error("the upstream API did not respond within {seconds} s")]
@@ -42,8 +135,8 @@ pub enum GatewayError {
     ShuttingDown,
     #[error("internal error in groxy")]
     Internal,
-    #[error("Content-Type {0:?} is not supported: send the request body as application/json")]
-    UnsupportedMediaType(String),
+    #[error("Content-Type {got:?} is not supported here: send the request body as {wanted}")]
+    UnsupportedMediaType { got: String, wanted: String },
     /// Refused by validation; the wording is Groq's (see `validate`).
     #[error("{}", rejection_message(.0))]
     Rejected(Rejection),
@@ -144,6 +237,8 @@ impl GatewayError {
             GatewayError::BodyRead => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UnknownUrl { .. } => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::InvalidPath { .. } | GatewayError::BodyNotAllowed { .. } => StatusCode::BAD_REQUEST,
             GatewayError::UpstreamUnreachable
             | GatewayError::UpstreamNonJson { .. }
             | GatewayError::UpstreamTruncated => StatusCode::BAD_GATEWAY,
@@ -152,7 +247,7 @@ impl GatewayError {
             | GatewayError::TotalTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::Rejected(Rejection::Invalid { .. } | Rejection::ContextLength { .. }) => {
                 StatusCode::BAD_REQUEST
             }
@@ -167,19 +262,38 @@ impl GatewayError {
         }
     }
 
-    /// The `limit` label of `groxy_rate_limited_total` for a refusal by a limit.
-    pub fn refused_by(&self) -> Option<&'static str> {
+    /// The limit that refused the request, if a limit did.
+    pub fn refused_by(&self) -> Option<RefusingLimit> {
         Some(match self {
             GatewayError::RateLimited(limit) => match (limit.kind, limit.window) {
-                (Kind::Requests, Window::Minute) => "requests_per_minute",
-                (Kind::Requests, Window::Day) => "requests_per_day",
-                (Kind::Tokens, Window::Minute) => "tokens_per_minute",
-                (Kind::Tokens, Window::Day) => "tokens_per_day",
-                (Kind::Concurrency, _) => "concurrency",
+                (Kind::Requests, Window::Minute) => RefusingLimit::RequestsPerMinute,
+                (Kind::Requests, Window::Day) => RefusingLimit::RequestsPerDay,
+                (Kind::Tokens, Window::Minute) => RefusingLimit::TokensPerMinute,
+                (Kind::Tokens, Window::Day) => RefusingLimit::TokensPerDay,
+                (Kind::Concurrency, _) => RefusingLimit::Concurrency,
             },
-            GatewayError::UpstreamBudget { .. } => "upstream_budget",
-            GatewayError::AuthThrottled { .. } => "auth_failures",
-            _ => return None,
+            GatewayError::UpstreamBudget { .. } => RefusingLimit::UpstreamBudget,
+            GatewayError::AuthThrottled { .. } => RefusingLimit::AuthFailures,
+            GatewayError::BodyTooLarge { .. }
+            | GatewayError::BodyRead
+            | GatewayError::UnknownUrl { .. }
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::InvalidPath { .. }
+            | GatewayError::BodyNotAllowed { .. }
+            | GatewayError::UpstreamUnreachable
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamNonJson { .. }
+            | GatewayError::UpstreamTruncated
+            | GatewayError::UpstreamIdle { .. }
+            | GatewayError::TotalTimeout { .. }
+            | GatewayError::ShuttingDown
+            | GatewayError::Internal
+            | GatewayError::UnsupportedMediaType { .. }
+            | GatewayError::Rejected(_)
+            | GatewayError::InvalidApiKey
+            | GatewayError::AdminDisabled
+            | GatewayError::InvalidAdminKey
+            | GatewayError::ConfigRejected(_) => return None,
         })
     }
 
@@ -193,7 +307,23 @@ impl GatewayError {
             GatewayError::TotalTimeout { .. } => "total_timeout",
             GatewayError::UpstreamTruncated => "truncated",
             GatewayError::UpstreamNonJson { .. } => "non_json",
-            _ => return None,
+            GatewayError::BodyTooLarge { .. }
+            | GatewayError::BodyRead
+            | GatewayError::UnknownUrl { .. }
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::InvalidPath { .. }
+            | GatewayError::BodyNotAllowed { .. }
+            | GatewayError::ShuttingDown
+            | GatewayError::Internal
+            | GatewayError::UnsupportedMediaType { .. }
+            | GatewayError::Rejected(_)
+            | GatewayError::InvalidApiKey
+            | GatewayError::AuthThrottled { .. }
+            | GatewayError::RateLimited(_)
+            | GatewayError::AdminDisabled
+            | GatewayError::InvalidAdminKey
+            | GatewayError::ConfigRejected(_)
+            | GatewayError::UpstreamBudget { .. } => return None,
         })
     }
 
@@ -227,7 +357,7 @@ impl GatewayError {
                 ("invalid_request_error", "context_length_exceeded")
             }
             GatewayError::Rejected(Rejection::ModelNotFound { .. }) => ("invalid_request_error", "model_not_found"),
-            GatewayError::UnsupportedMediaType(_) => ("invalid_request_error", "unsupported_media_type"),
+            GatewayError::UnsupportedMediaType { .. } => ("invalid_request_error", "unsupported_media_type"),
             GatewayError::InvalidApiKey => ("invalid_request_error", "invalid_api_key"),
             GatewayError::InvalidAdminKey => ("invalid_request_error", "invalid_admin_key"),
             GatewayError::AdminDisabled => ("invalid_request_error", "admin_disabled"),
@@ -241,6 +371,9 @@ impl GatewayError {
             GatewayError::BodyRead => ("invalid_request_error", "invalid_body"),
             GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             GatewayError::UnknownUrl { .. } => ("invalid_request_error", "unknown_url"),
+            GatewayError::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed"),
+            GatewayError::InvalidPath { .. } => ("invalid_request_error", "invalid_path"),
+            GatewayError::BodyNotAllowed { .. } => ("invalid_request_error", "body_not_allowed"),
             GatewayError::UpstreamUnreachable => ("api_error", "upstream_unreachable"),
             GatewayError::UpstreamTimeout { .. } => ("api_error", "upstream_timeout"),
             GatewayError::UpstreamNonJson { .. } => ("api_error", "upstream_error"),
@@ -281,10 +414,15 @@ impl IntoResponse for GatewayError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(wait) = self.retry_after() {
-            crate::limits::render::retry_after(headers, wait);
+            retry_after(headers, wait);
         }
         if let GatewayError::RateLimited(limit) = &self {
             limit.headers.apply(headers);
+        }
+        if let GatewayError::MethodNotAllowed { allowed, .. } = &self {
+            if let Ok(value) = HeaderValue::from_str(allowed) {
+                headers.insert(header::ALLOW, value);
+            }
         }
         if matches!(self, GatewayError::InvalidAdminKey) {
             headers.insert(
@@ -293,7 +431,7 @@ impl IntoResponse for GatewayError {
             );
         }
         if let Some(limit) = self.refused_by() {
-            response.extensions_mut().insert(crate::observe::RefusedBy(limit));
+            response.extensions_mut().insert(RefusedBy(limit));
         }
         response
     }

@@ -1,49 +1,63 @@
 //! groxy: an OpenAI-compatible gateway for Groq.
 //!
-//! The request path, one module per step (see ARCHITECTURE.md for the invariants):
+//! The modules follow the request path, in layers whose imports point down (see ARCHITECTURE.md;
+//! `tests/tidy.rs` keeps the module graph free of cycles):
 //!
 //! ```text
-//! client ─► server (accept cap, header deadline, drain) ─► app (panic guard, trace, in-flight)
-//!        ─► routes::{chat, passthrough, health} ─► body (size limits) ─► validate (chat only)
-//!        ─► upstream (pooled client, key injection, header allowlist, first-byte deadline)
-//!        ─► relay (status + allowed headers, body streamed chunk by chunk, error frames)
+//! vocabulary      config · error · wire (Go durations, x-ratelimit, SSE, headers) · digest
+//! infrastructure  redis · lifecycle · telemetry · catalog
+//! steps           routes::table → intake → auth → validate → cache → limits → budget → upstream → relay
+//! observation     observe (reads what the steps leave through their taps; never called by them)
+//! edge            state (AppState, every background task) · routes · app · reload · server
 //! ```
 //!
-//! - [`config`]: defaults → TOML file → environment, every problem reported at once.
-//! - [`error`]: the one error enum and the only place a status code is chosen.
-//! - [`validate`]: Groq's request rules, aliases and OpenAI-compatibility rewrites; [`catalog`]: the model list.
-//! - [`limits`] and [`cache`]: client limits and the response cache, in memory or shared between
-//!   replicas through [`redis`] (bounded calls, a circuit breaker, never a failed request).
-//! - [`sim`]: a Groq simulator speaking the real wire format, for tests and benchmarks.
+//! The library's surface is narrow: [`run`] / [`run_with`], the [`config`] types, key and
+//! digest helpers for the CLI, log setup, and (hidden) what the benchmarks measure.
 
-pub mod app;
-pub mod auth;
-pub mod body;
-pub mod cache;
-pub mod catalog;
+mod app;
+mod auth;
+mod budget;
+mod cache;
+mod catalog;
 pub mod config;
-pub mod error;
-pub mod lifecycle;
-pub mod limits;
-pub mod observe;
-pub mod redis;
-pub mod relay;
-pub mod reload;
-pub mod routes;
-pub mod server;
-pub mod sim;
-pub mod sse;
-pub mod telemetry;
-pub mod upstream;
-pub mod usage;
-pub mod validate;
+mod digest;
+mod error;
+mod intake;
+mod lifecycle;
+mod limits;
+mod observe;
+mod redis;
+mod relay;
+mod reload;
+mod routes;
+mod server;
+mod state;
+mod telemetry;
+mod upstream;
+mod validate;
+mod wire;
 
 use std::future::Future;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-pub use app::{AppState, app};
-pub use config::Config;
+pub use auth::new_key;
+pub use config::{Config, source::ConfigSource};
+pub use digest::{hex, sha256};
+pub use telemetry::{flush as flush_logs, init as init_logging};
+
+/// What the benchmarks and the fuzzer measure directly; not an API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::{
+        auth::Caller,
+        catalog::Catalog,
+        limits::Limits,
+        redis::{Redis, RedisState},
+        validate::validate_chat,
+    };
+}
 
 /// Serves on `listener` until `shutdown` resolves and the drain completes.
 ///
@@ -61,19 +75,15 @@ pub async fn run(
 pub async fn run_with(
     listener: TcpListener,
     config: Config,
-    source: Option<reload::ConfigSource>,
+    source: Option<ConfigSource>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let lifecycle = lifecycle::Lifecycle::new();
-    let state = AppState::with_source(config, lifecycle.clone(), source)?;
-    let router = app(state.clone());
-    let stop_background = tokio_util::sync::CancellationToken::new();
+    let state = state::AppState::new(config, lifecycle.clone(), source)?;
+    let router = app::app(state.clone());
+    let stop_background = CancellationToken::new();
     let _stop_background_on_return = stop_background.clone().drop_guard();
-    state
-        .catalog()
-        .spawn_refresher(state.upstream().clone(), stop_background.clone());
-    state.spawn_reloader(stop_background.clone());
-    telemetry::spawn_flusher(stop_background);
+    state.start_background(&stop_background);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, upstream = %state.config().upstream.url, "groxy listening");
     }

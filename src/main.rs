@@ -5,7 +5,7 @@ use std::{collections::HashMap, path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use groxy::{
     config::{Config, env},
-    reload::ConfigSource,
+    ConfigSource,
 };
 
 #[derive(Parser)]
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Keys {
             command: KeysCommand::New { name },
-        } => match groxy::auth::new_key(&name) {
+        } => match groxy::new_key(&name) {
             Ok((key, config)) => {
                 println!("Key for {name:?} (give it to them; groxy stores only its hash):\n\n  {key}\n");
                 println!("Add to your groxy config:\n\n{config}");
@@ -122,9 +122,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            groxy::telemetry::init(&config.log, source.vars.get("RUST_LOG").map(String::as_str));
+            groxy::init_logging(&config.log, source.vars.get("RUST_LOG").map(String::as_str));
             let code = serve(config, source);
-            groxy::telemetry::flush();
+            groxy::flush_logs();
             code
         }
     }

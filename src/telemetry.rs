@@ -6,7 +6,10 @@
 
 use std::{
     io::{BufWriter, IsTerminal, Stdout, Write},
-    sync::{Mutex, OnceLock},
+    sync::{
+        Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -19,6 +22,14 @@ use crate::config::{LogConfig, LogFormat};
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 static STDOUT: OnceLock<Mutex<BufWriter<Stdout>>> = OnceLock::new();
+
+/// Set once `init` installs the JSON format, so the access line can be written as JSON directly.
+static JSON_OUTPUT: AtomicBool = AtomicBool::new(false);
+
+/// Whether logs go out as JSON lines.
+pub fn json_output() -> bool {
+    JSON_OUTPUT.load(Ordering::Relaxed)
+}
 
 fn stdout() -> &'static Mutex<BufWriter<Stdout>> {
     STDOUT.get_or_init(|| Mutex::new(BufWriter::with_capacity(64 * 1024, std::io::stdout())))
@@ -92,7 +103,7 @@ pub fn init(config: &LogConfig, rust_log: Option<&str>) {
             )
             .try_init();
         if installed.is_ok() {
-            crate::observe::access::use_json_output();
+            JSON_OUTPUT.store(true, Ordering::Relaxed);
         }
     } else {
         let _ = registry

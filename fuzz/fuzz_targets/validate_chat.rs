@@ -3,7 +3,10 @@
 
 use std::{collections::BTreeMap, sync::LazyLock};
 
-use groxy::{catalog::Catalog, config::ValidationConfig, validate::validate_chat};
+use groxy::{
+    bench::{Catalog, validate_chat},
+    config::ValidationConfig,
+};
 use libfuzzer_sys::fuzz_target;
 
 static CATALOG: LazyLock<Option<Catalog>> =

@@ -12,7 +12,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::HeaderValue;
 use tokio::time::Instant;
 
-use super::{CacheKey, Entry};
+use super::{key::CacheKey, store::Entry};
 use crate::redis::Redis;
 
 const VERSION: u8 = 1;
@@ -123,7 +123,7 @@ impl RedisTier {
     }
 
     fn key(&self, key: &CacheKey) -> String {
-        format!("{}c:{}", self.redis.prefix(), crate::auth::hex(key))
+        format!("{}c:{}", self.redis.prefix(), crate::digest::hex(key))
     }
 
     /// The entry another replica (or this one) stored, within the Redis timeout; else `None`.

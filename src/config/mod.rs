@@ -2,6 +2,7 @@
 
 mod redis_config;
 mod secret;
+pub mod source;
 mod units;
 
 use std::{
@@ -19,7 +20,7 @@ pub use units::{ByteSize, HumanDuration};
 
 /// The whole configuration. Field docs here are the short form; `config/groxy.example.toml`
 /// documents every key with its default and is kept in step by a test.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -36,7 +37,7 @@ pub struct Config {
     pub redis: RedisConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -50,6 +51,9 @@ pub struct ServerConfig {
     /// Origins allowed to call from a browser. Empty: no CORS headers at all (the safe default,
     /// since a page on any site could otherwise spend the team's key through a local groxy).
     pub cors_allow_origins: Vec<String>,
+    /// How often tables fed by client traffic (failed-auth addresses, idle limit scopes) are
+    /// swept of entries that carry no information any more.
+    pub housekeeping_interval: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -60,11 +64,12 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             drain_timeout: HumanDuration::secs(8),
             cors_allow_origins: Vec::new(),
+            housekeeping_interval: HumanDuration::secs(60),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct UpstreamConfig {
     /// Groq's OpenAI-compatible base URL; every `/v1/<rest>` request goes to `<url>/<rest>`.
@@ -103,7 +108,7 @@ impl Default for UpstreamConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct LimitsConfig {
     /// Largest chat request body; it is buffered (to validate it), so this bounds memory per call.
@@ -137,7 +142,7 @@ pub enum AuthMode {
     Passthrough,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct AuthConfig {
     pub mode: AuthMode,
@@ -158,7 +163,7 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ClientKeyConfig {
     /// Shown in logs, metrics and limit messages instead of the key.
     pub name: String,
@@ -238,7 +243,7 @@ impl Preset {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct RateLimitsConfig {
     /// Fills `per_model` with a Groq tier's limits (fields set in `per_model` win).
@@ -290,7 +295,7 @@ pub enum CacheMode {
     Off,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct CacheConfig {
     pub mode: CacheMode,
@@ -336,7 +341,7 @@ pub enum FieldPolicy {
     Forward,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ValidationConfig {
     /// OpenAI-only fields (`store`, `metadata`, `prompt_cache_key`, ...) and OpenAI enum values
@@ -362,7 +367,7 @@ impl Default for ValidationConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ModelsConfig {
     /// How often the model catalogue (`GET /models`) is refreshed in the background.
@@ -402,7 +407,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -419,7 +424,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct MetricsConfig {
     /// Serve `GET /metrics` (Prometheus text format, no key needed: it carries no secrets).
@@ -438,7 +443,7 @@ impl Default for MetricsConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct AdminConfig {
     /// SHA-256 (hex) of the admin key that opens `/admin/*` and `/dashboard`; `GROXY_ADMIN_KEY`
@@ -576,7 +581,7 @@ impl Config {
             }
         }
         if let Some(key) = get(env::ADMIN_KEY) {
-            self.admin.key_sha256 = Some(crate::auth::hex(&crate::auth::sha256(key.as_bytes())));
+            self.admin.key_sha256 = Some(crate::digest::hex(&crate::digest::sha256(key.as_bytes())));
         }
         if let Some(url) = get(env::UPSTREAM_URL) {
             self.upstream.url = url.to_owned();
@@ -707,6 +712,7 @@ impl Config {
         let positive = [
             ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.drain_timeout", self.server.drain_timeout),
+            ("server.housekeeping_interval", self.server.housekeeping_interval),
             ("upstream.connect_timeout", self.upstream.connect_timeout),
             ("upstream.first_byte_timeout", self.upstream.first_byte_timeout),
             ("upstream.idle_timeout", self.upstream.idle_timeout),

@@ -8,7 +8,7 @@ use super::{HumanDuration, Secret};
 
 /// Shared rate-limit, budget and cache state for several replicas. Without a `url` everything
 /// stays in memory, per process (the default).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct RedisConfig {
     /// `redis://[:password@]host:port[/db]`; env `GROXY_REDIS_URL`. May carry a password, so it

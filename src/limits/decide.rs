@@ -9,10 +9,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    Bucket, Kind, LimitExceeded, Plan, Refusal, Window,
-    render::{Dimension, RateHeaders},
+    bucket::{Bucket, Refusal},
+    plan::Plan,
 };
-use crate::config::LimitSet;
+use crate::{
+    config::LimitSet,
+    error::{Kind, LimitExceeded, Window},
+    wire::ratelimit::{Dimension, RateHeaders},
+};
 
 pub(super) const MINUTE: Duration = Duration::from_secs(60);
 pub(super) const DAY: Duration = Duration::from_secs(86_400);

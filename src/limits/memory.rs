@@ -8,10 +8,10 @@ use std::{
 use tokio::time::Instant;
 
 use super::{
-    Admission, Hold, LimitExceeded, Plan, ScopeKey,
     decide::{self, ScopeState},
+    plan::{Plan, ScopeKey},
 };
-use crate::{auth::Caller, config::RateLimitsConfig};
+use crate::{error::LimitExceeded, wire::ratelimit::RateHeaders};
 
 /// The in-memory limiter: the only store without Redis, and each replica's fallback with it.
 /// Holds no configuration: every admission brings its [`Plan`], so a reloaded config applies
@@ -30,21 +30,6 @@ impl Limiter {
         Self::default()
     }
 
-    /// Admits a request of `tokens` reserved tokens under `config`, or says which limit refuses it.
-    pub fn admit(
-        &self,
-        config: &RateLimitsConfig,
-        caller: &Caller,
-        model: &str,
-        tokens: u64,
-    ) -> Result<Admission, Box<LimitExceeded>> {
-        let plan = Plan::new(config, caller, model);
-        if plan.is_empty() {
-            return Ok(Admission::unlimited());
-        }
-        self.admit_plan(&plan, tokens)
-    }
-
     fn scope(&self, key: &ScopeKey, now: Instant, set: &crate::config::LimitSet) -> Arc<Mutex<ScopeState>> {
         if let Some(found) = self.scopes.read().unwrap_or_else(|p| p.into_inner()).get(key) {
             return found.clone();
@@ -56,7 +41,7 @@ impl Limiter {
             .clone()
     }
 
-    pub(super) fn admit_plan(&self, plan: &Plan, tokens: u64) -> Result<Admission, Box<LimitExceeded>> {
+    pub(super) fn admit_plan(&self, plan: &Plan, tokens: u64) -> Result<(MemoryHold, RateHeaders), Box<LimitExceeded>> {
         let now = Instant::now();
         let scopes: Vec<_> = plan
             .scopes
@@ -78,7 +63,7 @@ impl Limiter {
         let headers = decide::headers_of(&mut states, now);
         drop(states);
         drop(guards);
-        Ok(Admission::new(Hold::Memory(scopes), tokens, headers))
+        Ok((MemoryHold(scopes), headers))
     }
 
     /// Drops scopes that carry no state (all buckets full, nothing in flight).
@@ -93,8 +78,18 @@ impl Limiter {
     }
 }
 
-/// Gives back what an admission held: its concurrency slot, and `refund` tokens.
-pub(super) fn settle(scopes: &[Arc<Mutex<ScopeState>>], refund: i64) {
+/// The scopes an admission holds a slot (and tokens) in.
+#[derive(Debug)]
+pub(super) struct MemoryHold(Vec<Arc<Mutex<ScopeState>>>);
+
+impl MemoryHold {
+    /// Gives back what an admission held: its concurrency slot, and `refund` tokens.
+    pub(super) fn settle(self, refund: i64) {
+        settle(&self.0, refund);
+    }
+}
+
+fn settle(scopes: &[Arc<Mutex<ScopeState>>], refund: i64) {
     let now = Instant::now();
     for scope in scopes {
         let mut state = lock(scope);

@@ -14,158 +14,22 @@
 //! With Redis, a call that fails or times out never fails the request: this replica then decides
 //! alone on its local share of every limit ([`Plan::local_share`]).
 
+mod admission;
 mod bucket;
 mod decide;
 mod memory;
+mod plan;
 mod redis_buckets;
-pub mod render;
-pub mod upstream_budget;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-pub use bucket::{Bucket, Refusal};
+pub use admission::Admission;
+use admission::Hold;
 pub use memory::Limiter;
-use redis_buckets::{RedisBuckets, RedisHold};
-use render::RateHeaders;
+pub use plan::{Plan, reservation};
+use redis_buckets::RedisBuckets;
 
-use crate::{
-    auth::Caller,
-    config::{LimitSet, RateLimitsConfig},
-    redis::Redis,
-};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Requests,
-    Tokens,
-    Concurrency,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    Minute,
-    Day,
-}
-
-/// A refused admission, with what the 429 (or 413) must say.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LimitExceeded {
-    pub kind: Kind,
-    pub window: Window,
-    pub limit: u64,
-    pub used: u64,
-    pub requested: u64,
-    /// `None`: the request is larger than the whole limit, waiting cannot help.
-    pub wait: Option<Duration>,
-    pub caller: Arc<str>,
-    pub model: Option<Arc<str>>,
-    pub headers: RateHeaders,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ScopeKey {
-    partition: [u8; 32],
-    model: Option<Arc<str>>,
-}
-
-#[derive(Debug, Clone)]
-struct Planned {
-    key: ScopeKey,
-    set: LimitSet,
-}
-
-/// The limits that apply to one request, resolved from the config at admission time (so a
-/// reloaded config applies from the next request on): the caller's scope across models first,
-/// then its scope for this model, each only if it has a limit.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    caller: Arc<str>,
-    scopes: Vec<Planned>,
-}
-
-impl Plan {
-    pub fn new(config: &RateLimitsConfig, caller: &Caller, model: &str) -> Plan {
-        let global = config
-            .keys
-            .get(&*caller.name)
-            .copied()
-            .unwrap_or_default()
-            .over(config.default);
-        let per_model = config
-            .models
-            .get(model)
-            .copied()
-            .unwrap_or_default()
-            .over(config.per_model.over(config.preset.per_model()));
-        let mut scopes = Vec::with_capacity(2);
-        if !global.is_empty() {
-            scopes.push(Planned {
-                key: ScopeKey {
-                    partition: caller.partition,
-                    model: None,
-                },
-                set: global,
-            });
-        }
-        if !per_model.is_empty() {
-            scopes.push(Planned {
-                key: ScopeKey {
-                    partition: caller.partition,
-                    model: Some(model.into()),
-                },
-                set: per_model,
-            });
-        }
-        Plan {
-            caller: caller.name.clone(),
-            scopes,
-        }
-    }
-
-    /// No limit applies: nothing to count.
-    pub fn is_empty(&self) -> bool {
-        self.scopes.is_empty()
-    }
-
-    /// This replica's share while the replicas cannot coordinate: every limit divided by the
-    /// number of replicas, rounded up, at least 1.
-    pub fn local_share(&self, replicas: u64) -> Plan {
-        let share = |limit: Option<u64>| limit.map(|l| l.div_ceil(replicas.max(1)).max(1));
-        let scopes = self
-            .scopes
-            .iter()
-            .map(|planned| Planned {
-                key: planned.key.clone(),
-                set: LimitSet {
-                    requests_per_minute: share(planned.set.requests_per_minute),
-                    requests_per_day: share(planned.set.requests_per_day),
-                    tokens_per_minute: share(planned.set.tokens_per_minute),
-                    tokens_per_day: share(planned.set.tokens_per_day),
-                    max_concurrent: share(planned.set.max_concurrent),
-                },
-            })
-            .collect();
-        Plan {
-            caller: self.caller.clone(),
-            scopes,
-        }
-    }
-}
-
-/// Tokens to reserve for a request: the prompt estimate plus the completion it may produce.
-pub fn reservation(
-    config: &RateLimitsConfig,
-    prompt_estimate: u64,
-    max_completion: Option<u64>,
-    model_max: Option<u64>,
-) -> u64 {
-    let completion = max_completion.unwrap_or(config.completion_reservation);
-    let completion = model_max.map_or(completion, |max| completion.min(max));
-    prompt_estimate.saturating_add(completion)
-}
+use crate::{auth::Caller, config::RateLimitsConfig, error::LimitExceeded, redis::Redis};
 
 /// The client limits of this replica: buckets in memory, or in Redis shared by every replica
 /// with a memory fallback that enforces this replica's share while Redis cannot answer.
@@ -219,7 +83,7 @@ impl Limits {
         &self,
         config: &RateLimitsConfig,
         caller: &Caller,
-        model: &str,
+        model: Option<&str>,
         tokens: u64,
     ) -> Result<Admission, Box<LimitExceeded>> {
         let plan = Plan::new(config, caller, model);
@@ -227,74 +91,31 @@ impl Limits {
             return Ok(Admission::unlimited());
         }
         let Some(shared) = &self.shared else {
-            return self.memory.admit_plan(&plan, tokens);
+            return self.admit_locally(&plan, tokens);
         };
         match shared.buckets.admit(&plan, tokens).await {
             Ok(Ok((hold, headers))) => Ok(Admission::new(Hold::Redis(hold), tokens, headers)),
             Ok(Err(refused)) => Err(refused),
             Err(error) => {
                 tracing::debug!(%error, "rate limit decided locally");
-                self.memory.admit_plan(&plan.local_share(shared.replicas), tokens)
+                self.admit_locally(&plan.local_share(shared.replicas), tokens)
             }
         }
+    }
+
+    fn admit_locally(&self, plan: &Plan, tokens: u64) -> Result<Admission, Box<LimitExceeded>> {
+        let (hold, headers) = self.memory.admit_plan(plan, tokens)?;
+        Ok(Admission::new(Hold::Memory(hold), tokens, headers))
+    }
+
+    /// How many scopes this replica holds in memory (a gauge: housekeeping keeps it small).
+    pub fn scope_count(&self) -> usize {
+        self.memory.scope_count()
     }
 
     /// Drops in-memory scopes that carry no state.
     pub fn sweep(&self) {
         self.memory.sweep();
-    }
-}
-
-/// Where an admission's slot and reservation are held.
-#[derive(Debug)]
-enum Hold {
-    None,
-    Memory(Vec<Arc<Mutex<decide::ScopeState>>>),
-    Redis(RedisHold),
-}
-
-/// An admitted request's hold on its scopes: one concurrency slot and the reserved tokens.
-/// Settle it with the real usage; dropping it unsettled gives everything back.
-#[derive(Debug)]
-pub struct Admission {
-    hold: Hold,
-    reserved: u64,
-    pub headers: RateHeaders,
-}
-
-impl Admission {
-    fn new(hold: Hold, reserved: u64, headers: RateHeaders) -> Self {
-        Self {
-            hold,
-            reserved,
-            headers,
-        }
-    }
-
-    /// An admission for a request no limit applies to.
-    pub fn unlimited() -> Self {
-        Self::new(Hold::None, 0, RateHeaders::default())
-    }
-
-    /// Settles with the tokens the response really used (`None`: nothing was used, e.g. Groq
-    /// refused the request or the client went away before it was answered).
-    pub fn settle(mut self, used: Option<u64>) {
-        self.finish(used);
-    }
-
-    fn finish(&mut self, used: Option<u64>) {
-        let refund = self.reserved as i64 - used.unwrap_or(0) as i64;
-        match std::mem::replace(&mut self.hold, Hold::None) {
-            Hold::None => {}
-            Hold::Memory(scopes) => memory::settle(&scopes, refund),
-            Hold::Redis(hold) => hold.settle(refund),
-        }
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.finish(None);
     }
 }
 

@@ -22,11 +22,15 @@ use ::redis::Script;
 use tokio::time::Instant;
 
 use super::{
-    Bucket, LimitExceeded, Plan,
+    bucket::Bucket,
     decide::{self, ScopeState, WINDOWS, bucket_limits},
-    render::RateHeaders,
+    plan::Plan,
 };
-use crate::redis::{Redis, RedisError};
+use crate::{
+    error::LimitExceeded,
+    redis::{Redis, RedisError},
+    wire::ratelimit::RateHeaders,
+};
 
 const ADMIT: &str = r#"
 local t = redis.call('TIME')
@@ -213,7 +217,7 @@ impl RedisBuckets {
         let prefix = self.redis.prefix();
         let mut keys = Vec::with_capacity(plan.scopes.len() * 2);
         for planned in &plan.scopes {
-            let tag = crate::auth::hex(&planned.key.partition);
+            let tag = crate::digest::hex(&planned.key.partition);
             let scope = match &planned.key.model {
                 None => "g".to_owned(),
                 Some(model) => format!("m:{model}"),

@@ -1,25 +1,30 @@
 //! Unit tests of the limiter under tokio's paused clock.
 
+use futures_util::FutureExt;
+
 use super::*;
-use crate::config::Preset;
+use crate::config::{LimitSet, Preset};
 
 fn caller(name: &str) -> Caller {
     Caller {
         name: name.into(),
-        partition: crate::auth::sha256(name.as_bytes()),
+        partition: crate::digest::sha256(name.as_bytes()),
         upstream_authorization: None,
     }
 }
 
 /// A memory limiter and the config every admission brings.
 struct Configured {
-    limiter: Limiter,
+    limiter: Limits,
     config: RateLimitsConfig,
 }
 
 impl Configured {
     fn admit(&self, caller: &Caller, model: &str, tokens: u64) -> Result<Admission, Box<LimitExceeded>> {
-        self.limiter.admit(&self.config, caller, model, tokens)
+        self.limiter
+            .admit(&self.config, caller, Some(model), tokens)
+            .now_or_never()
+            .expect("a memory admission never waits")
     }
     fn sweep(&self) {
         self.limiter.sweep();
@@ -31,7 +36,7 @@ impl Configured {
 
 fn limiter(config: RateLimitsConfig) -> Configured {
     Configured {
-        limiter: Limiter::new(),
+        limiter: Limits::in_memory(),
         config,
     }
 }

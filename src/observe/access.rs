@@ -7,18 +7,10 @@
 
 use std::{
     io::Write,
-    sync::atomic::{AtomicBool, Ordering},
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use crate::telemetry::LineWriter;
-
-static JSON_OUTPUT: AtomicBool = AtomicBool::new(false);
-
-/// Called by `telemetry::init` when the log format is JSON.
-pub fn use_json_output() {
-    JSON_OUTPUT.store(true, Ordering::Relaxed);
-}
+use crate::telemetry::{LineWriter, json_output};
 
 pub struct Line<'a> {
     pub request_id: &'a str,
@@ -126,7 +118,7 @@ fn escape_into(out: &mut Vec<u8>, value: &str) {
 /// Writes `line` as JSON if logs are JSON (then returns `true`, whether or not the level is
 /// enabled for `groxy::access`); `false` tells the caller to emit the `tracing` event instead.
 pub fn write_json(line: &Line<'_>, info: bool) -> bool {
-    if !JSON_OUTPUT.load(Ordering::Relaxed) {
+    if !json_output() {
         return false;
     }
     let enabled = if info {

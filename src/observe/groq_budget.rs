@@ -14,7 +14,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
 use super::metrics::{BudgetLabels, Metrics};
-use crate::limits::upstream_budget::parse_go_duration;
+use crate::wire::duration::parse as parse_go_duration;
+
+/// A (client or upstream key name, model) pair: the rows of the table.
+type KeyModel = (Arc<str>, Arc<str>);
 
 #[derive(Debug, Clone, Default)]
 struct Seen {
@@ -77,7 +80,7 @@ impl Gauges {
 
 #[derive(Default)]
 pub struct GroqBudget {
-    seen: Mutex<BTreeMap<super::KeyModel, (Seen, Gauges)>>,
+    seen: Mutex<BTreeMap<KeyModel, (Seen, Gauges)>>,
 }
 
 // Names built once: looking up a `&str` parses and validates it on every call.

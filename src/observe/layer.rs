@@ -9,7 +9,12 @@ use std::{
 use axum::{body::Body, extract::Request, middleware::Next, response::Response};
 use tokio::time::Instant;
 
-use super::{End, Head, Observer, Record, RefusedBy, RequestRecord, request_id};
+use super::{
+    observer::{Head, Observer},
+    record::{Record, RequestRecord},
+    request_id,
+};
+use crate::{error::RefusedBy, relay::Outcome};
 
 /// Axum middleware (with the observer as state). Runs outside the panic guard, so even a
 /// handler's panic gets a request id and an access line.
@@ -23,7 +28,7 @@ pub async fn observe_request(
     let record = Arc::new(Record::new(id, request.method().clone(), request.uri().path(), started));
     request.extensions_mut().insert(RequestRecord(Arc::clone(&record)));
     let mut response = next.run(request).await;
-    let stream = crate::upstream::headers::is_event_stream(response.headers());
+    let stream = crate::wire::headers::is_event_stream(response.headers());
     let head = Head {
         status: response.status(),
         at: Instant::now(),
@@ -47,7 +52,7 @@ pub async fn observe_request(
     };
     if bodiless {
         let mut finish = finish;
-        finish.done(End::Complete);
+        finish.done(Outcome::Complete);
         return response;
     }
     response.map(|body| Body::new(ObservedBody { inner: body, finish }))
@@ -61,7 +66,7 @@ struct Finish {
 }
 
 impl Finish {
-    fn done(&mut self, end: End) {
+    fn done(&mut self, end: Outcome) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
@@ -74,7 +79,7 @@ impl Finish {
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        self.done(End::Cancelled);
+        self.done(Outcome::Cancelled);
     }
 }
 
@@ -95,9 +100,9 @@ impl http_body::Body for ObservedBody {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             // hyper stops polling a body that says it has ended after its last frame.
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.finish.done(End::Complete),
-            Poll::Ready(None) => this.finish.done(End::Complete),
-            Poll::Ready(Some(Err(_))) => this.finish.done(End::Failed),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.finish.done(Outcome::Complete),
+            Poll::Ready(None) => this.finish.done(Outcome::Complete),
+            Poll::Ready(Some(Err(_))) => this.finish.done(Outcome::Failed),
             _ => {}
         }
         polled

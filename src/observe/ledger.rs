@@ -11,7 +11,10 @@ use std::{
 
 use serde::Serialize;
 
-use crate::usage::Usage;
+use crate::relay::usage::Usage;
+
+/// A (client or upstream key name, model) pair: the rows of the table.
+type KeyModel = (Arc<str>, Arc<str>);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -97,7 +100,7 @@ const MAX_ROWS: usize = 4096;
 
 #[derive(Default)]
 pub struct Ledger {
-    rows: Mutex<BTreeMap<super::KeyModel, Row>>,
+    rows: Mutex<BTreeMap<KeyModel, Row>>,
 }
 
 fn windows(now: SystemTime) -> (u64, u64) {

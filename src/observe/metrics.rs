@@ -141,6 +141,10 @@ pub struct Metrics {
     pub active_streams: Gauge,
     pub in_flight: Gauge,
     pub connections: Gauge,
+    /// Sizes of the tables client traffic feeds, which housekeeping keeps small.
+    pub throttled_addresses: Gauge,
+    pub limit_scopes: Gauge,
+    pub verified_keys: Gauge,
     pub upstream_remaining: Family<BudgetLabels, Gauge>,
     pub upstream_limit: Family<BudgetLabels, Gauge>,
     pub upstream_reset: Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -243,6 +247,24 @@ impl Metrics {
         );
         let connections = Gauge::default();
         registry.register("open_connections", "Client connections open now", connections.clone());
+        let throttled_addresses = Gauge::default();
+        registry.register(
+            "auth_failure_addresses",
+            "Client addresses the failed-authentication throttle remembers",
+            throttled_addresses.clone(),
+        );
+        let limit_scopes = Gauge::default();
+        registry.register(
+            "limit_scopes",
+            "Rate-limit scopes (key, or key and model) held in this replica's memory",
+            limit_scopes.clone(),
+        );
+        let verified_keys = Gauge::default();
+        registry.register(
+            "verified_caller_keys",
+            "Passthrough callers' key hashes Groq accepted lately (they may be answered from the cache)",
+            verified_keys.clone(),
+        );
         let upstream_remaining = Family::<BudgetLabels, Gauge>::default();
         registry.register(
             "upstream_remaining",
@@ -303,6 +325,9 @@ impl Metrics {
             active_streams,
             in_flight,
             connections,
+            throttled_addresses,
+            limit_scopes,
+            verified_keys,
             upstream_remaining,
             upstream_limit,
             upstream_reset,

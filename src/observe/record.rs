@@ -7,7 +7,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use crate::usage::Usage;
+use crate::{cache::CacheStatus, relay::usage::Usage};
 
 /// The route label: a small fixed set, so metrics stay bounded whatever paths clients send.
 pub fn route_of(path: &str) -> &'static str {
@@ -47,7 +47,7 @@ pub struct Data {
     pub key: Option<Arc<str>>,
     pub model: Option<Arc<str>>,
     pub stream: bool,
-    pub cache: Option<&'static str>,
+    pub cache: Option<CacheStatus>,
     pub upstream_key: Option<Arc<str>>,
     pub upstream_request_id: Option<String>,
     pub upstream_status: Option<u16>,
@@ -95,13 +95,13 @@ impl Record {
         self.data().key = Some(key);
     }
 
-    pub fn set_request(&self, model: Arc<str>, stream: bool) {
+    pub fn set_request(&self, model: Option<Arc<str>>, stream: bool) {
         let mut data = self.data();
-        data.model = Some(model);
+        data.model = model;
         data.stream = stream;
     }
 
-    pub fn set_cache(&self, status: &'static str) {
+    pub fn set_cache(&self, status: CacheStatus) {
         self.data().cache = Some(status);
     }
 

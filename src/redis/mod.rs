@@ -84,7 +84,7 @@ fn manager_config() -> ConnectionManagerConfig {
 impl Redis {
     /// The shared Redis of `config`, or `None` when no URL is configured. Never connects here:
     /// the connection is made on first use, so groxy starts (and serves) with Redis down.
-    /// Must be called within a tokio runtime (the prober is spawned on it).
+    /// Must be called within a tokio runtime; the prober starts with [`Redis::start_prober`].
     pub fn connect(config: &RedisConfig) -> Result<Option<Self>, String> {
         let Some(url) = &config.url else {
             return Ok(None);
@@ -111,8 +111,13 @@ impl Redis {
             health: Health::default(),
             wake: Arc::new(Notify::new()),
         });
-        tokio::spawn(probe_loop(Arc::downgrade(&inner)));
         Ok(Some(Self { inner }))
+    }
+
+    /// Starts the task that probes Redis while its breaker is open; it ends with the last
+    /// handle to this connection.
+    pub fn start_prober(&self) {
+        tokio::spawn(probe_loop(Arc::downgrade(&self.inner)));
     }
 
     pub fn state(&self) -> RedisState {

@@ -11,7 +11,8 @@ use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::tap::{Outcome, Taps};
-use crate::{error::GatewayError, sse::BoundaryTracker, upstream::Deadlines};
+use super::deadlines::Deadlines;
+use crate::{error::GatewayError, wire::sse::BoundaryTracker};
 
 /// How a failure after the first byte is shown to the client.
 #[derive(Debug)]
@@ -72,7 +73,7 @@ impl RelayBody {
 
     fn fail(&mut self, error: GatewayError) -> Poll<Option<Result<Bytes, RelayError>>> {
         self.done = true;
-        self.taps.end(Outcome::Failed);
+        self.taps.fail(&error);
         tracing::warn!(error = %error, "response from upstream ended abnormally");
         match &self.framing {
             Framing::Sse(tracker) => {

@@ -1,7 +1,9 @@
 //! Turns Groq's response into the client's: status and allowed headers kept, body relayed as received.
 
 mod body;
+mod deadlines;
 pub mod tap;
+pub mod usage;
 
 use axum::{body::Body, response::Response};
 use futures_util::StreamExt;
@@ -9,12 +11,12 @@ use http::{HeaderValue, header};
 use tokio::time::Instant;
 
 pub use body::{Framing, RelayBody, RelayError};
-pub use tap::{Outcome, Tap, Taps};
+pub use deadlines::Deadlines;
+pub use tap::{Outcome, Report, Tap, Taps};
 
 use crate::{
     error::GatewayError,
-    sse::BoundaryTracker,
-    upstream::{Deadlines, headers},
+    wire::{headers, sse::BoundaryTracker},
 };
 
 /// Everything the relay needs besides the response itself.
@@ -42,15 +44,16 @@ pub async fn respond(upstream: reqwest::Response, mut ctx: RelayContext) -> Resu
             status = status.as_u16(),
             "upstream error with a non-JSON body; answering 502"
         );
-        let mut response = axum::response::IntoResponse::into_response(GatewayError::UpstreamNonJson {
+        let error = GatewayError::UpstreamNonJson {
             status: status.as_u16(),
-        });
+        };
+        ctx.taps.fail(&error);
+        let mut response = axum::response::IntoResponse::into_response(error);
         for (name, value) in &kept {
             if name != header::CONTENT_TYPE {
                 response.headers_mut().append(name.clone(), value.clone());
             }
         }
-        ctx.taps.end(Outcome::Failed);
         return Ok(response);
     }
 
@@ -61,7 +64,7 @@ pub async fn respond(upstream: reqwest::Response, mut ctx: RelayContext) -> Resu
         let first = match body::first_chunk(&mut stream, &ctx.deadlines, ctx.started).await {
             Ok(first) => first,
             Err(error) => {
-                ctx.taps.end(Outcome::Failed);
+                ctx.taps.fail(&error);
                 return Err(error);
             }
         };
@@ -69,6 +72,7 @@ pub async fn respond(upstream: reqwest::Response, mut ctx: RelayContext) -> Resu
     } else {
         (None, Framing::Opaque)
     };
+    ctx.taps.ready();
     let relay = RelayBody::new(stream, first, framing, &ctx.deadlines, ctx.started, ctx.abort, ctx.taps);
 
     let mut response = Response::new(Body::from_stream(relay));

@@ -1,7 +1,17 @@
-//! Side taps: observers of the bytes the client receives (usage, cache, metrics), which can never change them.
+//! Side taps: observers of one exchange with Groq (limits, budget, cache, observation), which see the bytes the client receives and can never change them.
+//!
+//! A tap is told, in order: how long the request waited for Groq's budget (`queued`), that it
+//! left for Groq (`sent`), Groq's status and headers (`start`), that the answer is ready to go
+//! to the client (`ready`), every chunk (`chunk`), and once how it all ended (`end`, with the
+//! token usage read from the answer). The usage is read here, once, for every tap.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
+
+use super::usage::{Usage, UsageReader};
+use crate::error::GatewayError;
 
 /// How a relayed exchange ended, told to every tap exactly once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,12 +24,39 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// An observer of one exchange. Methods take `&mut self` and run inline on the relay path, so
-/// they must be cheap: anything slow belongs in a task the tap spawns.
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What every tap learns when an exchange ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    pub outcome: Outcome,
+    /// Groq's status; 0 when no answer arrived.
+    pub status: u16,
+    /// The last usage Groq reported (a stream repeats it; the copies agree).
+    pub usage: Option<Usage>,
+    /// A stream carried an `{"error":...}` event: the answer is not a complete one.
+    pub error_event: bool,
+    /// Why the exchange failed before Groq's answer could be relayed, as a metrics label.
+    pub upstream_error: Option<&'static str>,
+}
+
+/// An observer of one exchange. Methods run inline on the relay path, so they must be cheap:
+/// anything slow belongs in a task the tap spawns.
 pub trait Tap: Send + 'static {
+    fn queued(&mut self, _waited: Duration) {}
+    fn sent(&mut self, _upstream_key: Option<usize>) {}
     fn start(&mut self, _status: StatusCode, _headers: &HeaderMap) {}
+    fn ready(&mut self) {}
     fn chunk(&mut self, _chunk: &Bytes) {}
-    fn end(&mut self, _outcome: Outcome) {}
+    fn end(&mut self, _report: &Report) {}
 }
 
 /// The taps of one exchange. Dropping it before `end` reports `Cancelled`: a dropped response
@@ -27,6 +64,9 @@ pub trait Tap: Send + 'static {
 #[derive(Default)]
 pub struct Taps {
     taps: Vec<Box<dyn Tap>>,
+    usage: UsageReader,
+    status: u16,
+    upstream_error: Option<&'static str>,
     ended: bool,
 }
 
@@ -39,29 +79,54 @@ impl Taps {
         self.taps.push(Box::new(tap));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.taps.is_empty()
+    pub fn queued(&mut self, waited: Duration) {
+        self.taps.iter_mut().for_each(|tap| tap.queued(waited));
+    }
+
+    /// The request left for Groq, under a configured key (its index) or the caller's own.
+    pub fn sent(&mut self, upstream_key: Option<usize>) {
+        self.taps.iter_mut().for_each(|tap| tap.sent(upstream_key));
     }
 
     pub fn start(&mut self, status: StatusCode, headers: &HeaderMap) {
+        self.status = status.as_u16();
+        self.usage.start(headers);
         for tap in &mut self.taps {
             tap.start(status, headers);
         }
     }
 
+    pub fn ready(&mut self) {
+        self.taps.iter_mut().for_each(|tap| tap.ready());
+    }
+
     pub fn chunk(&mut self, chunk: &Bytes) {
+        self.usage.chunk(chunk);
         for tap in &mut self.taps {
             tap.chunk(chunk);
         }
     }
 
+    /// The exchange failed before an answer could be relayed: `error` says why.
+    pub fn fail(&mut self, error: &GatewayError) {
+        self.upstream_error = error.upstream_kind();
+        self.end(Outcome::Failed);
+    }
+
     pub fn end(&mut self, outcome: Outcome) {
-        if self.ended {
+        if std::mem::replace(&mut self.ended, true) {
             return;
         }
-        self.ended = true;
+        let (usage, error_event) = self.usage.finish(outcome == Outcome::Complete);
+        let report = Report {
+            outcome,
+            status: self.status,
+            usage,
+            error_event,
+            upstream_error: self.upstream_error,
+        };
         for tap in &mut self.taps {
-            tap.end(outcome);
+            tap.end(&report);
         }
     }
 }
@@ -72,23 +137,43 @@ impl Drop for Taps {
     }
 }
 
+/// A tap made of one closure run at the end.
+pub struct OnEnd<F: FnOnce(&Report) + Send + 'static>(Option<F>);
+
+pub fn on_end<F: FnOnce(&Report) + Send + 'static>(f: F) -> OnEnd<F> {
+    OnEnd(Some(f))
+}
+
+impl<F: FnOnce(&Report) + Send + 'static> Tap for OnEnd<F> {
+    fn end(&mut self, report: &Report) {
+        if let Some(f) = self.0.take() {
+            f(report);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
 
+    use http::HeaderValue;
+
     use super::*;
 
-    struct Record(Arc<Mutex<Vec<String>>>);
+    struct Log(Arc<Mutex<Vec<String>>>);
 
-    impl Tap for Record {
+    impl Tap for Log {
         fn chunk(&mut self, chunk: &Bytes) {
             self.0
                 .lock()
                 .map(|mut v| v.push(format!("chunk {}", chunk.len())))
                 .unwrap_or(());
         }
-        fn end(&mut self, outcome: Outcome) {
-            self.0.lock().map(|mut v| v.push(format!("{outcome:?}"))).unwrap_or(());
+        fn end(&mut self, report: &Report) {
+            self.0
+                .lock()
+                .map(|mut v| v.push(format!("{:?}", report.outcome)))
+                .unwrap_or(());
         }
     }
 
@@ -96,14 +181,67 @@ mod tests {
     fn ends_once_and_reports_a_drop_as_cancelled() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut taps = Taps::new();
-        taps.push(Record(log.clone()));
+        taps.push(Log(log.clone()));
         taps.chunk(&Bytes::from_static(b"abc"));
         drop(taps);
         let mut taps = Taps::new();
-        taps.push(Record(log.clone()));
+        taps.push(Log(log.clone()));
         taps.end(Outcome::Complete);
         taps.end(Outcome::Failed);
         drop(taps);
         assert_eq!(*log.lock().expect("lock"), ["chunk 3", "Cancelled", "Complete"]);
+    }
+
+    fn run(content_type: &'static str, body: &[u8], slice: usize, outcome: Outcome) -> Report {
+        let got = Arc::new(Mutex::new(None));
+        let sink = got.clone();
+        let mut taps = Taps::new();
+        taps.push(on_end(move |r: &Report| {
+            if let Ok(mut g) = sink.lock() {
+                *g = Some(*r);
+            }
+        }));
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        taps.start(StatusCode::OK, &headers);
+        for piece in body.chunks(slice) {
+            taps.chunk(&Bytes::copy_from_slice(piece));
+        }
+        taps.end(outcome);
+        let report = *got.lock().expect("lock");
+        report.expect("reported")
+    }
+
+    #[test]
+    fn finds_usage_in_streams_however_they_are_cut() {
+        let stream = include_bytes!("../../tests/fixtures/groq/stream-include-usage.sse");
+        for slice in [1, 3, 17, 64, 100_000] {
+            let r = run("text/event-stream", stream, slice, Outcome::Complete);
+            assert_eq!(r.usage.map(|u| u.total_tokens), Some(76), "slice {slice}");
+            assert!(!r.error_event);
+        }
+        let content = include_bytes!("../../tests/fixtures/groq/stream-content.sse");
+        assert!(run("text/event-stream", content, 7, Outcome::Complete).usage.is_some());
+        let broken = include_bytes!("../../tests/fixtures/groq/stream-midstream-error.sse");
+        let r = run("text/event-stream", broken, 5, Outcome::Complete);
+        assert!(r.error_event);
+        assert_eq!(r.usage, None);
+    }
+
+    #[test]
+    fn finds_usage_in_json_bodies() {
+        let body = include_bytes!("../../tests/fixtures/groq/chat-completion.json");
+        let r = run("application/json", body, 10, Outcome::Complete);
+        assert_eq!(
+            r.usage,
+            Some(Usage {
+                prompt_tokens: 16,
+                completion_tokens: 19,
+                total_tokens: 35
+            })
+        );
+        let r = run("application/json", body, 10, Outcome::Cancelled);
+        assert_eq!(r.outcome, Outcome::Cancelled);
+        assert_eq!(r.usage, None);
     }
 }

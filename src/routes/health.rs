@@ -8,7 +8,7 @@ use axum::{
 use http::{Method, StatusCode, Uri};
 use serde_json::json;
 
-use crate::{app::AppState, error::GatewayError, redis::RedisState};
+use crate::{error::GatewayError, redis::RedisState, state::AppState};
 
 /// Alive: the process answers. Never depends on Groq, so an upstream outage does not get the
 /// container restarted.

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::{Rejection, rules};
+use super::{rules, wording};
+use crate::error::Rejection;
 use crate::config::{FieldPolicy, ValidationConfig};
 
 /// Top-level fields OpenAI accepts and Groq refuses. OpenAI SDKs and frameworks send several of
@@ -74,7 +75,7 @@ pub fn apply(
         FieldPolicy::Forward => {}
         FieldPolicy::Reject => {
             if let Some(key) = obj.keys().find(|k| is_unknown(k)) {
-                let hint = rules::suggest(key, rules::KNOWN_FIELDS)
+                let hint = wording::suggest(key, rules::KNOWN_FIELDS)
                     .map(|s| format!(", did you mean '{s}'?"))
                     .unwrap_or_default();
                 return Err(Rejection::Invalid {
@@ -179,7 +180,7 @@ fn map_enum(
     }
     if let Some((from, to)) = mapping.iter().find(|(from, _)| from == value) {
         if policy == FieldPolicy::Reject {
-            return Err(rules::invalid(
+            return Err(wording::invalid(
                 field,
                 format!("'{from}' is OpenAI's value; Groq's equivalent is '{to}'"),
             ));

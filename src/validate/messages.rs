@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{Rejection, rules::kind};
+use super::wording::{invalid, kind, suggest};
+use crate::error::Rejection;
 
 /// Fields each role may carry on Groq (beyond `role`).
 fn allowed(role: &str) -> Option<&'static [&'static str]> {
@@ -37,7 +38,7 @@ fn role_rule(i: usize, role: &str, path: String, rule: impl std::fmt::Display) -
 pub fn check(messages: &[Value], reject_unknown: bool) -> Result<(), Rejection> {
     for (i, message) in messages.iter().enumerate() {
         let Value::Object(message) = message else {
-            return Err(super::rules::invalid(
+            return Err(invalid(
                 format!("messages.{i}"),
                 format!("expected object, but got {}", kind(message)),
             ));
@@ -51,24 +52,24 @@ fn check_one(i: usize, message: &Map<String, Value>, reject_unknown: bool) -> Re
     let role = match message.get("role") {
         Some(Value::String(role)) => role.as_str(),
         Some(other) => {
-            return Err(super::rules::invalid(
+            return Err(invalid(
                 format!("messages.{i}.role"),
                 format!("expected string, but got {}", kind(other)),
             ));
         }
         None => {
-            return Err(super::rules::invalid(
+            return Err(invalid(
                 format!("messages.{i}"),
                 "missing properties: 'role'",
             ));
         }
     };
     let Some(fields) = allowed(role) else {
-        return Err(super::rules::invalid(format!("messages.{i}.role"), ROLES));
+        return Err(invalid(format!("messages.{i}.role"), ROLES));
     };
     for key in message.keys().filter(|_| reject_unknown) {
         if key != "role" && !fields.contains(&key.as_str()) {
-            let hint = super::rules::suggest(key, fields)
+            let hint = suggest(key, fields)
                 .map(|s| format!(", did you mean '{s}'?"))
                 .unwrap_or_default();
             return Err(role_rule(

@@ -18,26 +18,84 @@ mod messages;
 mod props;
 mod rules;
 mod strict;
+mod wording;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub use compat::{OPENAI_ONLY_FIELDS, Rewrites};
 pub use estimate::{prompt_tokens, text_tokens};
 
-use crate::{catalog::Catalog, config::ValidationConfig};
+pub use crate::error::Rejection;
+use crate::{catalog::Catalog, config::ValidationConfig, routes::table::Endpoint};
 
-/// Why a request was refused; mapped to an HTTP response in `error.rs`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Rejection {
-    /// 400 `invalid_request_error`, Groq's wording.
-    Invalid { message: String, param: Option<String> },
-    /// 404 `model_not_found`.
-    ModelNotFound { model: String },
-    /// 400 `context_length_exceeded`.
-    ContextLength { message: String },
+/// What the later steps need to know about a request, whatever its endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Call {
+    /// The JSON bytes to send to Groq (empty for bodiless and streamed requests).
+    pub body: Bytes,
+    /// The model the request names, if its body names one.
+    pub model: Option<Arc<str>>,
+    pub stream: bool,
+    /// A lower bound of the prompt's tokens (chat only; 0 elsewhere).
+    pub prompt_estimate: u64,
+    /// The cap on generated tokens the request states, if it states one.
+    pub max_completion: Option<u64>,
+    pub rewrites: Rewrites,
+    /// The checked request as a tree, for the cache key: only for endpoints the cache serves.
+    pub cacheable: Option<Map<String, Value>>,
+}
+
+/// Checks a request the way its endpoint needs: the chat rules in full; for the other JSON
+/// endpoints one strict parse (one view of the request: duplicate keys refused) and the few
+/// fields the limits need; nothing for bodiless and streamed requests.
+pub fn check(
+    endpoint: Endpoint,
+    json: Option<Bytes>,
+    config: &ValidationConfig,
+    aliases: &BTreeMap<String, String>,
+    catalog: Option<&Catalog>,
+) -> Result<Call, Rejection> {
+    let Some(body) = json else {
+        return Ok(Call::default());
+    };
+    if endpoint == Endpoint::ChatCompletions {
+        let chat = validate_chat(body, config, aliases, catalog)?;
+        return Ok(Call {
+            body: chat.body,
+            model: Some(chat.model.into()),
+            stream: chat.stream,
+            prompt_estimate: chat.prompt_tokens_estimate,
+            max_completion: chat.max_completion_tokens,
+            rewrites: chat.rewrites,
+            cacheable: Some(chat.request),
+        });
+    }
+    let tree = strict::parse(&body).map_err(|message| Rejection::Invalid { message, param: None })?;
+    let Value::Object(request) = &tree else {
+        return Err(wording::invalid(
+            "",
+            format!("request body must be a JSON object, but got {}", wording::kind(&tree)),
+        ));
+    };
+    let model = match request.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(model)) => Some(model.as_str().into()),
+        Some(other) => return Err(wording::invalid("model", format!("expected string, but got {}", wording::kind(other)))),
+    };
+    let stream = matches!(request.get("stream"), Some(Value::Bool(true)));
+    let max_completion = ["max_output_tokens", "max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|field| request.get(*field).and_then(Value::as_u64));
+    Ok(Call {
+        body,
+        model,
+        stream,
+        max_completion,
+        ..Call::default()
+    })
 }
 
 /// A request that passed validation, with what later steps need to know about it.
@@ -67,7 +125,7 @@ pub fn validate_chat(
     let mut tree = strict::parse(&body).map_err(|message| Rejection::Invalid { message, param: None })?;
     let Value::Object(request) = &mut tree else {
         return Err(Rejection::Invalid {
-            message: format!("request body must be a JSON object, but got {}", rules::kind(&tree)),
+            message: format!("request body must be a JSON object, but got {}", wording::kind(&tree)),
             param: None,
         });
     };
@@ -146,7 +204,7 @@ pub fn validate_chat(
 fn reject_nul(request: &serde_json::Map<String, Value>) -> Result<(), Rejection> {
     fn walk(value: &Value, path: &mut Vec<String>) -> Result<(), Rejection> {
         match value {
-            Value::String(s) if s.contains('\0') => Err(rules::invalid(
+            Value::String(s) if s.contains('\0') => Err(wording::invalid(
                 path.join("."),
                 "string contains a NUL character (U+0000), which groxy does not forward",
             )),

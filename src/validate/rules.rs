@@ -2,7 +2,11 @@
 
 use serde_json::{Map, Value};
 
-use super::{Rejection, messages};
+use super::{
+    messages,
+    wording::{invalid, kind},
+};
+use crate::error::Rejection;
 
 /// Groq's limit on tools per request.
 pub const MAX_TOOLS: usize = 128;
@@ -53,26 +57,6 @@ pub const REASONING_FORMATS: &[&str] = &["hidden", "raw", "parsed"];
 pub const REASONING_EFFORTS: &[&str] = &["none", "default", "low", "medium", "high"];
 pub const SERVICE_TIERS: &[&str] = &["auto", "on_demand", "flex", "performance"];
 const RESPONSE_FORMATS: &[&str] = &["text", "json_object", "json_schema"];
-
-/// JSON Schema's names for a value's type, as Groq's validator prints them.
-pub fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-pub fn invalid(path: impl Into<String>, rule: impl std::fmt::Display) -> Rejection {
-    let path = path.into();
-    Rejection::Invalid {
-        message: format!("'{path}' : {rule}"),
-        param: Some(path),
-    }
-}
 
 fn one_of(values: &[&str]) -> String {
     let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
@@ -410,34 +394,10 @@ fn check_response_format(obj: &Map<String, Value>) -> Result<bool, Rejection> {
     }
 }
 
-/// The known field closest to `unknown`, for Groq's "did you mean" hint.
-pub fn suggest(unknown: &str, known: &'static [&'static str]) -> Option<&'static str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(unknown, k), *k))
-        .filter(|(d, k)| *d <= (k.len() / 2).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(previous + 1);
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::wording::suggest;
 
     #[test]
     fn suggestions_like_groqs() {

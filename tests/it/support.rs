@@ -230,7 +230,7 @@ pub fn with_client_keys(config: &mut Config, keys: &[(&str, &str)]) {
         .iter()
         .map(|(name, key)| groxy::config::ClientKeyConfig {
             name: (*name).to_owned(),
-            sha256: groxy::auth::hex(&groxy::auth::sha256(key.as_bytes())),
+            sha256: groxy::hex(&groxy::sha256(key.as_bytes())),
         })
         .collect();
 }

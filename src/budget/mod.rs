@@ -348,7 +348,7 @@ impl UpstreamBudget {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .and_then(parse_go_duration)
+                .and_then(crate::wire::duration::parse)
         };
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let entry = state
@@ -482,185 +482,18 @@ impl Drop for WaitingGuard<'_> {
     }
 }
 
-/// Parses Go's duration format as Groq sends it (`7.66s`, `2m59.56s`, `285ms`, `1h4m48s`, `12µs`).
-pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
+/// Teaches the budget what Groq said about one upstream key and model.
+pub struct BudgetTap {
+    pub budget: Arc<UpstreamBudget>,
+    pub key: usize,
+    pub model: Arc<str>,
+}
+
+impl crate::relay::Tap for BudgetTap {
+    fn start(&mut self, status: StatusCode, headers: &HeaderMap) {
+        self.budget.observe(self.key, &self.model, status, headers);
     }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let value: f64 = rest[..number_end].parse().ok()?;
-        rest = &rest[number_end..];
-        let (unit, seconds) = [
-            ("ns", 1e-9),
-            ("us", 1e-6),
-            ("µs", 1e-6),
-            ("ms", 1e-3),
-            ("s", 1.0),
-            ("m", 60.0),
-            ("h", 3600.0),
-        ]
-        .into_iter()
-        .filter(|(u, _)| rest.starts_with(u))
-        .max_by_key(|(u, _)| u.len())?;
-        total += value * seconds;
-        rest = &rest[unit.len()..];
-    }
-    Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_go_durations() {
-        let ms = |t: &str| parse_go_duration(t).map(|d| d.as_millis());
-        assert_eq!(ms("7.66s"), Some(7_660));
-        assert_eq!(ms("2m59.56s"), Some(179_560));
-        assert_eq!(ms("285ms"), Some(285));
-        assert_eq!(ms("1h4m48s"), Some(3_888_000));
-        assert_eq!(ms("0s"), Some(0));
-        assert_eq!(parse_go_duration("12µs").map(|d| d.as_micros()), Some(12));
-        assert_eq!(ms(""), None);
-        assert_eq!(ms("5x"), None);
-        assert_eq!(ms("s"), None);
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, v.parse().expect("value"));
-        }
-        h
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn waits_for_the_reset_instead_of_sending_into_a_429() {
-        let budget = UpstreamBudget::new(1, LimitSet::default(), Duration::from_secs(10), 16);
-        assert_eq!(budget.acquire("m", 100).await, Ok(0));
-        budget.observe(
-            0,
-            "m",
-            StatusCode::OK,
-            &headers(&[
-                ("x-ratelimit-remaining-requests", "0"),
-                ("x-ratelimit-reset-requests", "2s"),
-                ("x-ratelimit-remaining-tokens", "5000"),
-                ("x-ratelimit-reset-tokens", "1s"),
-            ]),
-        );
-        let started = Instant::now();
-        assert_eq!(budget.acquire("m", 100).await, Ok(0));
-        assert_eq!(
-            started.elapsed(),
-            Duration::from_secs(2),
-            "waited exactly for the reset"
-        );
-        // Another model is not affected.
-        let started = Instant::now();
-        assert_eq!(budget.acquire("other", 100).await, Ok(0));
-        assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_request_larger_than_groqs_whole_budget_is_left_to_groq() {
-        let budget = UpstreamBudget::new(1, LimitSet::default(), Duration::from_secs(10), 16);
-        budget.observe(
-            0,
-            "m",
-            StatusCode::OK,
-            &headers(&[
-                ("x-ratelimit-limit-tokens", "8000"),
-                ("x-ratelimit-remaining-tokens", "7965"),
-                ("x-ratelimit-reset-tokens", "262ms"),
-            ]),
-        );
-        let started = Instant::now();
-        assert_eq!(budget.acquire("m", 65_538).await, Ok(0));
-        assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn answers_at_once_when_waiting_cannot_help() {
-        let budget = UpstreamBudget::new(1, LimitSet::default(), Duration::from_secs(10), 16);
-        budget.observe(
-            0,
-            "m",
-            StatusCode::OK,
-            &headers(&[
-                ("x-ratelimit-remaining-requests", "0"),
-                ("x-ratelimit-reset-requests", "1m26.4s"),
-            ]),
-        );
-        let started = Instant::now();
-        let refused = budget.acquire("m", 1).await.expect_err("refused");
-        assert_eq!(refused.retry_after, Duration::from_millis(86_400));
-        assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn rotates_away_from_a_key_that_got_a_429() {
-        let budget = UpstreamBudget::new(2, LimitSet::default(), Duration::from_secs(10), 16);
-        budget.observe(
-            0,
-            "m",
-            StatusCode::TOO_MANY_REQUESTS,
-            &headers(&[("retry-after", "19")]),
-        );
-        for _ in 0..4 {
-            assert_eq!(budget.acquire("m", 1).await, Ok(1));
-        }
-        tokio::time::advance(Duration::from_secs(19)).await;
-        let picks: Vec<_> = [(); 4]
-            .iter()
-            .map(|_| budget.try_pick(&"m".into(), 1, Instant::now()))
-            .collect();
-        assert!(picks.contains(&Ok(0)) && picks.contains(&Ok(1)), "{picks:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_shared_record_round_trips_and_only_makes_a_replica_more_careful() {
-        let now = Instant::now();
-        let wall = 1_000_000;
-        let mut seen = KeyModel::default();
-        seen.requests.learn(Some(10), 0, now + Duration::from_secs(2), now);
-        seen.cool_until = Some(now + Duration::from_secs(5));
-        let record = Record::of(&seen, now, wall);
-        assert_eq!(record.to_text(), "10,0,1002000;-,-,-;1005000");
-        assert_eq!(Record::parse(&record.to_text()), Some(record));
-        assert_eq!(record.ttl_ms(wall), Some(5000));
-        for bad in ["", "1,2;3", "x,-,-;-,-,-;-", "-,-,-;-,-,-;-;-"] {
-            assert_eq!(Record::parse(bad), None, "{bad:?}");
-        }
-        let mut other = KeyModel::from_preset(&LimitSet::default(), now);
-        other.requests.learn(Some(10), 7, now + Duration::from_secs(2), now);
-        record.merge_into(&mut other, now, wall);
-        assert_eq!(other.requests.remaining, Some(0), "the lower remaining wins");
-        assert!(other.fits(1, now).is_err(), "and the cool-down is shared");
-        let mut fresher = KeyModel::default();
-        fresher.requests.learn(Some(10), 3, now + Duration::from_secs(2), now);
-        let stale = Record::parse("10,9,1002000;-,-,-;-").expect("record");
-        stale.merge_into(&mut fresher, now, wall);
-        assert_eq!(fresher.requests.remaining, Some(3), "a stale record never raises it");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_preset_is_the_budget_before_groq_says_anything() {
-        let preset = LimitSet {
-            requests_per_day: Some(2),
-            tokens_per_minute: Some(1000),
-            ..LimitSet::default()
-        };
-        let budget = UpstreamBudget::new(1, preset, Duration::from_secs(1), 16);
-        assert!(budget.acquire("m", 600).await.is_ok());
-        assert!(
-            budget.acquire("m", 600).await.is_err(),
-            "the second would exceed 1000 tokens this minute"
-        );
-        assert!(budget.acquire("m", 300).await.is_ok());
-        assert!(budget.acquire("m", 1).await.is_err(), "2 requests per day");
-    }
-}
+mod tests;

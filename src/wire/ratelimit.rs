@@ -4,36 +4,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 
-/// A duration as Go prints it, which is what Groq sends: `285ms`, `7.66s`, `2m59.56s`, `1h4m48s`.
-pub fn go_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".to_owned();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let total_centis = (d.as_secs_f64() * 100.0).round() as u64;
-    let hours = total_centis / 360_000;
-    let minutes = (total_centis / 6_000) % 60;
-    let centis = total_centis % 6_000;
-    let seconds = trim_seconds(centis);
-    match (hours, minutes) {
-        (0, 0) => format!("{seconds}s"),
-        (0, m) => format!("{m}m{seconds}s"),
-        (h, m) => format!("{h}h{m}m{seconds}s"),
-    }
-}
-
-fn trim_seconds(centis: u64) -> String {
-    let whole = centis / 100;
-    let frac = centis % 100;
-    match frac {
-        0 => whole.to_string(),
-        f if f % 10 == 0 => format!("{whole}.{}", f / 10),
-        f => format!("{whole}.{f:02}"),
-    }
-}
+use super::duration::format as go_duration;
 
 /// One dimension's state (requests or tokens) as the client should see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,20 +53,6 @@ pub fn retry_after(headers: &mut HeaderMap, wait: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations_like_groqs() {
-        let check = |ms: u64, want: &str| assert_eq!(go_duration(Duration::from_millis(ms)), want, "{ms}");
-        check(0, "0s");
-        check(285, "285ms");
-        check(7_660, "7.66s");
-        check(18_060, "18.06s");
-        check(60_000, "1m0s");
-        check(179_560, "2m59.56s");
-        check(86_400, "1m26.4s");
-        check(3_888_000, "1h4m48s");
-        check(5_000, "5s");
-    }
 
     #[test]
     fn headers_are_written_per_dimension() {

@@ -1,0 +1,129 @@
+//! Answers from the cache: a stored entry replayed byte-exact, or a flight's body at one reader's pace.
+
+use axum::{body::Body, response::Response};
+use http::{HeaderValue, header};
+
+use super::{
+    flight::{Head, Reader},
+    store::Entry,
+};
+
+/// How the cache took part in an answer: the `x-groxy-cache` header, the access line's
+/// `cache` field and the metrics' `result` label all come from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// A stored answer, replayed.
+    Hit,
+    /// Sent to Groq, and stored if it completes.
+    Miss,
+    /// Joined an identical request already on its way to Groq.
+    Coalesced,
+    /// Not a request the cache may answer.
+    Bypass,
+}
+
+impl CacheStatus {
+    pub const ALL: [CacheStatus; 4] = [CacheStatus::Hit, CacheStatus::Miss, CacheStatus::Coalesced, CacheStatus::Bypass];
+
+    /// The `x-groxy-cache` header value (and the access line's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Coalesced => "COALESCED",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+
+    /// The metrics' `result` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Coalesced => "coalesced",
+            CacheStatus::Bypass => "bypass",
+        }
+    }
+
+    pub fn header(self) -> HeaderValue {
+        HeaderValue::from_static(self.as_str())
+    }
+}
+
+/// Replays a stored entry: the same status, content type, request id and body chunks.
+pub fn replay(entry: &Entry) -> Response {
+    let chunks: Vec<Result<bytes::Bytes, std::convert::Infallible>> = entry.chunks.iter().cloned().map(Ok).collect();
+    let mut response = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
+    *response.status_mut() = http::StatusCode::from_u16(entry.status).unwrap_or(http::StatusCode::OK);
+    let headers = response.headers_mut();
+    if let Some(ct) = &entry.content_type {
+        headers.insert(header::CONTENT_TYPE, ct.clone());
+    }
+    if let Some(id) = &entry.request_id {
+        headers.insert(crate::wire::headers::GROQ_REQUEST_ID, id.clone());
+    }
+    if entry.is_sse {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
+    headers.insert("x-groxy-cache", CacheStatus::Hit.header());
+    headers.insert(header::AGE, HeaderValue::from(entry.age().as_secs()));
+    response
+}
+
+/// A flight reader's response: the shared head, then the shared body at this reader's pace.
+pub fn from_reader(head: Head, reader: Reader, status: CacheStatus) -> Response {
+    let mut response = Response::new(Body::from_stream(reader.into_stream()));
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response.headers_mut().insert("x-groxy-cache", status.header());
+    response
+}
+
+/// Copies the chunks into one allocation of exactly `size` bytes, keeping their boundaries.
+///
+/// Why: chunks read from a socket are slices of larger read buffers; stored as they are, a
+/// 200-byte chunk could keep a 16 KiB buffer alive. Compacted, a cached byte costs one byte.
+pub fn compact(chunks: &[bytes::Bytes], size: usize) -> Vec<bytes::Bytes> {
+    let mut buffer = bytes::BytesMut::with_capacity(size);
+    let mut bounds = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let start = buffer.len();
+        buffer.extend_from_slice(chunk);
+        bounds.push(start..buffer.len());
+    }
+    let buffer = buffer.freeze();
+    bounds.into_iter().map(|range| buffer.slice(range)).collect()
+}
+
+/// Whether an SSE body carries an error event (Groq's mid-stream error, or groxy's truncation
+/// frame): such a stream is never stored.
+pub fn has_error_event(chunks: &[bytes::Bytes]) -> bool {
+    let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    joined.starts_with(b"data: {\"error\"") || memchr::memmem::find(&joined, b"\ndata: {\"error\"").is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compacting_keeps_bytes_and_boundaries() {
+        let big = bytes::Bytes::from(vec![7u8; 16_384]);
+        let chunks = vec![big.slice(0..3), bytes::Bytes::from_static(b"abcd"), big.slice(100..102)];
+        let compacted = compact(&chunks, 9);
+        assert_eq!(compacted, chunks);
+        assert_eq!(compacted.iter().map(|c| c.len()).collect::<Vec<_>>(), [3, 4, 2]);
+    }
+
+    #[test]
+    fn error_events_are_found_wherever_they_are() {
+        let ok = [bytes::Bytes::from_static(b"data: {\"x\":1}\n\ndata: [DONE]\n\n")];
+        assert!(!has_error_event(&ok));
+        let err = [
+            bytes::Bytes::from_static(b"data: {\"x\":1}\n"),
+            bytes::Bytes::from_static(b"\ndata: {\"error\":{}}\n\n"),
+        ];
+        assert!(has_error_event(&err));
+    }
+}

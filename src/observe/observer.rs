@@ -1,0 +1,297 @@
+//! The observer: what one finished request adds to the metrics, the usage ledger, the dashboard's figures and the access log.
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use super::{
+    access,
+    groq_budget::GroqBudget,
+    ledger::{self, Ledger},
+    metrics::{self, Metrics, ResultLabels},
+    record::{Record, is_api},
+    stats::{self, Stats},
+};
+use crate::{
+    cache::CacheStatus,
+    error::RefusingLimit,
+    relay::{Outcome, usage::Usage},
+};
+
+
+pub struct Observer {
+    pub metrics: Metrics,
+    pub ledger: Ledger,
+    pub stats: Stats,
+    pub groq_budget: GroqBudget,
+    pub started_at: SystemTime,
+}
+
+/// Gauges read at scrape time rather than counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub in_flight: usize,
+    pub connections: usize,
+    pub throttled_addresses: usize,
+    pub limit_scopes: usize,
+    pub verified_keys: usize,
+}
+
+/// What the middleware knows when the response head leaves.
+pub struct Head {
+    pub status: StatusCode,
+    pub at: Instant,
+    pub refused_by: Option<RefusingLimit>,
+    pub stream: bool,
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+impl Observer {
+    pub fn new(per_key_metrics: bool) -> Self {
+        Self {
+            metrics: Metrics::new(per_key_metrics),
+            ledger: Ledger::default(),
+            stats: Stats::default(),
+            groq_budget: GroqBudget::default(),
+            started_at: SystemTime::now(),
+        }
+    }
+
+    /// Token usage Groq reported for a request: counted when it is known, which for a flight
+    /// whose client left may be after that client's access line.
+    pub fn usage(&self, record: &Record, usage: Usage) {
+        let (key, model) = {
+            let mut data = record.data();
+            data.usage = Some(usage);
+            (data.key.clone(), data.model.clone())
+        };
+        let model = self.metrics.models.get(model.as_deref().unwrap_or(""));
+        let m = &self.metrics;
+        for (kind, count) in [("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens)] {
+            m.tokens
+                .get_or_create(&metrics::TokenLabels {
+                    model: model.clone(),
+                    kind,
+                })
+                .inc_by(count);
+        }
+        if let Some(key) = key {
+            if m.per_key {
+                let key = m.keys.get(&key);
+                for (kind, count) in [("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens)] {
+                    m.key_tokens
+                        .get_or_create(&metrics::KeyTokenLabels {
+                            key: key.clone(),
+                            model: model.clone(),
+                            kind,
+                        })
+                        .inc_by(count);
+                }
+            }
+            self.ledger.record(
+                &key,
+                &model,
+                ledger::Event {
+                    usage: Some(usage),
+                    ..ledger::Event::default()
+                },
+            );
+        }
+    }
+
+    /// Called once per request when its response ends, fails, or is abandoned by the client.
+    pub fn finish(&self, record: &Record, head: &Head, end: Outcome) {
+        let now = Instant::now();
+        let latency = now.saturating_duration_since(record.started);
+        let overhead = record.overhead(head.at);
+        let data = record.data();
+        let m = &self.metrics;
+        let route = record.route;
+        let api = is_api(route);
+        let model = data.model.as_deref().map(|name| m.models.get(name));
+        let status = head.status.as_u16();
+        m.requests
+            .get_or_create(&metrics::RequestLabels {
+                route,
+                status,
+                model: model.clone().unwrap_or_else(|| "".into()),
+            })
+            .inc();
+        let route_labels = metrics::RouteLabels { route };
+        m.request_duration
+            .get_or_create(&route_labels)
+            .observe(latency.as_secs_f64());
+        m.overhead.get_or_create(&route_labels).observe(overhead.as_secs_f64());
+        if let Some(cache) = data.cache {
+            m.cache
+                .get_or_create(&metrics::ResultLabels { result: cache.label() })
+                .inc();
+        }
+        if let Some(limit) = head.refused_by {
+            m.rate_limited.get_or_create(&metrics::LimitLabels { limit: limit.label() }).inc();
+        }
+        if let (Some(key), Some(model), "chat_completions") = (&data.key, &model, route) {
+            if m.per_key {
+                m.key_requests
+                    .get_or_create(&metrics::KeyLabels {
+                        key: m.keys.get(key),
+                        model: model.clone(),
+                    })
+                    .inc();
+            }
+            self.ledger.record(
+                key,
+                model,
+                ledger::Event {
+                    request: true,
+                    cached: matches!(data.cache, Some(CacheStatus::Hit | CacheStatus::Coalesced)),
+                    rate_limited: head.refused_by.is_some(),
+                    usage: None,
+                },
+            );
+        }
+        let latency_ms = ms(latency);
+        let overhead_ms = ms(overhead);
+        let upstream_ms = match (data.upstream_sent, data.upstream_ready) {
+            (Some(sent), Some(ready)) => Some(ms(ready.saturating_duration_since(sent))),
+            _ => None,
+        };
+        if api {
+            let now_secs = unix_now();
+            self.stats.add(
+                stats::Sample {
+                    now_secs,
+                    latency_ms,
+                    overhead_ms: Some(overhead_ms),
+                    error: (status >= 400 && status != 429) || end == Outcome::Failed,
+                    rate_limited: status == 429,
+                },
+                Some(stats::Recent {
+                    time: now_secs,
+                    request_id: record.id.clone(),
+                    key: data.key.clone(),
+                    model: data.model.clone(),
+                    route,
+                    status,
+                    latency_ms,
+                    prompt_tokens: data.usage.map(|u| u.prompt_tokens),
+                    completion_tokens: data.usage.map(|u| u.completion_tokens),
+                    cache: data.cache.map(CacheStatus::as_str),
+                    stream: head.stream,
+                }),
+            );
+        }
+        let usage = data.usage;
+        let line = access::Line {
+            request_id: &record.id,
+            method: record.method.as_str(),
+            path: &record.path,
+            route,
+            status,
+            key: data.key.as_deref(),
+            model: data.model.as_deref(),
+            stream: head.stream,
+            cache: data.cache.map(CacheStatus::as_str),
+            latency_ms,
+            overhead_ms,
+            upstream_ms,
+            queued_ms: (!data.queued.is_zero()).then(|| ms(data.queued)),
+            prompt_tokens: usage.map(|u| u.prompt_tokens),
+            completion_tokens: usage.map(|u| u.completion_tokens),
+            upstream_key: data.upstream_key.as_deref(),
+            upstream_status: data.upstream_status,
+            upstream_request_id: data.upstream_request_id.as_deref(),
+            limit: head.refused_by.map(RefusingLimit::label),
+            outcome: end.as_str(),
+        };
+        if access::write_json(&line, api) {
+            return;
+        }
+        macro_rules! access {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "groxy::access",
+                    request_id = line.request_id,
+                    method = line.method,
+                    path = line.path,
+                    route = line.route,
+                    status = line.status,
+                    key = line.key,
+                    model = line.model,
+                    stream = line.stream,
+                    cache = line.cache,
+                    latency_ms = line.latency_ms,
+                    overhead_ms = line.overhead_ms,
+                    upstream_ms = line.upstream_ms,
+                    queued_ms = line.queued_ms,
+                    prompt_tokens = line.prompt_tokens,
+                    completion_tokens = line.completion_tokens,
+                    upstream_key = line.upstream_key,
+                    upstream_status = line.upstream_status,
+                    upstream_request_id = line.upstream_request_id,
+                    limit = line.limit,
+                    outcome = line.outcome,
+                    "request"
+                )
+            };
+        }
+        if api {
+            access!(info);
+        } else {
+            access!(debug);
+        }
+    }
+
+    /// Sets the gauges that are read rather than counted, then renders the exposition.
+    pub fn render_metrics(&self, gauges: Gauges) -> String {
+        let m = &self.metrics;
+        let set = |gauge: &prometheus_client::metrics::gauge::Gauge, value: usize| {
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        };
+        set(&m.in_flight, gauges.in_flight);
+        set(&m.connections, gauges.connections);
+        set(&m.throttled_addresses, gauges.throttled_addresses);
+        set(&m.limit_scopes, gauges.limit_scopes);
+        set(&m.verified_keys, gauges.verified_keys);
+        m.render()
+    }
+
+    /// Counts and logs a reload: what applied and what waits for a restart, or every problem
+    /// of a rejected file.
+    /// `Ok((applied, restart_required))`, or `Err(problems)`.
+    pub fn reloaded(&self, result: Result<(&[&'static str], &[&'static str]), &[String]>) {
+        let outcome = |result| ResultLabels { result };
+        match result {
+            Ok((applied, restart_required)) => {
+                self.metrics.config_reloads.get_or_create(&outcome("applied")).inc();
+                tracing::info!(?applied, ?restart_required, "config reloaded");
+                if !restart_required.is_empty() {
+                    tracing::warn!(
+                        settings = ?restart_required,
+                        "these settings changed but apply only after a restart; the old values stay in effect"
+                    );
+                }
+            }
+            Err(problems) => {
+                self.metrics.config_reloads.get_or_create(&outcome("rejected")).inc();
+                for problem in problems {
+                    tracing::error!(problem = %problem, "config reload rejected; the old config stays in effect");
+                }
+            }
+        }
+    }
+}

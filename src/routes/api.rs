@@ -1,0 +1,122 @@
+//! Every authenticated API route, through the same steps in the same code: the request path of ARCHITECTURE.md, one step a paragraph.
+
+use axum::{Extension, extract::State, response::Response};
+use http::{HeaderMap, HeaderValue, Request};
+use tokio::time::Instant;
+
+use super::table::{self, Endpoint};
+use crate::{
+    auth::Caller,
+    cache::{self, CacheStatus, Controls, Served},
+    error::GatewayError,
+    intake::{self, Intake},
+    limits,
+    observe::{ExchangeTap, RequestRecord},
+    relay::Taps,
+    state::AppState,
+    validate::{self, Rewrites},
+    wire::ratelimit::RateHeaders,
+};
+
+/// `auth` (the route layer) → table → intake → validate → cache lookup → the caller's limits →
+/// cache / coalesce → forward (Groq's budget, upstream, relay) → observe (the taps).
+pub async fn api(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(RequestRecord(record)): Extension<RequestRecord>,
+    request: Request<axum::body::Body>,
+) -> Result<Response, GatewayError> {
+    let route = table::resolve(request.method(), request.uri())?;
+    let config = state.config();
+    let (parts, body) = request.into_parts();
+    let intake = intake::read(route.body, route.endpoint.label(), &parts.headers, body, &config.limits).await?;
+    let (json, upload) = match intake {
+        Intake::Json(bytes) => (Some(bytes), Intake::Empty),
+        other => (None, other),
+    };
+    let catalog = state.catalog().snapshot();
+    let call = validate::check(route.endpoint, json, &config.validation, &config.models.aliases, catalog.as_deref())?;
+    record.set_request(call.model.clone(), call.stream);
+
+    // A stored answer is looked up before admission: a hit counts as a request but reserves
+    // no tokens, since it spends none upstream.
+    let cache = state.cache();
+    let controls = Controls::parse(&parts.headers);
+    let key = cache.key_for(&caller, call.cacheable.as_ref());
+    let stored = match &key {
+        Some(key) => cache.stored(key, &controls).await,
+        None => None,
+    };
+    let reserved = match (&stored, route.endpoint) {
+        (Some(_), _) => 0,
+        (None, Endpoint::ChatCompletions) => {
+            let model_max = catalog
+                .as_deref()
+                .zip(call.model.as_deref())
+                .and_then(|(catalog, model)| catalog.get(model))
+                .map(|model| model.max_completion_tokens);
+            limits::reservation(&config.rate_limits, call.prompt_estimate, call.max_completion, model_max)
+        }
+        // Elsewhere only a cap the request states is reserved; the usage Groq reports settles.
+        (None, _) => call.max_completion.unwrap_or(0),
+    };
+    let admission = state
+        .limiter()
+        .admit(&config.rate_limits, &caller, call.model.as_deref(), reserved)
+        .await
+        .map_err(GatewayError::RateLimited)?;
+    let rate = admission.headers;
+
+    let mut taps = Taps::new();
+    taps.push(ExchangeTap::new(std::sync::Arc::clone(state.observer()), std::sync::Arc::clone(&record)));
+    if caller.upstream_authorization.is_some() {
+        taps.push(cache.verified.tap(caller.partition));
+    }
+    let forward = state.forward(&route, &caller, parts.headers, &call, upload, record.started);
+    let (mut response, status) = match (stored, key) {
+        (Some(entry), _) => {
+            admission.settle(Some(0));
+            (cache::replay(&entry), CacheStatus::Hit)
+        }
+        (None, None) => {
+            taps.push(admission);
+            (forward.send(taps).await?, CacheStatus::Bypass)
+        }
+        (None, Some(key)) => match cache::serve_from_flight(cache, key, &controls)? {
+            Served::Joined(reader) => {
+                // Coalesced: no upstream tokens either; the reservation goes back.
+                admission.settle(Some(0));
+                record.set_cache(CacheStatus::Coalesced);
+                let joined = Instant::now();
+                let response = cache::join(reader).await?;
+                record.waited_on_flight(joined, Instant::now());
+                (response, CacheStatus::Coalesced)
+            }
+            Served::Lead(lead) => {
+                record.set_cache(CacheStatus::Miss);
+                taps.push(admission);
+                (lead.start(forward, taps).await?, CacheStatus::Miss)
+            }
+        },
+    };
+    if call.cacheable.is_some() {
+        record.set_cache(status);
+        response.headers_mut().insert("x-groxy-cache", status.header());
+    }
+    decorate(response.headers_mut(), &rate, &call.rewrites);
+    Ok(response)
+}
+
+/// What the gateway adds to every API answer: the caller's rate-limit state and what
+/// compatibility rewrote.
+fn decorate(headers: &mut HeaderMap, rate: &RateHeaders, rewrites: &Rewrites) {
+    rate.apply(headers);
+    for (name, values) in [("x-groxy-stripped", rewrites.stripped.join(",")), ("x-groxy-mapped", rewrites.mapped.join(","))] {
+        if values.is_empty() {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_str(&values) {
+            headers.insert(name, value);
+        }
+    }
+}
