@@ -14,7 +14,6 @@
 //! - [`validate`]: Groq's request rules, aliases and OpenAI-compatibility rewrites; [`catalog`]: the model list.
 //! - [`limits`] and [`cache`]: client limits and the response cache, in memory or shared between
 //!   replicas through [`redis`] (bounded calls, a circuit breaker, never a failed request).
-//! - [`sim`]: a Groq simulator speaking the real wire format, for tests and benchmarks.
 
 pub mod app;
 pub mod auth;
@@ -31,7 +30,6 @@ pub mod relay;
 pub mod reload;
 pub mod routes;
 pub mod server;
-pub mod sim;
 pub mod sse;
 pub mod telemetry;
 pub mod upstream;

@@ -1,4 +1,4 @@
-//! `groq-sim`: the Groq simulator as a standalone server (flags only; the work is in `groxy::sim`).
+//! `groq-sim`: the Groq simulator as a standalone server (flags only; the work is in the library).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use groxy::sim::{SimBudget, SimConfig, Simulator, faults};
+use groq_sim::{SimBudget, SimConfig, Simulator, faults};
 
 /// A fake Groq API speaking the real wire format, for trying groxy without a Groq key and for
 /// benchmarks.

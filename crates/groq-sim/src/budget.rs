@@ -378,7 +378,7 @@ pub(crate) fn usage_in(body: &[u8]) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::fixtures;
+    use crate::fixtures;
 
     const MINUTE: Duration = Duration::from_secs(60);
     const DAY: Duration = Duration::from_secs(86_400);
