@@ -4,21 +4,22 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them. Cargo reads every workspace member's
-# manifest and refuses one whose targets are missing, so the stage stubs the sources and copies
-# the benches groxy's manifest names. The simulator (crates/groq-sim, a dev-dependency) is never
-# built here: its stub only satisfies the workspace.
+# manifest and refuses a missing one or a declared target it cannot find: the stage copies the
+# manifests and the benches groxy's manifest names, and stubs the sources. The simulator
+# (crates/groq-sim, a dev-dependency) is never built here: its stub only completes the workspace.
 COPY Cargo.toml Cargo.lock ./
+COPY crates/groq-wire/Cargo.toml ./crates/groq-wire/
 COPY crates/groq-sim/Cargo.toml ./crates/groq-sim/
 COPY benches ./benches
-RUN mkdir -p src crates/groq-sim/src \
+RUN mkdir -p src crates/groq-wire/src crates/groq-sim/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
  && echo 'fn main() {}' > crates/groq-sim/src/main.rs \
- && touch crates/groq-sim/src/lib.rs \
+ && touch src/lib.rs crates/groq-wire/src/lib.rs crates/groq-sim/src/lib.rs \
  && cargo build --release --locked -p groxy --bin groxy \
- && rm -rf src
+ && rm -rf src crates/groq-wire/src
+COPY crates/groq-wire/src ./crates/groq-wire/src
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/main.rs src/lib.rs crates/groq-wire/src/lib.rs \
  && cargo build --release --locked -p groxy --bin groxy
 
 FROM debian:bookworm-slim AS runtime

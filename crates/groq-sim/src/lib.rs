@@ -37,7 +37,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use budget::{SimBudget, go_duration};
+pub use budget::SimBudget;
 pub use record::{Outcome, RECORDED_BODY_CAP, Recorded};
 pub use reply::{Reply, SliceMode, Slicing, StreamEnd};
 pub use state::SimConfig;
