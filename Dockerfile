@@ -3,20 +3,24 @@
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-# Dependencies first, so source edits do not rebuild them.
+# Dependencies first, so source edits do not rebuild them. Cargo reads every workspace member's
+# manifest and refuses a missing one or a declared target it cannot find: the stage copies the
+# manifests and the benches groxy's manifest names, and stubs the sources. The simulator
+# (crates/groq-sim, a dev-dependency) is never built here: its stub only completes the workspace.
 COPY Cargo.toml Cargo.lock ./
-# The manifest names the benches, and cargo refuses a manifest whose targets are missing.
+COPY crates/groq-wire/Cargo.toml ./crates/groq-wire/
+COPY crates/groq-sim/Cargo.toml ./crates/groq-sim/
 COPY benches ./benches
-RUN mkdir -p src/bin \
+RUN mkdir -p src crates/groq-wire/src crates/groq-sim/src \
  && echo 'fn main() {}' > src/main.rs \
- && echo 'fn main() {}' > src/bin/groq-sim.rs \
- && touch src/lib.rs \
- && cargo build --release --locked \
- && rm -rf src
+ && echo 'fn main() {}' > crates/groq-sim/src/main.rs \
+ && touch src/lib.rs crates/groq-wire/src/lib.rs crates/groq-sim/src/lib.rs \
+ && cargo build --release --locked -p groxy --bin groxy \
+ && rm -rf src crates/groq-wire/src
+COPY crates/groq-wire/src ./crates/groq-wire/src
 COPY src ./src
-COPY tests/fixtures ./tests/fixtures
-RUN touch src/main.rs src/lib.rs src/bin/groq-sim.rs \
- && cargo build --release --locked --bin groxy --bin groq-sim
+RUN touch src/main.rs src/lib.rs crates/groq-wire/src/lib.rs \
+ && cargo build --release --locked -p groxy --bin groxy
 
 FROM debian:bookworm-slim AS runtime
 # ca-certificates: rustls verifies Groq's certificate against the system roots.
@@ -26,7 +30,6 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home groxy
 COPY --from=build /src/target/release/groxy /usr/local/bin/groxy
-COPY --from=build /src/target/release/groq-sim /usr/local/bin/groq-sim
 COPY config/groxy.example.toml /etc/groxy/groxy.example.toml
 USER groxy
 ENV GROXY_LISTEN=0.0.0.0:8080 \

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use groq_sim::{SimConfig, Simulator};
 use groxy::{
     Config,
     config::{CacheMode, Secret},
-    sim::{SimConfig, Simulator},
 };
 
 fn median(samples: &mut [Duration]) -> Duration {

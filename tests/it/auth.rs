@@ -7,7 +7,7 @@ use crate::support::*;
 const GROQ_401: &str =
     r#"{"error":{"message":"Invalid API Key","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
 
-fn keys_config(sim: &groxy::sim::Simulator, keys: &[(&str, &str)]) -> groxy::Config {
+fn keys_config(sim: &groq_sim::Simulator, keys: &[(&str, &str)]) -> groxy::Config {
     let mut config = config_for(sim);
     with_client_keys(&mut config, keys);
     config
@@ -92,7 +92,7 @@ async fn repeated_failures_from_one_address_are_throttled() {
 #[tokio::test]
 async fn passthrough_forwards_the_callers_own_groq_key() {
     // The simulator accepts any key here and records which one it got.
-    let sim = groxy::sim::Simulator::start(groxy::sim::SimConfig::default())
+    let sim = groq_sim::Simulator::start(groq_sim::SimConfig::default())
         .await
         .expect("sim");
     let mut config = config_for(&sim);

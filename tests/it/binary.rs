@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use groxy::sim::{Reply, Slicing, StreamEnd, fixtures};
+use groq_sim::{Reply, Slicing, StreamEnd, fixtures};
 
 use crate::support::*;
 

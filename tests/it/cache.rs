@@ -3,10 +3,8 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use groxy::{
-    config::{CacheMode, LimitSet},
-    sim::{Reply, SimConfig, Simulator, SliceMode, Slicing, StreamEnd, fixtures},
-};
+use groq_sim::{Reply, SimConfig, Simulator, SliceMode, Slicing, StreamEnd, fixtures};
+use groxy::config::{CacheMode, LimitSet};
 
 use crate::support::*;
 
@@ -206,7 +204,7 @@ async fn when_the_first_client_leaves_the_others_still_get_everything() {
     drop(leader);
     assert_eq!(joiner.bytes().await.expect("body"), fixture);
     assert_eq!(call_count(&sim), 1);
-    assert!(matches!(last_request(&sim).outcome, groxy::sim::Outcome::Completed));
+    assert!(matches!(last_request(&sim).outcome, groq_sim::Outcome::Completed));
     assert_eq!(send(&gw, det(true), &[]).await.0, "HIT", "and it was stored");
 }
 

@@ -2,14 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use groxy::sim::{Outcome, Reply, SimConfig, Slicing, StreamEnd, fixtures};
+use groq_sim::{Outcome, Reply, SimConfig, Slicing, StreamEnd, fixtures};
 
 use crate::support::*;
 
 /// Sends a request, drops the client at `hang_up_after`, and returns how long after the hang-up
 /// the simulator saw its caller go away.
 async fn cancellation_latency(
-    sim: &groxy::sim::Simulator,
+    sim: &groq_sim::Simulator,
     gw: &Gateway,
     stream: bool,
     hang_up_after: Duration,

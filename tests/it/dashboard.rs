@@ -2,10 +2,10 @@
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
+use groq_sim::{Reply, fixtures};
 use groxy::{
     auth::{hex, sha256},
     config::LimitSet,
-    sim::{Reply, fixtures},
 };
 
 use crate::support::*;

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use groxy::{
-    config::HumanDuration,
-    sim::{Reply, fixtures},
-};
+use groq_sim::{Reply, fixtures};
+use groxy::config::HumanDuration;
 
 use crate::support::*;
 
@@ -117,11 +115,11 @@ async fn no_headers_by_the_first_byte_deadline_is_a_504() {
     // A stream whose headers come at once but whose first event never does: also 504.
     sim.push(Reply::Stream {
         body: fixtures::stream("content"),
-        slicing: groxy::sim::Slicing {
+        slicing: groq_sim::Slicing {
             first_delay: Duration::from_secs(30),
             ..Default::default()
         },
-        end: groxy::sim::StreamEnd::Complete,
+        end: groq_sim::StreamEnd::Complete,
     });
     let response = post_chat(&gw, chat_body(true)).await;
     assert_eq!(response.status(), 504);

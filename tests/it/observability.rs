@@ -3,10 +3,10 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use groq_sim::{Reply, SimConfig, Simulator, Slicing, StreamEnd, fixtures};
 use groxy::{
     auth::{hex, sha256},
     config::LimitSet,
-    sim::{Reply, SimConfig, Simulator, Slicing, StreamEnd, fixtures},
 };
 
 use crate::{process::*, support::*};
@@ -419,7 +419,7 @@ fn slow_stream() -> Reply {
         slicing: Slicing {
             first_delay: Duration::ZERO,
             pause: Duration::from_millis(50),
-            mode: groxy::sim::SliceMode::PerFrame,
+            mode: groq_sim::SliceMode::PerFrame,
         },
         end: StreamEnd::Complete,
     }

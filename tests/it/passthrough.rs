@@ -1,6 +1,6 @@
 //! Non-streaming chat, models and the streamed pass-through routes: bodies, statuses and headers as Groq sent them.
 
-use groxy::sim::fixtures;
+use groq_sim::fixtures;
 
 use crate::support::*;
 

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use groxy::{
-    config::{LimitSet, Secret},
-    sim::{Reply, SimConfig, Simulator, Slicing, StreamEnd, fixtures},
-};
+use groq_sim::{Reply, SimConfig, Simulator, Slicing, StreamEnd, fixtures};
+use groxy::config::{LimitSet, Secret};
 
 use crate::support::*;
 
@@ -181,7 +179,7 @@ async fn warm_up_then_burst(gw: &Gateway, burst: usize) -> Vec<u16> {
 
 #[tokio::test]
 async fn a_burst_waits_for_groqs_reset_instead_of_causing_429s() {
-    let budget = groxy::sim::SimBudget {
+    let budget = groq_sim::SimBudget {
         requests: 5,
         request_window: Duration::from_secs(2),
         tokens: 1_000_000,
@@ -227,7 +225,7 @@ async fn a_burst_waits_for_groqs_reset_instead_of_causing_429s() {
 
 #[tokio::test]
 async fn when_waiting_cannot_help_the_429_comes_at_once_with_groqs_reset() {
-    let budget = groxy::sim::SimBudget {
+    let budget = groq_sim::SimBudget {
         requests: 1,
         request_window: Duration::from_secs(3600),
         tokens: 1_000_000,

@@ -3,10 +3,10 @@
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use groq_sim::{Reply, SimConfig, Simulator, SliceMode, Slicing, StreamEnd, fixtures};
 use groxy::{
     Config,
     config::{HumanDuration, LimitSet, RedisUrl},
-    sim::{Reply, SimConfig, Simulator, SliceMode, Slicing, StreamEnd, fixtures},
 };
 
 use crate::{redis_server::RedisServer, support::*};
@@ -304,7 +304,7 @@ async fn assert_shared_again(a: &Gateway, b: &Gateway, who: &str) {
 /// groxy hold requests back under load (the fixture headers' 1,000 requests would).
 async fn roomy_sim() -> Simulator {
     sim_with(SimConfig {
-        budget: Some(groxy::sim::SimBudget {
+        budget: Some(groq_sim::SimBudget {
             requests: 1_000_000_000,
             request_window: Duration::from_secs(60),
             tokens: 1_000_000_000_000,
@@ -463,7 +463,7 @@ async fn groxy_starts_and_serves_with_redis_down() {
 async fn groqs_budget_seen_by_one_replica_holds_the_other_back() {
     let redis = RedisServer::start();
     let sim = sim_with(SimConfig {
-        budget: Some(groxy::sim::SimBudget {
+        budget: Some(groq_sim::SimBudget {
             requests: 2,
             request_window: Duration::from_secs(3),
             tokens: 1_000_000,

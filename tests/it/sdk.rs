@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use groxy::sim::SimConfig;
+use groq_sim::SimConfig;
 
 use crate::support::*;
 

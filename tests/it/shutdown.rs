@@ -2,10 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use groxy::{
-    config::HumanDuration,
-    sim::{Reply, Slicing, StreamEnd, fixtures},
-};
+use groq_sim::{Reply, Slicing, StreamEnd, fixtures};
+use groxy::config::HumanDuration;
 
 use crate::support::*;
 

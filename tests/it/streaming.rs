@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use groxy::sim::{Reply, SliceMode, Slicing, StreamEnd, fixtures};
+use groq_sim::{Reply, SliceMode, Slicing, StreamEnd, fixtures};
 
 use crate::support::*;
 

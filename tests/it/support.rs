@@ -6,10 +6,10 @@ use std::{
 };
 
 use futures_util::StreamExt;
+use groq_sim::{Outcome, Recorded, SimConfig, Simulator};
 use groxy::{
     Config,
     config::{HumanDuration, Secret},
-    sim::{Outcome, Recorded, SimConfig, Simulator},
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 

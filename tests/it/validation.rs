@@ -644,7 +644,7 @@ async fn wrong_content_type_is_a_415() {
 #[tokio::test]
 async fn without_a_catalogue_model_checks_are_skipped_not_failed() {
     // The simulator expects another key, so groxy's catalogue fetch gets 401 and never loads.
-    let sim = groxy::sim::Simulator::start(groxy::sim::SimConfig {
+    let sim = groq_sim::Simulator::start(groq_sim::SimConfig {
         api_key: Some("gsk_some_other_key".into()),
         ..Default::default()
     })

@@ -1,4 +1,4 @@
-//! `groq-sim`: the Groq simulator as a standalone server (flags only; the work is in `groxy::sim`).
+//! `groq-sim`: the Groq simulator as a standalone server (flags only; the work is in the library).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use groxy::sim::{SimBudget, SimConfig, Simulator, faults};
+use groq_sim::{SimBudget, SimConfig, Simulator, faults};
 
 /// A fake Groq API speaking the real wire format, for trying groxy without a Groq key and for
 /// benchmarks.
@@ -132,57 +132,12 @@ fn run(args: Args) -> Result<(), String> {
     })
 }
 
-/// A Go duration such as `24h`, `1m30s`, `1.5s` or `500ms` (units `h`, `m`, `s`, `ms`, `us`,
-/// `µs`, `ns`); a window must be positive.
+/// A window: a positive Go duration such as `24h`, `1m30s`, `1.5s` or `500ms` (units `h`, `m`,
+/// `s`, `ms`, `us`, `µs`, `ns`).
 fn parse_window(text: &str) -> Result<Duration, String> {
-    let bad = || format!("expected a positive Go duration such as 24h, 1m, 90s or 1h30m, got {text:?}");
-    const UNITS: &[(&str, u128)] = &[
-        ("ns", 1),
-        ("us", 1_000),
-        ("µs", 1_000),
-        ("ms", 1_000_000),
-        ("s", 1_000_000_000),
-        ("m", 60_000_000_000),
-        ("h", 3_600_000_000_000),
-    ];
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut nanos: u128 = 0;
-    while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let (number, tail) = rest.split_at(end);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let scale = UNITS.iter().find(|(u, _)| *u == unit).ok_or_else(bad)?.1;
-        let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && frac.is_empty() || frac.len() > 18 {
-            return Err(bad());
-        }
-        let parse = |digits: &str| {
-            if digits.is_empty() {
-                Ok(0)
-            } else {
-                digits.parse::<u128>()
-            }
-        };
-        let (whole, frac_value) = (parse(whole).map_err(|_| bad())?, parse(frac).map_err(|_| bad())?);
-        let frac_nanos = frac_value * scale / 10u128.pow(frac.len() as u32);
-        nanos = whole
-            .checked_mul(scale)
-            .and_then(|n| n.checked_add(frac_nanos))
-            .and_then(|n| nanos.checked_add(n))
-            .ok_or_else(bad)?;
-        rest = tail;
-    }
-    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| bad())?;
-    let total = Duration::new(secs, (nanos % 1_000_000_000) as u32);
-    if total.is_zero() { Err(bad()) } else { Ok(total) }
+    groq_wire::duration::parse(text)
+        .filter(|window| !window.is_zero())
+        .ok_or_else(|| format!("expected a positive Go duration such as 24h, 1m, 90s or 1h30m, got {text:?}"))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.

@@ -1,8 +1,9 @@
 //! A Groq simulator: Groq's wire format, realistic pacing, injected faults, and a log of requests.
 //!
-//! Tests start it in-process on port 0 ([`Simulator::start`]) and script it with
-//! [`Simulator::push`]; the `groq-sim` binary and the benchmark run [`Simulator::serve`] and pick
-//! faults per request with the `x-sim-reply` header ([`faults::HELP`]).
+//! groxy's tests start it in-process on port 0 ([`Simulator::start`]) and script it with
+//! [`Simulator::push`]; the `groq-sim` binary (`cargo run --release -p groq-sim`) and the
+//! benchmark run [`Simulator::serve`] and pick faults per request with the `x-sim-reply` header
+//! ([`faults::HELP`]).
 //!
 //! Routes (under `/openai/v1/` and `/v1/`): `POST chat/completions` (JSON, or SSE when the body
 //! says `"stream": true`), `GET models`, `GET models/{id}`, an echo for the upload, file, batch
@@ -36,7 +37,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use budget::{SimBudget, go_duration};
+pub use budget::SimBudget;
 pub use record::{Outcome, RECORDED_BODY_CAP, Recorded};
 pub use reply::{Reply, SliceMode, Slicing, StreamEnd};
 pub use state::SimConfig;

@@ -10,6 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use groq_wire::ratelimit;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -177,16 +178,16 @@ impl Budgets {
 impl Limits {
     /// Sets the six `x-ratelimit-*` headers, replacing any already there.
     pub(crate) fn write_headers(&self, headers: &mut HeaderMap) {
-        headers.insert("x-ratelimit-limit-requests", HeaderValue::from(self.requests));
-        headers.insert("x-ratelimit-limit-tokens", HeaderValue::from(self.tokens));
+        headers.insert(ratelimit::LIMIT_REQUESTS, HeaderValue::from(self.requests));
+        headers.insert(ratelimit::LIMIT_TOKENS, HeaderValue::from(self.tokens));
         headers.insert(
-            "x-ratelimit-remaining-requests",
+            ratelimit::REMAINING_REQUESTS,
             HeaderValue::from(self.remaining_requests),
         );
-        headers.insert("x-ratelimit-remaining-tokens", HeaderValue::from(self.remaining_tokens));
+        headers.insert(ratelimit::REMAINING_TOKENS, HeaderValue::from(self.remaining_tokens));
         for (name, reset) in [
-            ("x-ratelimit-reset-requests", self.reset_requests),
-            ("x-ratelimit-reset-tokens", self.reset_tokens),
+            (ratelimit::RESET_REQUESTS, self.reset_requests),
+            (ratelimit::RESET_TOKENS, self.reset_tokens),
         ] {
             if let Ok(value) = HeaderValue::from_str(&reset_text(reset)) {
                 headers.insert(name, value);
@@ -272,49 +273,10 @@ pub(crate) fn reset_text(d: Duration) -> String {
     };
     let ns = d.as_nanos();
     let rounded = ns.div_ceil(step) * step;
-    go_duration(Duration::new(
+    groq_wire::duration::format(Duration::new(
         u64::try_from(rounded / 1_000_000_000).unwrap_or(u64::MAX),
         (rounded % 1_000_000_000) as u32,
     ))
-}
-
-/// `d` as Go's `time.Duration.String()` prints it: `0s`, `100ns`, `1.5µs`, `285ms`, `18.06s`,
-/// `2m59.56s`, `1h4m48s`, `1h0m0s` (hours and minutes appear once a larger unit does).
-pub fn go_duration(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns == 0 {
-        return "0s".to_owned();
-    }
-    if ns < 1_000_000_000 {
-        let (scale, unit) = match ns {
-            0..1_000 => (1, "ns"),
-            1_000..1_000_000 => (1_000, "µs"),
-            _ => (1_000_000, "ms"),
-        };
-        return format!("{}{unit}", decimal(ns, scale));
-    }
-    let secs = ns / 1_000_000_000;
-    let (hours, minutes) = (secs / 3600, secs / 60 % 60);
-    let mut out = String::new();
-    if hours > 0 {
-        let _ = write!(out, "{hours}h{minutes}m");
-    } else if minutes > 0 {
-        let _ = write!(out, "{minutes}m");
-    }
-    out.push_str(&decimal(ns % 60_000_000_000, 1_000_000_000));
-    out.push('s');
-    out
-}
-
-/// `v / scale` in decimal, without trailing zeros (nor a point for whole numbers).
-fn decimal(v: u128, scale: u128) -> String {
-    let (whole, frac) = (v / scale, v % scale);
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let width = scale.ilog10() as usize;
-    let digits = format!("{frac:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
 /// Prompt and completion tokens, as a response's `usage` reports them.
@@ -378,7 +340,7 @@ pub(crate) fn usage_in(body: &[u8]) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::fixtures;
+    use crate::fixtures;
 
     const MINUTE: Duration = Duration::from_secs(60);
     const DAY: Duration = Duration::from_secs(86_400);
@@ -394,32 +356,6 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
-    }
-
-    #[test]
-    fn go_durations() {
-        let cases = [
-            (Duration::ZERO, "0s"),
-            (Duration::from_nanos(100), "100ns"),
-            (Duration::from_nanos(1_500), "1.5µs"),
-            (ms(285), "285ms"),
-            (Duration::from_micros(1_250), "1.25ms"),
-            (ms(999), "999ms"),
-            (Duration::from_secs(1), "1s"),
-            (ms(7_660), "7.66s"),
-            (ms(18_060), "18.06s"),
-            (ms(179_560), "2m59.56s"),
-            (ms(1_641_600), "27m21.6s"),
-            (Duration::from_secs(60), "1m0s"),
-            (Duration::from_secs(3_888), "1h4m48s"),
-            (Duration::from_secs(3_600), "1h0m0s"),
-            (Duration::from_secs(86_400), "24h0m0s"),
-            (Duration::new(1, 1), "1.000000001s"),
-            (Duration::new(3_601, 500_000_000), "1h0m1.5s"),
-        ];
-        for (d, want) in cases {
-            assert_eq!(go_duration(d), want, "{d:?}");
-        }
     }
 
     #[test]

@@ -165,7 +165,7 @@ pub(crate) fn first_events(body: &Bytes, n: usize) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::fixtures;
+    use crate::fixtures;
 
     fn cut(body: &Bytes, mode: SliceMode) -> Vec<Bytes> {
         Slicer::new(body.clone(), mode).collect()

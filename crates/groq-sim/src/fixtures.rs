@@ -1,7 +1,8 @@
 //! Groq's captured wire fixtures, embedded in the binary and parsed once.
 //!
-//! The files live in `tests/fixtures/groq/` and are compiled in with `include_bytes!`, so the
-//! simulator needs nothing on disk at run time and every reply is a cheap `Bytes` clone.
+//! The files live in the repository's `tests/fixtures/groq/` (groxy's tests read them too) and
+//! are compiled in with `include_bytes!`, so the simulator needs nothing on disk at run time and
+//! every reply is a cheap `Bytes` clone.
 
 use std::sync::LazyLock;
 
@@ -13,7 +14,7 @@ use super::reply::Reply;
 
 macro_rules! fixture {
     ($file:literal) => {
-        include_bytes!(concat!("../../tests/fixtures/groq/", $file))
+        include_bytes!(concat!("../../../tests/fixtures/groq/", $file))
     };
 }
 

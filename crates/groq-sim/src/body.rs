@@ -234,7 +234,7 @@ impl Body for SimBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::reply::SliceMode;
+    use crate::reply::SliceMode;
 
     fn drain(mut units: Units) -> Vec<u8> {
         let mut out = Vec::new();
@@ -257,7 +257,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn paced_stream_waits_between_slices() {
-        let body = crate::sim::fixtures::stream("include-usage");
+        let body = crate::fixtures::stream("include-usage");
         let units = Units::Slices(Slicer::new(body.clone(), SliceMode::PerFrame));
         let mut paced = Paced::new(
             units,
