@@ -3,6 +3,15 @@
 //!
 //! `cargo bench --bench cache_hit`. Under `cargo test` it runs a few iterations as a smoke test.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test or benchmark: failing loudly and printing results is its job"
+)]
+
 use std::time::{Duration, Instant};
 
 use groq_sim::{SimConfig, Simulator};

@@ -5,6 +5,15 @@
 //! and prints the latency of `Limits::admit` (the part on the request path; the settlement
 //! runs in the background). Under `cargo test` it runs 200 of each as a smoke test.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test or benchmark: failing loudly and printing results is its job"
+)]
+
 use std::{
     net::TcpListener,
     path::PathBuf,

@@ -2,6 +2,15 @@
 //!
 //! `cargo bench --bench validation`. Under `cargo test` each benchmark runs once as a smoke test.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test or benchmark: failing loudly and printing results is its job"
+)]
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;

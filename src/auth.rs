@@ -2,13 +2,13 @@
 
 use std::{collections::HashMap, net::IpAddr, num::NonZeroU32, sync::Arc};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use http::{HeaderMap, HeaderValue, header};
 use crate::{
     config::{AuthConfig, AuthMode},
     digest::{hex, same, sha256, unhex},
     error::GatewayError,
 };
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::{HeaderMap, HeaderValue, header};
 
 /// The identity a request runs under, put in the request's extensions by the auth layer.
 #[derive(Debug, Clone)]
@@ -82,10 +82,6 @@ impl Authenticator {
             anonymous: "anonymous".into(),
             failures: RateLimiter::keyed(Quota::per_minute(per_minute)),
         }
-    }
-
-    pub fn mode(&self) -> AuthMode {
-        self.mode
     }
 
     /// The caller, or the error to answer with. `peer` is the client's address, used to throttle

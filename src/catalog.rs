@@ -130,9 +130,6 @@ impl CatalogCache {
         }
     }
 
-    /// Fetches now, then every `refresh_interval`; after a failure retries sooner (with a cap),
-    /// keeping the last good catalogue.
-
     /// How often the catalogue is refreshed once loaded.
     pub fn refresh_interval(&self) -> Duration {
         self.refresh_interval

@@ -29,13 +29,21 @@ pub async fn read(
         BodyKind::Empty if has_body(headers) => Err(GatewayError::BodyNotAllowed { endpoint }),
         BodyKind::Empty => Ok(Intake::Empty),
         BodyKind::Json => {
-            check_content_type(headers, |essence| {
-                essence == "application/json" || essence.ends_with("+json")
-            }, "application/json")?;
-            Ok(Intake::Json(read_limited(body, headers, limits.chat_body.as_usize()).await?))
+            check_content_type(
+                headers,
+                |essence| essence == "application/json" || essence.ends_with("+json"),
+                "application/json",
+            )?;
+            Ok(Intake::Json(
+                read_limited(body, headers, limits.chat_body.as_usize()).await?,
+            ))
         }
         BodyKind::Multipart => {
-            check_content_type(headers, |essence| essence == "multipart/form-data", "multipart/form-data")?;
+            check_content_type(
+                headers,
+                |essence| essence == "multipart/form-data",
+                "multipart/form-data",
+            )?;
             let stream = stream_limited(body, headers, limits.upload_body.as_usize())?;
             Ok(Intake::Streamed(reqwest::Body::wrap_stream(stream)))
         }

@@ -4,8 +4,8 @@ use std::{collections::HashMap, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use groxy::{
-    config::{Config, env},
     ConfigSource,
+    config::{Config, env},
 };
 
 #[derive(Parser)]
@@ -77,6 +77,11 @@ fn environment() -> HashMap<String, String> {
         .collect()
 }
 
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command line's own output (keys, check-config, start-up failures before logging exists)"
+)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let vars = environment();

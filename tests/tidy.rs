@@ -7,6 +7,15 @@
 //! `use`s brings in, resolved to the deepest module that is a file. `mod x;` is not an edge;
 //! comments, literals, `#[cfg(test)]` items and files declared under `#[cfg(test)]` are skipped.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test or benchmark: failing loudly and printing results is its job"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

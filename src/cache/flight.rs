@@ -295,14 +295,6 @@ impl Flights {
             map.remove(key);
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A fresh flight is always open; this only keeps the signature total without a panic.

@@ -22,7 +22,6 @@ pub mod tier;
 mod verified;
 
 pub use controls::Controls;
-pub use drive::{Lead, Served, join, serve_from_flight};
-pub use key::CacheKey;
+pub use drive::{Served, join, serve_from_flight};
 pub use policy::Cache;
 pub use replay::{CacheStatus, replay};

@@ -23,8 +23,6 @@ pub enum CacheStatus {
 }
 
 impl CacheStatus {
-    pub const ALL: [CacheStatus; 4] = [CacheStatus::Hit, CacheStatus::Miss, CacheStatus::Coalesced, CacheStatus::Bypass];
-
     /// The `x-groxy-cache` header value (and the access line's).
     pub fn as_str(self) -> &'static str {
         match self {

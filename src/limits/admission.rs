@@ -59,7 +59,10 @@ impl Admission {
 /// complete success with the tokens Groq reported, anything else with nothing used.
 impl Tap for Admission {
     fn end(&mut self, report: &Report) {
-        let used = match (report.outcome, StatusCode::from_u16(report.status).map(|s| s.is_success())) {
+        let used = match (
+            report.outcome,
+            StatusCode::from_u16(report.status).map(|s| s.is_success()),
+        ) {
             (Outcome::Complete, Ok(true)) => report.usage.map(|u| u.total_tokens),
             _ => None,
         };
@@ -72,4 +75,3 @@ impl Drop for Admission {
         self.finish(None);
     }
 }
-

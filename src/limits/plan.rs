@@ -112,4 +112,3 @@ pub fn reservation(
     let completion = model_max.map_or(completion, |max| completion.min(max));
     prompt_estimate.saturating_add(completion)
 }
-

@@ -3,7 +3,10 @@
 use futures_util::FutureExt;
 
 use super::*;
-use crate::config::{LimitSet, Preset};
+use crate::{
+    config::{LimitSet, Preset},
+    error::{Kind, Window},
+};
 
 fn caller(name: &str) -> Caller {
     Caller {
@@ -83,7 +86,7 @@ fn the_local_share_divides_every_limit_rounding_up() {
         },
         ..RateLimitsConfig::default()
     };
-    let plan = Plan::new(&config, &caller("alice"), "m").local_share(2);
+    let plan = Plan::new(&config, &caller("alice"), Some("m")).local_share(2);
     let set = plan.scopes[0].set;
     assert_eq!(
         (

@@ -20,5 +20,5 @@ mod stats;
 pub use exchange::ExchangeTap;
 pub use layer::observe_request;
 pub use observer::{Gauges, Observer};
-pub use record::{Record, RequestRecord};
+pub use record::RequestRecord;
 pub use report::{stats_document, usage_document};

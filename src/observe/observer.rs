@@ -1,11 +1,8 @@
 //! The observer: what one finished request adds to the metrics, the usage ledger, the dashboard's figures and the access log.
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use tokio::time::Instant;
 
 use super::{
@@ -21,7 +18,6 @@ use crate::{
     error::RefusingLimit,
     relay::{Outcome, usage::Usage},
 };
-
 
 pub struct Observer {
     pub metrics: Metrics,
@@ -142,7 +138,9 @@ impl Observer {
                 .inc();
         }
         if let Some(limit) = head.refused_by {
-            m.rate_limited.get_or_create(&metrics::LimitLabels { limit: limit.label() }).inc();
+            m.rate_limited
+                .get_or_create(&metrics::LimitLabels { limit: limit.label() })
+                .inc();
         }
         if let (Some(key), Some(model), "chat_completions") = (&data.key, &model, route) {
             if m.per_key {

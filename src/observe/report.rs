@@ -31,18 +31,14 @@ pub fn stats_document(observer: &Observer, gauges: Gauges) -> Value {
     let now = unix_now();
     let (series, latency, recent) = observer.stats.snapshot(now);
     let m = &observer.metrics;
-    let cache_count =
-        |result: &'static str| -> u64 { m.cache.get_or_create(&metrics::ResultLabels { result }).get() };
+    let cache_count = |result: &'static str| -> u64 { m.cache.get_or_create(&metrics::ResultLabels { result }).get() };
     let hits = cache_count("hit");
     let misses = cache_count("miss");
     let limits = RefusingLimit::ALL.map(RefusingLimit::label);
     let mut by_limit = serde_json::Map::new();
     let mut limited_total = 0;
     for limit in limits {
-        let n = m
-            .rate_limited
-            .get_or_create(&metrics::LimitLabels { limit })
-            .get();
+        let n = m.rate_limited.get_or_create(&metrics::LimitLabels { limit }).get();
         if n > 0 {
             by_limit.insert(limit.to_owned(), n.into());
         }
@@ -102,4 +98,3 @@ pub fn stats_document(observer: &Observer, gauges: Gauges) -> Value {
         "recent": recent,
     })
 }
-

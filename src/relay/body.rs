@@ -10,8 +10,8 @@ use futures_util::{FutureExt, Stream, future::BoxFuture};
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::tap::{Outcome, Taps};
 use super::deadlines::Deadlines;
+use super::tap::{Outcome, Taps};
 use crate::{error::GatewayError, wire::sse::BoundaryTracker};
 
 /// How a failure after the first byte is shown to the client.

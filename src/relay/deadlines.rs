@@ -20,4 +20,3 @@ impl Deadlines {
         self.first_byte.saturating_duration_since(started).as_secs().max(1)
     }
 }
-

@@ -138,12 +138,15 @@ impl Drop for Taps {
 }
 
 /// A tap made of one closure run at the end.
+#[cfg(test)]
 pub struct OnEnd<F: FnOnce(&Report) + Send + 'static>(Option<F>);
 
+#[cfg(test)]
 pub fn on_end<F: FnOnce(&Report) + Send + 'static>(f: F) -> OnEnd<F> {
     OnEnd(Some(f))
 }
 
+#[cfg(test)]
 impl<F: FnOnce(&Report) + Send + 'static> Tap for OnEnd<F> {
     fn end(&mut self, report: &Report) {
         if let Some(f) = self.0.take() {

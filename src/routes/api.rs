@@ -35,7 +35,13 @@ pub async fn api(
         other => (None, other),
     };
     let catalog = state.catalog().snapshot();
-    let call = validate::check(route.endpoint, json, &config.validation, &config.models.aliases, catalog.as_deref())?;
+    let call = validate::check(
+        route.endpoint,
+        json,
+        &config.validation,
+        &config.models.aliases,
+        catalog.as_deref(),
+    )?;
     record.set_request(call.model.clone(), call.stream);
 
     // A stored answer is looked up before admission: a hit counts as a request but reserves
@@ -55,7 +61,12 @@ pub async fn api(
                 .zip(call.model.as_deref())
                 .and_then(|(catalog, model)| catalog.get(model))
                 .map(|model| model.max_completion_tokens);
-            limits::reservation(&config.rate_limits, call.prompt_estimate, call.max_completion, model_max)
+            limits::reservation(
+                &config.rate_limits,
+                call.prompt_estimate,
+                call.max_completion,
+                model_max,
+            )
         }
         // Elsewhere only a cap the request states is reserved; the usage Groq reports settles.
         (None, _) => call.max_completion.unwrap_or(0),
@@ -68,7 +79,10 @@ pub async fn api(
     let rate = admission.headers;
 
     let mut taps = Taps::new();
-    taps.push(ExchangeTap::new(std::sync::Arc::clone(state.observer()), std::sync::Arc::clone(&record)));
+    taps.push(ExchangeTap::new(
+        std::sync::Arc::clone(state.observer()),
+        std::sync::Arc::clone(&record),
+    ));
     if caller.upstream_authorization.is_some() {
         taps.push(cache.verified.tap(caller.partition));
     }
@@ -111,7 +125,10 @@ pub async fn api(
 /// compatibility rewrote.
 fn decorate(headers: &mut HeaderMap, rate: &RateHeaders, rewrites: &Rewrites) {
     rate.apply(headers);
-    for (name, values) in [("x-groxy-stripped", rewrites.stripped.join(",")), ("x-groxy-mapped", rewrites.mapped.join(","))] {
+    for (name, values) in [
+        ("x-groxy-stripped", rewrites.stripped.join(",")),
+        ("x-groxy-mapped", rewrites.mapped.join(",")),
+    ] {
         if values.is_empty() {
             continue;
         }

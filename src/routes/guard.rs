@@ -66,4 +66,3 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     runtime.auth.admin_failed(peer).into_response()
 }
-

@@ -60,12 +60,27 @@ enum Part {
 
 use Part::{Id, Literal as L, ModelId};
 
-/// Groq's API surface: pattern, endpoint, and for each method Groq defines, the body it takes.
-const TABLE: &[(&[Part], Endpoint, &[(Method, BodyKind)])] = &[
-    (&[L("chat"), L("completions")], Endpoint::ChatCompletions, &[(Method::POST, BodyKind::Json)]),
-    (&[L("responses")], Endpoint::Responses, &[(Method::POST, BodyKind::Json)]),
+/// For each method Groq defines on a path, the body it takes.
+type Methods = &'static [(Method, BodyKind)];
+
+/// Groq's API surface: pattern, endpoint, methods.
+const TABLE: &[(&[Part], Endpoint, Methods)] = &[
+    (
+        &[L("chat"), L("completions")],
+        Endpoint::ChatCompletions,
+        &[(Method::POST, BodyKind::Json)],
+    ),
+    (
+        &[L("responses")],
+        Endpoint::Responses,
+        &[(Method::POST, BodyKind::Json)],
+    ),
     (&[L("models")], Endpoint::Models, &[(Method::GET, BodyKind::Empty)]),
-    (&[L("models"), ModelId], Endpoint::Model, &[(Method::GET, BodyKind::Empty)]),
+    (
+        &[L("models"), ModelId],
+        Endpoint::Model,
+        &[(Method::GET, BodyKind::Empty)],
+    ),
     (
         &[L("audio"), L("transcriptions")],
         Endpoint::AudioTranscriptions,
@@ -76,7 +91,11 @@ const TABLE: &[(&[Part], Endpoint, &[(Method, BodyKind)])] = &[
         Endpoint::AudioTranslations,
         &[(Method::POST, BodyKind::Multipart)],
     ),
-    (&[L("audio"), L("speech")], Endpoint::AudioSpeech, &[(Method::POST, BodyKind::Json)]),
+    (
+        &[L("audio"), L("speech")],
+        Endpoint::AudioSpeech,
+        &[(Method::POST, BodyKind::Json)],
+    ),
     (
         &[L("files")],
         Endpoint::Files,
@@ -87,14 +106,22 @@ const TABLE: &[(&[Part], Endpoint, &[(Method, BodyKind)])] = &[
         Endpoint::File,
         &[(Method::GET, BodyKind::Empty), (Method::DELETE, BodyKind::Empty)],
     ),
-    (&[L("files"), Id, L("content")], Endpoint::FileContent, &[(Method::GET, BodyKind::Empty)]),
+    (
+        &[L("files"), Id, L("content")],
+        Endpoint::FileContent,
+        &[(Method::GET, BodyKind::Empty)],
+    ),
     (
         &[L("batches")],
         Endpoint::Batches,
         &[(Method::GET, BodyKind::Empty), (Method::POST, BodyKind::Json)],
     ),
     (&[L("batches"), Id], Endpoint::Batch, &[(Method::GET, BodyKind::Empty)]),
-    (&[L("batches"), Id, L("cancel")], Endpoint::BatchCancel, &[(Method::POST, BodyKind::Empty)]),
+    (
+        &[L("batches"), Id, L("cancel")],
+        Endpoint::BatchCancel,
+        &[(Method::POST, BodyKind::Empty)],
+    ),
 ];
 
 impl Endpoint {
@@ -125,7 +152,7 @@ pub struct Route {
 /// Matches a request to one of Groq's endpoints, or says why it cannot go upstream.
 pub fn resolve(method: &Method, uri: &Uri) -> Result<Route, GatewayError> {
     let raw = uri.path();
-    check_raw_path(raw)?;
+    check_raw_path(raw, model_id_at(raw))?;
     let unknown = || GatewayError::UnknownUrl {
         method: method.to_string(),
         path: raw.to_owned(),
@@ -134,7 +161,15 @@ pub fn resolve(method: &Method, uri: &Uri) -> Result<Route, GatewayError> {
         .iter()
         .find_map(|prefix| raw.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')))
         .ok_or_else(unknown)?;
-    let segments: Vec<&str> = rest.split('/').collect();
+    // The OpenAI SDKs send a model id's `/` percent-encoded (`models/openai%2Fgpt-oss-20b`):
+    // there, and only there, it is decoded before the id is checked.
+    let decoded = decode_model_id(rest);
+    let segments: Vec<&str> = decoded.split('/').collect();
+    if segments.iter().any(|segment| *segment == "." || *segment == "..") {
+        return Err(GatewayError::InvalidPath {
+            reason: "the model id holds a `.` or `..` segment".to_owned(),
+        });
+    }
     let (pattern, endpoint, methods) = TABLE
         .iter()
         .find(|(pattern, _, _)| matches(pattern, &segments))
@@ -160,13 +195,27 @@ pub fn resolve(method: &Method, uri: &Uri) -> Result<Route, GatewayError> {
     })
 }
 
-/// Refuses path spellings that another parser could read as a different path.
-fn check_raw_path(raw: &str) -> Result<(), GatewayError> {
-    let refuse = |why: &str| {
-        Err(GatewayError::InvalidPath {
-            reason: why.to_owned(),
-        })
-    };
+/// Where a model id starts in a raw path (`/v1/models/<id>`), if the path names one.
+fn model_id_at(raw: &str) -> Option<usize> {
+    API_PREFIXES.iter().find_map(|prefix| {
+        raw.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix("/models/"))
+            .map(|id| raw.len() - id.len())
+    })
+}
+
+/// The part of the path below the prefix, with `%2F` decoded inside a model id.
+fn decode_model_id(rest: &str) -> std::borrow::Cow<'_, str> {
+    match rest.strip_prefix("models/") {
+        Some(id) if id.contains('%') => format!("models/{}", id.replace("%2F", "/").replace("%2f", "/")).into(),
+        _ => rest.into(),
+    }
+}
+
+/// Refuses path spellings that another parser could read as a different path. A `%2F` is
+/// allowed only inside a model id (from `model_id`, its start), where it is a `/` of the id.
+fn check_raw_path(raw: &str, model_id: Option<usize>) -> Result<(), GatewayError> {
+    let refuse = |why: &str| Err(GatewayError::InvalidPath { reason: why.to_owned() });
     if let Some(bad) = raw.bytes().find(|b| !(0x21..=0x7e).contains(b)) {
         return refuse(&format!(
             "the path holds the byte 0x{bad:02x}; only printable ASCII is accepted"
@@ -177,7 +226,11 @@ fn check_raw_path(raw: &str) -> Result<(), GatewayError> {
     }
     let lowered = raw.to_ascii_lowercase();
     for (encoded, what) in [("%2f", "/"), ("%5c", "\\"), ("%2e", "."), ("%00", "NUL"), ("%25", "%")] {
-        if lowered.contains(encoded) {
+        let found = lowered.match_indices(encoded).any(|(at, _)| {
+            let in_model_id = model_id.is_some_and(|start| at >= start);
+            !(encoded == "%2f" && in_model_id)
+        });
+        if found {
             return refuse(&format!("the path holds a percent-encoded `{what}`"));
         }
     }
@@ -277,18 +330,44 @@ mod tests {
             .parse::<Uri>()
             .map_err(|_| 0)
             .and_then(|uri| resolve(&method, &uri).map_err(|e| e.status().as_u16()));
-        assert_eq!(got.as_ref().map(|r| r.upstream_path.as_str()), expected.as_ref().copied(), "{method} {uri}");
+        assert_eq!(
+            got.as_ref().map(|r| r.upstream_path.as_str()),
+            expected.as_ref().copied(),
+            "{method} {uri}"
+        );
     }
 
     #[test]
     fn the_table_builds_upstream_paths_from_checked_parts() {
         check("POST", "/v1/chat/completions", Ok("chat/completions"));
         check("POST", "/openai/v1/chat/completions", Ok("chat/completions"));
-        check("GET", "/openai/v1/models/openai/gpt-oss-20b", Ok("models/openai/gpt-oss-20b"));
+        check(
+            "GET",
+            "/openai/v1/models/openai/gpt-oss-20b",
+            Ok("models/openai/gpt-oss-20b"),
+        );
         check("GET", "/v1/models/qwen/qwen3.8-27b", Ok("models/qwen/qwen3.8-27b"));
+        check(
+            "GET",
+            "/v1/models/openai%2Fgpt-oss-20b",
+            Ok("models/openai/gpt-oss-20b"),
+        );
+        check(
+            "GET",
+            "/v1/models/openai%2fgpt-oss-20b",
+            Ok("models/openai/gpt-oss-20b"),
+        );
         check("GET", "/v1/files?purpose=batch", Ok("files?purpose=batch"));
-        check("GET", "/v1/batches?limit=2&after=batch_01", Ok("batches?limit=2&after=batch_01"));
-        check("POST", "/v1/batches/batch_01abc/cancel", Ok("batches/batch_01abc/cancel"));
+        check(
+            "GET",
+            "/v1/batches?limit=2&after=batch_01",
+            Ok("batches?limit=2&after=batch_01"),
+        );
+        check(
+            "POST",
+            "/v1/batches/batch_01abc/cancel",
+            Ok("batches/batch_01abc/cancel"),
+        );
         check("DELETE", "/v1/files/file_01abc", Ok("files/file_01abc"));
         check("POST", "/v1/audio/transcriptions", Ok("audio/transcriptions"));
     }
@@ -307,11 +386,14 @@ mod tests {
             "/v1/files/%2e%2e",
             "/v1/chat/completions%00",
             "/v1/chat/%2525",
+            "/v1/files%2Ffile_1",
+            "/v1/models/a%2F..%2Fb",
+            "/v1/models/a%2F%2e%2e",
+            "/v1/models%2Fopenai",
         ] {
             check("POST", uri, Err(400));
         }
-        check("GET", "/v1/models?x=%0a", Err(400));
-        check("GET", "/v1/models?x=<script>", Err(400));
+        check("GET", "/v1/models?x=%zz", Err(400));
     }
 
     #[test]
@@ -329,6 +411,8 @@ mod tests {
             "/v1/files/file_1/content/x",
             "/v1/models/",
             "/v1/models//x",
+            "/v1/models/a%2F%2Fb",
+            "/v1/models/a%2F",
         ] {
             check("POST", uri, Err(404));
         }

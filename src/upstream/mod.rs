@@ -3,5 +3,5 @@
 mod client;
 mod forward;
 
-pub use client::{Upstream, UpstreamKey, UpstreamRequest};
+pub use client::Upstream;
 pub use forward::{Forward, ForwardBody};

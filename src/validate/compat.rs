@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::{rules, wording};
-use crate::error::Rejection;
 use crate::config::{FieldPolicy, ValidationConfig};
+use crate::error::Rejection;
 
 /// Top-level fields OpenAI accepts and Groq refuses. OpenAI SDKs and frameworks send several of
 /// them by default (`store`, `metadata`, `prompt_cache_key`), which is why stripping is the default.

@@ -58,10 +58,7 @@ fn check_one(i: usize, message: &Map<String, Value>, reject_unknown: bool) -> Re
             ));
         }
         None => {
-            return Err(invalid(
-                format!("messages.{i}"),
-                "missing properties: 'role'",
-            ));
+            return Err(invalid(format!("messages.{i}"), "missing properties: 'role'"));
         }
     };
     let Some(fields) = allowed(role) else {

@@ -25,8 +25,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-pub use compat::{OPENAI_ONLY_FIELDS, Rewrites};
-pub use estimate::{prompt_tokens, text_tokens};
+pub use compat::Rewrites;
 
 pub use crate::error::Rejection;
 use crate::{catalog::Catalog, config::ValidationConfig, routes::table::Endpoint};
@@ -83,7 +82,12 @@ pub fn check(
     let model = match request.get("model") {
         None | Some(Value::Null) => None,
         Some(Value::String(model)) => Some(model.as_str().into()),
-        Some(other) => return Err(wording::invalid("model", format!("expected string, but got {}", wording::kind(other)))),
+        Some(other) => {
+            return Err(wording::invalid(
+                "model",
+                format!("expected string, but got {}", wording::kind(other)),
+            ));
+        }
     };
     let stream = matches!(request.get("stream"), Some(Value::Bool(true)));
     let max_completion = ["max_output_tokens", "max_completion_tokens", "max_tokens"]

@@ -3,10 +3,7 @@
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use groq_sim::{Reply, fixtures};
-use groxy::{
-    auth::{hex, sha256},
-    config::LimitSet,
-};
+use groxy::{config::LimitSet, hex, sha256};
 
 use crate::support::*;
 

@@ -85,6 +85,7 @@ async fn an_oversized_upload_is_a_413() {
     let gw = gateway(config).await;
     let response = client()
         .post(gw.url("/v1/audio/transcriptions"))
+        .header("content-type", "multipart/form-data; boundary=x")
         .body(vec![0u8; 2 * 1024 * 1024])
         .send()
         .await

@@ -1,5 +1,14 @@
 //! Black-box tests: groxy and the Groq simulator on real loopback sockets, asserting bytes, statuses, headers and counts.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a test or benchmark: failing loudly and printing results is its job"
+)]
+
 mod auth;
 mod binary;
 mod cache;
@@ -8,6 +17,7 @@ mod dashboard;
 mod errors;
 mod limits;
 mod observability;
+mod one_path;
 mod passthrough;
 mod process;
 mod ratelimit;

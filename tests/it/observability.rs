@@ -4,10 +4,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use groq_sim::{Reply, SimConfig, Simulator, Slicing, StreamEnd, fixtures};
-use groxy::{
-    auth::{hex, sha256},
-    config::LimitSet,
-};
+use groxy::{config::LimitSet, hex, sha256};
 
 use crate::{process::*, support::*};
 

@@ -128,7 +128,7 @@ async fn uploads_and_downloads_stream_through() {
     // The same with a length announced: the length is forwarded as announced.
     let response = client()
         .post(gw.url("/openai/v1/files"))
-        .header("content-type", "application/octet-stream")
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
         .body(upload.clone())
         .send()
         .await
