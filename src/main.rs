@@ -135,6 +135,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[expect(clippy::print_stderr, reason = "start-up failures before logging exists")]
 fn serve(config: Config, source: ConfigSource) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{HumanDuration, Secret};
+use super::{secret::Secret, units::HumanDuration};
 
 /// Shared rate-limit, budget and cache state for several replicas. Without a `url` everything
 /// stays in memory, per process (the default).

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
 
-use super::{Config, ConfigErrors};
+use super::schema::{Config, ConfigErrors};
 
 /// Where the running config came from, so it can be read again the same way.
 #[derive(Debug, Clone, Default)]

@@ -2,7 +2,10 @@
 
 use std::{fmt, time::Duration};
 
-use serde::{Deserialize, Deserializer, de};
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, Visitor},
+};
 
 /// A duration written as `<number><unit>` with unit `ms`, `s`, `m` or `h`.
 ///
@@ -57,8 +60,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text).map(HumanDuration).map_err(de::Error::custom)
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"10s\" or \"250ms\"")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<HumanDuration, E> {
+                parse_duration(text).map(HumanDuration).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Text)
     }
 }
 
@@ -109,16 +121,25 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
+        struct Size;
+        impl Visitor<'_> for Size {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"8MiB\" or a number of bytes")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                u64::try_from(n)
+                    .map(ByteSize)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(n), &self))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ByteSize, E> {
+                parse_size(text).map(ByteSize).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(ByteSize(n)),
-            Raw::Text(t) => parse_size(&t).map(ByteSize).map_err(de::Error::custom),
-        }
+        d.deserialize_any(Size)
     }
 }
 

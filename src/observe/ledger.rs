@@ -11,6 +11,7 @@ use std::{
 
 use serde::Serialize;
 
+use super::metrics::bounded_arc;
 use crate::relay::usage::Usage;
 
 /// A (client or upstream key name, model) pair: the rows of the table.
@@ -134,7 +135,9 @@ impl Ledger {
         let (minute, day) = windows(now);
         let counts = event.counts();
         let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
-        let mut id = (key.clone(), model.clone());
+        // Bounded like metric labels, so neither `/admin/usage` nor `/admin/stats` grows with
+        // the length of a name a client made up.
+        let mut id = (bounded_arc(key), bounded_arc(model));
         if !rows.contains_key(&id) && rows.len() >= MAX_ROWS {
             // Full (made-up model names, or endless passthrough keys): one overflow row.
             id = ("other".into(), "other".into());
@@ -211,5 +214,17 @@ mod tests {
         let next_day = ledger.snapshot_at(t0 + Duration::from_secs(86_400));
         assert_eq!(next_day[0].day, Counts::default());
         assert_eq!(next_day[0].total.requests, 2);
+    }
+
+    #[test]
+    fn names_are_kept_bounded() {
+        let ledger = Ledger::default();
+        let key: Arc<str> = "k".repeat(1000).into();
+        let model: Arc<str> = "m".repeat(8192).into();
+        ledger.record(&key, &model, Event::default());
+        let snap = ledger.snapshot();
+        assert!(snap[0].key.len() <= super::super::metrics::MAX_NAME_BYTES);
+        assert!(snap[0].models[0].model.len() <= super::super::metrics::MAX_NAME_BYTES);
+        assert!(snap[0].models[0].model.ends_with('…'));
     }
 }

@@ -5,6 +5,7 @@
 //! scrape shows exactly that instance's traffic.
 
 use std::{
+    borrow::Cow,
     collections::HashSet,
     sync::{Arc, Mutex},
 };
@@ -102,9 +103,38 @@ impl MetricConstructor<Histogram> for LatencyBuckets {
 
 /// The most distinct values a free-form label (model, client key name) may take; later ones
 /// are reported as `other`, so a stream of made-up model names cannot grow the scrape forever.
-const MAX_LABEL_VALUES: usize = 64;
+pub const MAX_LABEL_VALUES: usize = 64;
 
-/// Bounds a label's distinct values.
+/// The longest a free-form name may be wherever groxy keeps or shows it (metric labels, usage
+/// rows, the dashboard's tables), in bytes. Groq's model ids are under 64; a client can send any
+/// length, and without this bound 64 names of 8 KB made every scrape megabytes long.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Marks a name cut to [`MAX_NAME_BYTES`].
+const CUT: &str = "…";
+
+/// `name` if it fits in [`MAX_NAME_BYTES`]; otherwise its longest prefix that ends at a
+/// character boundary and leaves room for `…`, followed by `…`.
+pub fn bounded_name(name: &str) -> Cow<'_, str> {
+    if name.len() <= MAX_NAME_BYTES {
+        return Cow::Borrowed(name);
+    }
+    let mut end = MAX_NAME_BYTES - CUT.len();
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}{CUT}", &name[..end]))
+}
+
+/// [`bounded_name`] for a shared name: the same `Arc` when it already fits.
+pub fn bounded_arc(name: &Arc<str>) -> Arc<str> {
+    match bounded_name(name) {
+        Cow::Borrowed(_) => name.clone(),
+        Cow::Owned(cut) => cut.into(),
+    }
+}
+
+/// Bounds a label's distinct values, and the length of each.
 #[derive(Default)]
 pub struct LabelBound {
     seen: Mutex<HashSet<Arc<str>>>,
@@ -112,8 +142,9 @@ pub struct LabelBound {
 
 impl LabelBound {
     pub fn get(&self, value: &str) -> Arc<str> {
+        let value = bounded_name(value);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(found) = seen.get(value) {
+        if let Some(found) = seen.get(&*value) {
             return found.clone();
         }
         if seen.len() >= MAX_LABEL_VALUES {
@@ -351,5 +382,31 @@ impl Metrics {
 
     pub fn upstream_error(&self, kind: &'static str) {
         self.upstream_errors.get_or_create(&KindLabels { kind }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_bounded_in_length_and_count() {
+        assert_eq!(bounded_name("openai/gpt-oss-20b"), "openai/gpt-oss-20b");
+        let exact = "m".repeat(MAX_NAME_BYTES);
+        assert_eq!(bounded_name(&exact), exact.as_str());
+        let long = "m".repeat(8192);
+        let cut = bounded_name(&long);
+        assert_eq!(cut.len(), MAX_NAME_BYTES);
+        assert!(cut.ends_with('…') && cut.starts_with("mmm"));
+        // Multi-byte characters are never split.
+        let wide = "é".repeat(100);
+        let cut = bounded_name(&wide);
+        assert!(cut.len() <= MAX_NAME_BYTES && cut.ends_with('…'), "{cut}");
+        let bound = LabelBound::default();
+        for i in 0..MAX_LABEL_VALUES + 10 {
+            let label = bound.get(&format!("{i}-{long}"));
+            assert!(label.len() <= MAX_NAME_BYTES);
+        }
+        assert_eq!(&*bound.get("one-more"), "other");
     }
 }

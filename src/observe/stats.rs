@@ -10,6 +10,8 @@ use std::{
 
 use serde::Serialize;
 
+use super::metrics::bounded_arc;
+
 pub const BUCKET_SECONDS: u64 = 10;
 pub const WINDOW_BUCKETS: usize = 90;
 /// Latency and overhead quantiles on the dashboard's cards cover this many buckets (5 minutes).
@@ -84,6 +86,7 @@ struct Bucket {
 }
 
 /// One finished request, as the dashboard's table shows it: no prompt, no completion, no key.
+/// Names longer than [`super::metrics::MAX_NAME_BYTES`] are cut when it is added.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recent {
     pub time: f64,
@@ -167,7 +170,10 @@ impl Stats {
         if let Some(overhead) = sample.overhead_ms {
             slot.overhead.add(overhead);
         }
-        if let Some(recent) = recent {
+        if let Some(mut recent) = recent {
+            // The model is whatever the client sent: bounded like a metric label.
+            recent.model = recent.model.as_ref().map(bounded_arc);
+            recent.key = recent.key.as_ref().map(bounded_arc);
             if inner.recent.len() == RECENT {
                 inner.recent.pop_back();
             }

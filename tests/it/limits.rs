@@ -101,6 +101,7 @@ async fn an_oversized_upload_is_a_413() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..32).map(|_| Ok(vec![0u8; 64 * 1024])).collect();
     let response = client()
         .post(gw.url("/v1/audio/transcriptions"))
+        .header("content-type", "multipart/form-data; boundary=x")
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
         .send()
         .await

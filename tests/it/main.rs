@@ -15,6 +15,7 @@ mod cache;
 mod cancellation;
 mod dashboard;
 mod errors;
+mod hardening_config;
 mod limits;
 mod observability;
 mod one_path;

@@ -1,0 +1,465 @@
+//! The configuration's shape: every section and setting with its default, and why each default is what it is.
+
+use std::{fmt, net::SocketAddr};
+
+use serde::Deserialize;
+
+use super::{
+    redis_config::RedisConfig,
+    secret::Secret,
+    units::{ByteSize, HumanDuration},
+};
+
+/// The whole configuration. Field docs here are the short form; `config/groxy.example.toml`
+/// documents every key with its default and is kept in step by a test.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub limits: LimitsConfig,
+    pub validation: ValidationConfig,
+    pub models: ModelsConfig,
+    pub auth: AuthConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub cache: CacheConfig,
+    pub log: LogConfig,
+    pub metrics: MetricsConfig,
+    pub admin: AdminConfig,
+    pub redis: RedisConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Slowloris guard: a connection that has not sent complete request headers by then is closed.
+    pub header_read_timeout: HumanDuration,
+    /// Accepting pauses while this many connections are open, so a flood queues in the kernel
+    /// backlog instead of exhausting memory or file descriptors.
+    pub max_connections: usize,
+    /// How long a SIGTERM waits for in-flight requests; kept under Docker's default 10 s grace.
+    pub drain_timeout: HumanDuration,
+    /// Origins allowed to call from a browser. Empty: no CORS headers at all (the safe default,
+    /// since a page on any site could otherwise spend the team's key through a local groxy).
+    pub cors_allow_origins: Vec<String>,
+    /// How often tables fed by client traffic (failed-auth addresses, idle limit scopes) are
+    /// swept of entries that carry no information any more.
+    pub housekeeping_interval: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_read_timeout: HumanDuration::secs(10),
+            max_connections: 10_000,
+            drain_timeout: HumanDuration::secs(8),
+            cors_allow_origins: Vec::new(),
+            housekeeping_interval: HumanDuration::secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct UpstreamConfig {
+    /// Groq's OpenAI-compatible base URL; every `/v1/<rest>` request goes to `<url>/<rest>`.
+    pub url: String,
+    pub api_key: Option<Secret>,
+    /// More upstream keys (for example one per Groq organisation): requests go to a key with
+    /// budget left, and a key that got a 429 rests for its `retry-after`.
+    #[serde(deserialize_with = "super::secret::list")]
+    pub api_keys: Vec<Secret>,
+    pub connect_timeout: HumanDuration,
+    /// Until Groq's response headers (and, for streams, the first body bytes) arrive: a 504 after.
+    pub first_byte_timeout: HumanDuration,
+    /// Longest silence between two body chunks of a response once it has started.
+    pub idle_timeout: HumanDuration,
+    /// Upper bound for one whole exchange, streams included.
+    pub total_timeout: HumanDuration,
+    pub pool_idle_timeout: HumanDuration,
+    pub pool_max_idle_per_host: usize,
+    /// Request headers forwarded in addition to the built-in allowlist (lower-case names).
+    pub forward_headers: Vec<String>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: "https://api.groq.com/openai/v1".to_owned(),
+            api_key: None,
+            api_keys: Vec::new(),
+            connect_timeout: HumanDuration::secs(5),
+            first_byte_timeout: HumanDuration::secs(120),
+            idle_timeout: HumanDuration::secs(60),
+            total_timeout: HumanDuration::secs(600),
+            pool_idle_timeout: HumanDuration::secs(90),
+            pool_max_idle_per_host: 256,
+            forward_headers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Largest chat request body; it is buffered (to validate it), so this bounds memory per call.
+    pub chat_body: ByteSize,
+    /// Largest body on the streamed pass-through routes (audio uploads, batch files): streamed
+    /// to Groq, never buffered, so it can be large.
+    pub upload_body: ByteSize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            chat_body: ByteSize::mib(8),
+            upload_body: ByteSize::mib(100),
+        }
+    }
+}
+
+/// Who may call groxy, and whose Groq key is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Anyone who can reach the port; refused on a non-loopback address unless
+    /// `auth.allow_unauthenticated` says so.
+    #[default]
+    None,
+    /// Clients present keys issued by `groxy keys new`; the config stores their SHA-256.
+    Keys,
+    /// Clients present their own Groq key, which is forwarded; limits and cache are partitioned
+    /// by its hash.
+    Passthrough,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub allow_unauthenticated: bool,
+    /// Failed authentications allowed per client address per minute; more get 429.
+    pub failures_per_minute: u32,
+    pub keys: Vec<ClientKeyConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::None,
+            allow_unauthenticated: false,
+            failures_per_minute: 10,
+            keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ClientKeyConfig {
+    /// Shown in logs, metrics and limit messages instead of the key.
+    pub name: String,
+    /// Hex SHA-256 of the key, as printed by `groxy keys new`.
+    pub sha256: String,
+}
+
+/// One set of limits; absent fields are unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LimitSet {
+    pub requests_per_minute: Option<u64>,
+    pub requests_per_day: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub max_concurrent: Option<u64>,
+}
+
+impl LimitSet {
+    /// `self`, with each absent field taken from `base`.
+    pub fn over(self, base: LimitSet) -> LimitSet {
+        LimitSet {
+            requests_per_minute: self.requests_per_minute.or(base.requests_per_minute),
+            requests_per_day: self.requests_per_day.or(base.requests_per_day),
+            tokens_per_minute: self.tokens_per_minute.or(base.tokens_per_minute),
+            tokens_per_day: self.tokens_per_day.or(base.tokens_per_day),
+            max_concurrent: self.max_concurrent.or(base.max_concurrent),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == LimitSet::default()
+    }
+
+    pub(super) fn fields(&self) -> [(&'static str, Option<u64>); 5] {
+        [
+            ("requests_per_minute", self.requests_per_minute),
+            ("requests_per_day", self.requests_per_day),
+            ("tokens_per_minute", self.tokens_per_minute),
+            ("tokens_per_day", self.tokens_per_day),
+            ("max_concurrent", self.max_concurrent),
+        ]
+    }
+}
+
+/// Groq's published tiers, as per-key-and-model limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    #[default]
+    None,
+    /// Free tier, per model: 30 requests/min, 1,000/day, 8,000 tokens/min, 200,000/day.
+    Free,
+    /// Developer tier, per model: about 1,000 requests/min and 250,000 tokens/min.
+    Developer,
+}
+
+impl Preset {
+    pub fn per_model(self) -> LimitSet {
+        match self {
+            Preset::None => LimitSet::default(),
+            Preset::Free => LimitSet {
+                requests_per_minute: Some(30),
+                requests_per_day: Some(1_000),
+                tokens_per_minute: Some(8_000),
+                tokens_per_day: Some(200_000),
+                max_concurrent: None,
+            },
+            Preset::Developer => LimitSet {
+                requests_per_minute: Some(1_000),
+                requests_per_day: None,
+                tokens_per_minute: Some(250_000),
+                tokens_per_day: None,
+                max_concurrent: None,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct RateLimitsConfig {
+    /// Fills `per_model` with a Groq tier's limits (fields set in `per_model` win).
+    pub preset: Preset,
+    /// Each client key, across all models.
+    pub default: LimitSet,
+    /// Each client key, for each model separately.
+    pub per_model: LimitSet,
+    /// Overrides of `default` for one client key, by its name.
+    pub keys: std::collections::BTreeMap<String, LimitSet>,
+    /// Overrides of `per_model` for one model.
+    pub models: std::collections::BTreeMap<String, LimitSet>,
+    /// Tokens reserved for the completion when a request sets no `max_completion_tokens`.
+    pub completion_reservation: u64,
+    /// Track Groq's own budget per upstream key and model from its headers and 429s, and hold
+    /// requests that would certainly be refused (off: every request is forwarded).
+    pub upstream_aware: bool,
+    /// How long a request may wait for Groq's budget to reset instead of being sent into a 429.
+    pub queue_wait: HumanDuration,
+    /// Most requests waiting for Groq's budget at once; more are answered 429 at once.
+    pub queue_length: usize,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            preset: Preset::None,
+            default: LimitSet::default(),
+            per_model: LimitSet::default(),
+            keys: Default::default(),
+            models: Default::default(),
+            completion_reservation: 1024,
+            upstream_aware: true,
+            queue_wait: HumanDuration::secs(10),
+            queue_length: 256,
+        }
+    }
+}
+
+/// Which chat completions are cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Only requests whose answer is meant to repeat: `temperature` 0 or a `seed` set.
+    #[default]
+    Deterministic,
+    /// Every chat completion.
+    All,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct CacheConfig {
+    pub mode: CacheMode,
+    /// How long an entry lives; a request may ask for less or more (up to `max_ttl`) with
+    /// `x-groxy-cache-ttl: <seconds>`.
+    pub ttl: HumanDuration,
+    pub max_ttl: HumanDuration,
+    /// Total size of the cached bodies.
+    pub max_bytes: ByteSize,
+    pub max_entries: u64,
+    /// Larger responses are relayed but not stored.
+    pub max_entry_bytes: ByteSize,
+    /// Share entries between client keys (by default each key has its own).
+    pub shared: bool,
+    /// Per client key name: `false` turns the cache off for that key.
+    pub keys: std::collections::BTreeMap<String, bool>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            mode: CacheMode::Deterministic,
+            ttl: HumanDuration::secs(3600),
+            max_ttl: HumanDuration::secs(86_400),
+            max_bytes: ByteSize::mib(256),
+            max_entries: 100_000,
+            max_entry_bytes: ByteSize::mib(4),
+            shared: false,
+            keys: Default::default(),
+        }
+    }
+}
+
+/// What to do with a request field groxy knows Groq will refuse (or does not know at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldPolicy {
+    /// Remove it and name it in the `x-groxy-stripped` response header.
+    Strip,
+    /// Refuse the request with a 400 naming the field.
+    Reject,
+    /// Send it on and let Groq decide.
+    Forward,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ValidationConfig {
+    /// OpenAI-only fields (`store`, `metadata`, `prompt_cache_key`, ...) and OpenAI enum values
+    /// with a Groq equivalent (`service_tier: "default"`, `reasoning_effort: "minimal"`).
+    pub openai_fields: FieldPolicy,
+    /// Top-level fields that are neither Groq's nor OpenAI-only. Forwarded by default, because
+    /// refusing a field Groq added after this release would break a working request.
+    pub unknown_fields: FieldPolicy,
+    /// Refuse strings containing U+0000.
+    pub reject_nul: bool,
+    /// Most messages in one request.
+    pub max_messages: usize,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        Self {
+            openai_fields: FieldPolicy::Strip,
+            unknown_fields: FieldPolicy::Forward,
+            reject_nul: true,
+            max_messages: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ModelsConfig {
+    /// How often the model catalogue (`GET /models`) is refreshed in the background.
+    pub refresh_interval: HumanDuration,
+    /// Model names clients may use in place of Groq's, so OpenAI code runs unchanged.
+    /// Setting this table replaces the defaults.
+    pub aliases: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        let aliases = [
+            ("gpt-4o-mini", "openai/gpt-oss-20b"),
+            ("gpt-4.1-mini", "openai/gpt-oss-20b"),
+            ("gpt-5-mini", "openai/gpt-oss-20b"),
+            ("gpt-4o", "openai/gpt-oss-120b"),
+            ("gpt-4.1", "openai/gpt-oss-120b"),
+            ("gpt-5", "openai/gpt-oss-120b"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        Self {
+            refresh_interval: HumanDuration::secs(600),
+            aliases,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON lines otherwise.
+    #[default]
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// Used when RUST_LOG is not set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (Prometheus text format, no key needed: it carries no secrets).
+    pub enabled: bool,
+    /// Add `groxy_key_requests_total` and `groxy_key_tokens_total`, labelled by client key
+    /// *name*. Off by default: one series per key and model. Read at start only.
+    pub per_key_labels: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_key_labels: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// SHA-256 (hex) of the admin key that opens `/admin/*` and `/dashboard`; `GROXY_ADMIN_KEY`
+    /// sets it from the key itself. Unset: those endpoints answer 403.
+    pub key_sha256: Option<String>,
+    /// Reload the config file when it changes (checked every 2 s), as well as on SIGHUP.
+    pub watch_config: bool,
+}
+
+/// Every problem found while loading, so `check-config` can print them all in one go.
+#[derive(Debug, Default)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "- {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
