@@ -387,7 +387,7 @@ async fn ten_thousand_failing_addresses_and_keys_leave_the_tables_small_after_a_
 #[tokio::test]
 async fn a_secret_only_change_is_reported_as_needing_a_restart() {
     let sim = sim().await;
-    let dir = std::env::temp_dir().join(format!("groxy-reload-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("groxy-secret-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("groxy.toml");
     let write = |password: &str| {
