@@ -333,6 +333,11 @@ impl AppState {
             throttled_addresses: self.runtime().auth.throttled_addresses(),
             limit_scopes: self.limiter().scope_count(),
             verified_keys: usize::try_from(self.cache().verified.len()).unwrap_or(usize::MAX),
+            cache_entries: {
+                let store = &self.cache().store;
+                store.sync();
+                usize::try_from(store.entry_count()).unwrap_or(usize::MAX)
+            },
         }
     }
 }

@@ -91,14 +91,12 @@ impl Store {
         self.cache.insert(key, entry);
     }
 
-    #[cfg(test)]
     /// Settles moka's pending evictions (tests and metrics want exact counts).
     pub fn sync(&self) {
         self.entries.run_pending_tasks();
         self.cache.run_pending_tasks();
     }
 
-    #[cfg(test)]
     pub fn entry_count(&self) -> u64 {
         self.cache.entry_count()
     }

@@ -176,6 +176,7 @@ pub struct Metrics {
     pub throttled_addresses: Gauge,
     pub limit_scopes: Gauge,
     pub verified_keys: Gauge,
+    pub cache_entries: Gauge,
     pub upstream_remaining: Family<BudgetLabels, Gauge>,
     pub upstream_limit: Family<BudgetLabels, Gauge>,
     pub upstream_reset: Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -290,6 +291,12 @@ impl Metrics {
             "Rate-limit scopes (key, or key and model) held in this replica's memory",
             limit_scopes.clone(),
         );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "cache_entries",
+            "Answers stored in this replica's memory cache",
+            cache_entries.clone(),
+        );
         let verified_keys = Gauge::default();
         registry.register(
             "verified_caller_keys",
@@ -359,6 +366,7 @@ impl Metrics {
             throttled_addresses,
             limit_scopes,
             verified_keys,
+            cache_entries,
             upstream_remaining,
             upstream_limit,
             upstream_reset,

@@ -35,6 +35,7 @@ pub struct Gauges {
     pub throttled_addresses: usize,
     pub limit_scopes: usize,
     pub verified_keys: usize,
+    pub cache_entries: usize,
 }
 
 /// What the middleware knows when the response head leaves.
@@ -265,6 +266,7 @@ impl Observer {
         set(&m.throttled_addresses, gauges.throttled_addresses);
         set(&m.limit_scopes, gauges.limit_scopes);
         set(&m.verified_keys, gauges.verified_keys);
+        set(&m.cache_entries, gauges.cache_entries);
         m.render()
     }
 

@@ -301,7 +301,15 @@ async fn tenants_do_not_share_entries_and_a_key_can_opt_out() {
     };
     let (status, _, tokens_after_miss) = send_as("alice").await;
     assert_eq!(status, "MISS");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The flight's driver stores the answer once its body has ended: wait for it to land.
+    let stored = poll_until(Duration::from_secs(5), || async {
+        let text = client().get(gw.url("/metrics")).send().await.ok()?.text().await.ok()?;
+        text.lines()
+            .any(|line| line.trim() == "groxy_cache_entries 1")
+            .then_some(())
+    })
+    .await;
+    assert!(stored.is_some(), "the answer was stored");
     let (status, requests, tokens) = send_as("alice").await;
     assert_eq!(status, "HIT");
     assert_eq!(requests, "98", "a hit counts as a request");

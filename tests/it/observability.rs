@@ -513,7 +513,13 @@ async fn sighup_reload_adds_a_key_at_once_keeps_streams_and_rejects_a_bad_file()
         "{}",
         groxy.output()
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Each problem is its own line: wait for both rather than for a while.
+    for problem in ["auth.mystery", "header_read_timeout"] {
+        assert!(
+            groxy.wait_for_output(problem, Duration::from_secs(5)).await,
+            "{problem}"
+        );
+    }
     let logs = groxy.output();
     assert!(
         logs.contains("auth.mystery") && logs.contains("header_read_timeout"),

@@ -103,7 +103,7 @@ async fn tokens_are_reserved_then_settled_with_the_real_usage() {
     let third = chat_as(&gw, "alice", stream_body.clone()).await;
     drop(third);
     assert!(wait_outcome(&sim, true, Duration::from_secs(2)).await.is_some());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_idle(&gw).await;
 
     // A Groq error uses nothing either.
     sim.push(fixtures::error("400-n").expect("fixture"));

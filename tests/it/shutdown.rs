@@ -22,19 +22,22 @@ async fn in_flight_streams_finish_and_readiness_flips_at_once() {
         },
         end: StreamEnd::Complete,
     });
+    // The head of a stream arrives with its first bytes: the stream is in flight from here on.
     let response = post_chat(&gw, chat_body(true)).await;
     let reader = tokio::spawn(read_timed(response));
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     let started = Instant::now();
     let done = gw.begin_shutdown();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let ready = client()
-        .get(gw.url("/readyz"))
-        .send()
-        .await
-        .expect("still answering while draining");
-    assert_eq!(ready.status(), 503);
+    let ready = poll_until(Duration::from_secs(2), || async {
+        let ready = client()
+            .get(gw.url("/readyz"))
+            .send()
+            .await
+            .expect("still answering while draining");
+        (ready.status() == 503).then_some(ready)
+    })
+    .await
+    .expect("readiness flips once the drain starts");
     assert_eq!(ready.headers()["connection"], "close");
 
     let (body, _, error) = reader.await.expect("join");
@@ -63,7 +66,6 @@ async fn streams_open_at_the_drain_deadline_get_an_error_frame() {
     });
     let response = post_chat(&gw, chat_body(true)).await;
     let reader = tokio::spawn(read_timed(response));
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
     let done = gw.begin_shutdown();
     let (received, _, _) = reader.await.expect("join");

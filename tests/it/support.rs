@@ -256,3 +256,36 @@ pub fn header(response: &reqwest::Response, name: &str) -> String {
         .unwrap_or("")
         .to_owned()
 }
+
+/// Polls `check` until it yields a value or `within` passes: background work is waited for by
+/// its effect, never by a fixed sleep.
+pub async fn poll_until<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the gateway has no request in flight: every response body, and with it every
+/// tap (settlements, accounting), has ended.
+pub async fn wait_idle(gw: &Gateway) {
+    let idle = poll_until(Duration::from_secs(5), || async {
+        let text = client().get(gw.url("/metrics")).send().await.ok()?.text().await.ok()?;
+        // The scrape itself is in flight while it is answered.
+        text.lines()
+            .any(|line| line.trim() == "groxy_in_flight_requests 1")
+            .then_some(())
+    })
+    .await;
+    assert!(idle.is_some(), "the gateway never became idle");
+}
