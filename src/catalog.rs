@@ -79,6 +79,9 @@ pub enum CatalogState {
     Fresh,
     /// Older than three refresh intervals: still used (model lists change rarely), but reported.
     Stale,
+    /// Not fetched at all: passthrough mode without an upstream key of groxy's own, where
+    /// Groq checks every caller's model names itself.
+    Off,
 }
 
 impl CatalogState {
@@ -87,6 +90,7 @@ impl CatalogState {
             CatalogState::Loading => "loading",
             CatalogState::Fresh => "fresh",
             CatalogState::Stale => "stale",
+            CatalogState::Off => "off",
         }
     }
 }
@@ -97,6 +101,8 @@ impl CatalogState {
 pub struct CatalogCache {
     current: RwLock<Option<Arc<Catalog>>>,
     refresh_interval: Duration,
+    /// Set when there is no key to fetch the list with: nothing will ever load.
+    off: std::sync::atomic::AtomicBool,
 }
 
 impl CatalogCache {
@@ -104,7 +110,13 @@ impl CatalogCache {
         Arc::new(Self {
             current: RwLock::new(None),
             refresh_interval,
+            off: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Says plainly that no catalogue will be loaded (and so none is waited for).
+    pub fn turn_off(&self) {
+        self.off.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> Option<Arc<Catalog>> {
@@ -116,6 +128,7 @@ impl CatalogCache {
 
     pub fn state(&self) -> CatalogState {
         match self.snapshot() {
+            None if self.off.load(std::sync::atomic::Ordering::Relaxed) => CatalogState::Off,
             None => CatalogState::Loading,
             Some(c) if c.fetched_at.elapsed() > self.refresh_interval * 3 => CatalogState::Stale,
             Some(_) => CatalogState::Fresh,

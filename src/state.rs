@@ -221,6 +221,15 @@ impl AppState {
     /// with a backoff from 1 s to 60 s. Never on the request path.
     fn spawn_catalog_refresher(&self, stop: CancellationToken) {
         let catalog = Arc::clone(&self.inner.catalog);
+        if self.inner.upstream.key_count() == 0 {
+            // Passthrough mode with no key of groxy's own: fetching Groq's list would mean
+            // spending a caller's key on groxy's business. Groq checks model names instead.
+            tracing::info!(
+                "no upstream key configured (passthrough mode): the model catalogue is off; Groq checks model names and token caps"
+            );
+            catalog.turn_off();
+            return;
+        }
         let upstream = self.inner.upstream.clone();
         tokio::spawn(async move {
             let mut retry = Duration::from_secs(1);

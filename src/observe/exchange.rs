@@ -77,6 +77,7 @@ impl Tap for ExchangeTap {
     }
 
     fn end(&mut self, report: &Report) {
+        self.record.data().upstream_outcome = Some(report.outcome);
         if let Some(usage) = report.usage {
             self.observer.usage(&self.record, usage);
         }

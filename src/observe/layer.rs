@@ -7,6 +7,7 @@ use std::{
 };
 
 use axum::{body::Body, extract::Request, middleware::Next, response::Response};
+use http::StatusCode;
 use tokio::time::Instant;
 
 use super::{
@@ -27,41 +28,48 @@ pub async fn observe_request(
     let id = request_id::accept(request.headers()).unwrap_or_else(request_id::generate);
     let record = Arc::new(Record::new(id, request.method().clone(), request.uri().path(), started));
     request.extensions_mut().insert(RequestRecord(Arc::clone(&record)));
+    // Armed before the handler runs: a client that hangs up before the response head (hyper
+    // then drops this future) still gets its access line and its metrics, as a 499.
+    let mut finish = Finish {
+        observer,
+        record,
+        head: None,
+        done: false,
+    };
     let mut response = next.run(request).await;
     let stream = crate::wire::headers::is_event_stream(response.headers());
-    let head = Head {
+    finish.head = Some(Head {
         status: response.status(),
         at: Instant::now(),
         refused_by: response.extensions().get::<RefusedBy>().map(|r| r.0),
         stream,
-    };
+    });
     response
         .headers_mut()
-        .insert(request_id::HEADER, request_id::header_value(&record.id));
+        .insert(request_id::HEADER, request_id::header_value(&finish.record.id));
     if stream {
-        observer.metrics.active_streams.inc();
+        finish.observer.metrics.active_streams.inc();
     }
     // An empty body may never be polled: finish now rather than on drop (which reads as a
     // client that left).
-    let bodiless = http_body::Body::is_end_stream(response.body());
-    let finish = Finish {
-        observer,
-        record,
-        head,
-        done: false,
-    };
-    if bodiless {
-        let mut finish = finish;
+    if http_body::Body::is_end_stream(response.body()) {
         finish.done(Outcome::Complete);
         return response;
     }
     response.map(|body| Body::new(ObservedBody { inner: body, finish }))
 }
 
+/// nginx's "client closed request": the client left before any response head was sent.
+const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 struct Finish {
     observer: Arc<Observer>,
     record: Arc<Record>,
-    head: Head,
+    /// `None` until the handler answered.
+    head: Option<Head>,
     done: bool,
 }
 
@@ -70,10 +78,16 @@ impl Finish {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        if self.head.stream {
+        let head = self.head.take().unwrap_or_else(|| Head {
+            status: CLIENT_CLOSED,
+            at: Instant::now(),
+            refused_by: None,
+            stream: self.record.data().stream,
+        });
+        if head.stream && head.status != CLIENT_CLOSED {
             self.observer.metrics.active_streams.dec();
         }
-        self.observer.finish(&self.record, &self.head, end);
+        self.observer.finish(&self.record, &head, end);
     }
 }
 

@@ -112,6 +112,10 @@ impl Observer {
 
     /// Called once per request when its response ends, fails, or is abandoned by the client.
     pub fn finish(&self, record: &Record, head: &Head, end: Outcome) {
+        let end = match (end, record.data().upstream_outcome) {
+            (Outcome::Complete, Some(Outcome::Failed)) => Outcome::Failed,
+            _ => end,
+        };
         let now = Instant::now();
         let latency = now.saturating_duration_since(record.started);
         let overhead = record.overhead(head.at);

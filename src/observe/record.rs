@@ -7,7 +7,10 @@ use std::{
 
 use tokio::time::Instant;
 
-use crate::{cache::CacheStatus, relay::usage::Usage};
+use crate::{
+    cache::CacheStatus,
+    relay::{Outcome, usage::Usage},
+};
 
 /// The route label: a small fixed set, so metrics stay bounded whatever paths clients send.
 pub fn route_of(path: &str) -> &'static str {
@@ -57,6 +60,9 @@ pub struct Data {
     /// Time spent waiting for Groq's budget in groxy's queue: not overhead, not Groq's either.
     pub queued: Duration,
     pub usage: Option<Usage>,
+    /// How the exchange with Groq ended: a stream Groq cut ends the client's body normally
+    /// (after an error event), yet the request failed.
+    pub upstream_outcome: Option<Outcome>,
 }
 
 /// Shared by the middleware that opens it and every handler and tap that adds to it.

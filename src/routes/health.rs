@@ -8,7 +8,7 @@ use axum::{
 use http::{Method, StatusCode, Uri};
 use serde_json::json;
 
-use crate::{error::GatewayError, redis::RedisState, state::AppState};
+use crate::{catalog::CatalogState, error::GatewayError, redis::RedisState, state::AppState};
 
 /// Alive: the process answers. Never depends on Groq, so an upstream outage does not get the
 /// container restarted.
@@ -19,15 +19,15 @@ pub async fn healthz() -> Response {
 /// Ready to take traffic: false from the moment a drain starts, so a load balancer stops
 /// sending new requests while the in-flight ones finish. The body names degraded parts in
 /// `degraded`, which apart from draining never make groxy unready: `catalog` (`loading` or
-/// `stale`: model names are not being checked locally; Groq being unreachable is no reason
+/// `stale`: model names are not being checked locally; `off` in passthrough mode without an upstream key is not degraded, Groq checks them; Groq being unreachable is no reason
 /// to stop serving), `redis` (down: each replica serves on its local share of the limits and
 /// its memory cache), `draining`.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let catalog = state.catalog().state().as_str();
+    let catalog = state.catalog().state();
     let redis = state.redis().map_or(RedisState::Disabled, |redis| redis.state());
     let draining = state.lifecycle().is_draining();
     let mut degraded = Vec::new();
-    if catalog != "fresh" {
+    if matches!(catalog, CatalogState::Loading | CatalogState::Stale) {
         degraded.push("catalog");
     }
     if redis == RedisState::Down {
@@ -37,7 +37,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         degraded.push("draining");
     }
     let status = if draining { "draining" } else { "ready" };
-    let body = Json(json!({"status": status, "catalog": catalog, "redis": redis.as_str(), "degraded": degraded}));
+    let body =
+        Json(json!({"status": status, "catalog": catalog.as_str(), "redis": redis.as_str(), "degraded": degraded}));
     if draining {
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     } else {

@@ -17,6 +17,7 @@ mod dashboard;
 mod errors;
 mod hardening_config;
 mod limits;
+mod logs_and_catalog;
 mod observability;
 mod one_path;
 mod passthrough;

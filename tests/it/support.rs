@@ -88,7 +88,8 @@ impl Gateway {
         while Instant::now() < deadline {
             if let Ok(response) = client().get(self.url("/readyz")).send().await {
                 if let Ok(body) = response.bytes().await {
-                    if json(&body)["catalog"] == "fresh" {
+                    let catalog = json(&body)["catalog"].clone();
+                    if catalog == "fresh" || catalog == "off" {
                         return;
                     }
                 }
