@@ -45,7 +45,36 @@ use tokio_util::sync::CancellationToken;
 pub use auth::new_key;
 pub use config::{Config, source::ConfigSource};
 pub use digest::{hex, sha256};
-pub use telemetry::{flush as flush_logs, init as init_logging};
+pub use telemetry::flush as flush_logs;
+
+/// Keeps OpenTelemetry's exporter alive; dropping it exports what is still queued (bounded by
+/// `tracing.export_timeout`).
+pub struct Telemetry(Option<opentelemetry_sdk::trace::SdkTracerProvider>);
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs logging (and, when `tracing.otlp_endpoint` or the `OTEL_*` variables say so,
+/// OpenTelemetry export) for the process. A tracing setup that cannot be built is reported
+/// and leaves tracing off; it never stops the gateway.
+pub fn init_telemetry(config: &Config, rust_log: Option<&str>) -> Telemetry {
+    let (provider, problem) = match telemetry::provider(&config.tracing) {
+        Ok(provider) => (provider, None),
+        Err(problem) => (None, Some(problem)),
+    };
+    telemetry::init(&config.log, rust_log, provider.as_ref().map(telemetry::tracer));
+    if let Some(problem) = problem {
+        tracing::warn!(%problem, "tracing is off");
+    } else if provider.is_some() {
+        tracing::info!(sampler = %config.tracing.sampler, ratio = config.tracing.sample_ratio, "exporting traces over OTLP/HTTP");
+    }
+    Telemetry(provider)
+}
 
 /// What the benchmarks and the fuzzer measure directly; not an API.
 #[doc(hidden)]

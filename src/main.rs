@@ -127,8 +127,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            groxy::init_logging(&config.log, source.vars.get("RUST_LOG").map(String::as_str));
+            let telemetry = groxy::init_telemetry(&config, source.vars.get("RUST_LOG").map(String::as_str));
             let code = serve(config, source);
+            drop(telemetry);
             groxy::flush_logs();
             code
         }

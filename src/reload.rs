@@ -50,6 +50,7 @@ const START_BOUND: &[StartBound] = start_bound! {
     "metrics.per_key_labels" => metrics.per_key_labels;
     "admin.watch_config" => admin.watch_config;
     "redis" => redis;
+    "tracing" => tracing;
 };
 
 /// Every top-level section, for the report of what applied. The exhaustive destructuring below
@@ -68,6 +69,7 @@ fn live_sections(old: &Config, new: &Config) -> Vec<&'static str> {
         metrics,
         admin,
         redis,
+        tracing,
     } = new;
     let changed = [
         ("server", *server != old.server),
@@ -82,6 +84,7 @@ fn live_sections(old: &Config, new: &Config) -> Vec<&'static str> {
         ("metrics", *metrics != old.metrics),
         ("admin", *admin != old.admin),
         ("redis", *redis != old.redis),
+        ("tracing", *tracing != old.tracing),
     ];
     changed.iter().filter(|(_, c)| *c).map(|(name, _)| *name).collect()
 }

@@ -19,8 +19,49 @@ pub const ALLOW_UNAUTHENTICATED: &str = "GROXY_ALLOW_UNAUTHENTICATED";
 pub const ADMIN_KEY: &str = "GROXY_ADMIN_KEY";
 pub const REDIS_URL: &str = "GROXY_REDIS_URL";
 pub const REDIS_REPLICAS: &str = "GROXY_REDIS_REPLICAS";
+pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+pub const OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+pub const TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+pub const TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 
 impl Config {
+    /// OpenTelemetry's standard variables, as every OTel SDK reads them.
+    fn apply_otel_env<'a>(&mut self, get: &impl Fn(&str) -> Option<&'a str>, errors: &mut Vec<String>) {
+        let tracing = &mut self.tracing;
+        if let Some(endpoint) = get(OTLP_ENDPOINT) {
+            tracing.otlp_endpoint = endpoint.to_owned();
+        }
+        if let Some(endpoint) = get(OTLP_TRACES_ENDPOINT) {
+            tracing.otlp_traces_endpoint = Some(endpoint.to_owned());
+        }
+        if let Some(name) = get(SERVICE_NAME) {
+            tracing.service_name = name.to_owned();
+        }
+        if let Some(sampler) = get(TRACES_SAMPLER) {
+            tracing.sampler = sampler.to_owned();
+        }
+        if let Some(arg) = get(TRACES_SAMPLER_ARG) {
+            match arg.parse() {
+                Ok(ratio) => tracing.sample_ratio = ratio,
+                Err(_) => errors.push(format!("{TRACES_SAMPLER_ARG}={arg:?} must be a number from 0 to 1")),
+            }
+        }
+        if let Some(attributes) = get(RESOURCE_ATTRIBUTES) {
+            for pair in attributes.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match pair.split_once('=') {
+                    Some((key, value)) if !key.trim().is_empty() => {
+                        tracing
+                            .resource_attributes
+                            .insert(key.trim().to_owned(), value.trim().to_owned());
+                    }
+                    _ => errors.push(format!("{RESOURCE_ATTRIBUTES}: {pair:?} is not key=value")),
+                }
+            }
+        }
+    }
+
     pub(super) fn apply_env(&mut self, vars: &HashMap<String, String>, errors: &mut Vec<String>) {
         let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         if let Some(key) = get(API_KEY) {
@@ -72,6 +113,7 @@ impl Config {
                 other => errors.push(format!("{}={other:?} must be auto, pretty or json", LOG_FORMAT)),
             }
         }
+        self.apply_otel_env(&get, errors);
         if let Some(url) = get(REDIS_URL) {
             self.redis.url = Some(RedisUrl::new(url));
         }

@@ -27,6 +27,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub admin: AdminConfig,
     pub redis: RedisConfig,
+    pub tracing: TracingConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -449,6 +450,59 @@ pub struct AdminConfig {
 /// Every problem found while loading, so `check-config` can print them all in one go.
 #[derive(Debug, Default)]
 pub struct ConfigErrors(pub Vec<String>);
+
+/// OpenTelemetry traces, exported over OTLP/HTTP (protobuf). Off until an endpoint is set.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct TracingConfig {
+    /// The collector's OTLP/HTTP base URL (`/v1/traces` is appended), e.g.
+    /// `http://127.0.0.1:4318`; `OTEL_EXPORTER_OTLP_ENDPOINT`. Empty: tracing off.
+    pub otlp_endpoint: String,
+    /// The full traces URL, used as given; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+    pub otlp_traces_endpoint: Option<String>,
+    /// `service.name` of every span; `OTEL_SERVICE_NAME`.
+    pub service_name: String,
+    /// OpenTelemetry's sampler names (`OTEL_TRACES_SAMPLER`): `always_on`, `always_off`,
+    /// `traceidratio`, `parentbased_always_on`, `parentbased_always_off`,
+    /// `parentbased_traceidratio` (a client's sampled trace is always continued).
+    pub sampler: String,
+    /// The ratio of the `*traceidratio` samplers, 0 to 1; `OTEL_TRACES_SAMPLER_ARG`.
+    pub sample_ratio: f64,
+    /// Finished spans waiting for export; past it they are dropped and counted, so a slow
+    /// collector never holds memory or requests.
+    pub queue_size: usize,
+    /// The longest one export may take before its spans count as dropped.
+    pub export_timeout: HumanDuration,
+    /// Extra resource attributes (`OTEL_RESOURCE_ATTRIBUTES`, `key=value,key=value`).
+    pub resource_attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            otlp_traces_endpoint: None,
+            service_name: "groxy".to_owned(),
+            sampler: "parentbased_traceidratio".to_owned(),
+            sample_ratio: 1.0,
+            queue_size: 2048,
+            export_timeout: HumanDuration::secs(5),
+            resource_attributes: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl TracingConfig {
+    /// The sampler names `sampler` accepts.
+    pub const SAMPLERS: [&'static str; 6] = [
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ];
+}
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -92,6 +92,40 @@ impl Config {
 
     /// Every problem with the values, appended to `errors`; `invalid` names the keys the file
     /// gave unusable values (see [`Invalid`]).
+    fn validate_tracing(&self, errors: &mut Vec<String>) {
+        let tracing = &self.tracing;
+        if !super::schema::TracingConfig::SAMPLERS.contains(&tracing.sampler.as_str()) {
+            errors.push(format!(
+                "tracing.sampler {:?} must be one of {} ({})",
+                tracing.sampler,
+                super::schema::TracingConfig::SAMPLERS.join(", "),
+                env::TRACES_SAMPLER
+            ));
+        }
+        if !(0.0..=1.0).contains(&tracing.sample_ratio) {
+            errors.push(format!(
+                "tracing.sample_ratio must be from 0 to 1 ({})",
+                env::TRACES_SAMPLER_ARG
+            ));
+        }
+        if tracing.queue_size == 0 {
+            errors.push("tracing.queue_size must be at least 1".to_owned());
+        }
+        if tracing.export_timeout.0.is_zero() {
+            errors.push("tracing.export_timeout must be greater than zero".to_owned());
+        }
+        for endpoint in std::iter::once(tracing.otlp_endpoint.as_str())
+            .chain(tracing.otlp_traces_endpoint.as_deref())
+            .filter(|e| !e.is_empty())
+        {
+            if !reqwest::Url::parse(endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                errors.push(format!(
+                    "tracing endpoint {endpoint:?} is not an http(s) URL such as http://127.0.0.1:4318"
+                ));
+            }
+        }
+    }
+
     pub(super) fn validate(&mut self, errors: &mut Vec<String>, invalid: &[String]) {
         let invalid = Invalid(invalid);
         let url = self.upstream.url.trim_end_matches('/').to_owned();
@@ -123,6 +157,7 @@ impl Config {
         }
         self.validate_auth(errors, &invalid);
         self.validate_rate_limits(errors);
+        self.validate_tracing(errors);
         if let Some(hash) = &self.admin.key_sha256 {
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
                 errors.push(format!(

@@ -33,6 +33,7 @@ pub struct Line<'a> {
     pub upstream_request_id: Option<&'a str>,
     pub limit: Option<&'a str>,
     pub outcome: &'a str,
+    pub trace_id: Option<&'a str>,
 }
 
 /// A JSON object written field by field: the line's shape is fixed, so a serializer's
@@ -158,6 +159,7 @@ fn render(line: &Line<'_>, info: bool, now: SystemTime) -> Vec<u8> {
     o.opt_str("upstream_request_id", line.upstream_request_id);
     o.opt_str("limit", line.limit);
     o.str("outcome", line.outcome);
+    o.opt_str("trace_id", line.trace_id);
     o.finish()
 }
 
@@ -213,6 +215,7 @@ mod tests {
             upstream_request_id: Some("req_1"),
             limit: None,
             outcome: "complete",
+            trace_id: None,
         };
         let bytes = render(&line, true, UNIX_EPOCH);
         assert!(bytes.ends_with(b"}\n"));

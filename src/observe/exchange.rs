@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use super::{metrics, observer::Observer, record::Record};
+use super::{metrics, observer::Observer, record::Record, trace};
 use crate::relay::{Outcome, Report, Tap};
 
 /// Watches one exchange with Groq on behalf of one request's record: the wait for Groq's
@@ -14,6 +14,10 @@ use crate::relay::{Outcome, Report, Tap};
 pub struct ExchangeTap {
     observer: Arc<Observer>,
     record: Arc<Record>,
+    /// The upstream client span (disabled when tracing is off).
+    span: tracing::Span,
+    facts: trace::ResponseFacts,
+    first_chunk_seen: bool,
     /// `key-1`, … for configured keys; `None` for a caller's own key (passthrough), whose
     /// budget is theirs, not the team's.
     key: Option<Arc<str>>,
@@ -22,10 +26,13 @@ pub struct ExchangeTap {
 }
 
 impl ExchangeTap {
-    pub fn new(observer: Arc<Observer>, record: Arc<Record>) -> Self {
+    pub fn new(observer: Arc<Observer>, record: Arc<Record>, span: tracing::Span) -> Self {
         Self {
             observer,
             record,
+            span,
+            facts: trace::ResponseFacts::default(),
+            first_chunk_seen: false,
             key: None,
             sent: None,
             status: None,
@@ -41,6 +48,7 @@ impl ExchangeTap {
 impl Tap for ExchangeTap {
     fn queued(&mut self, waited: Duration) {
         self.record.queued(waited);
+        trace::queued(&self.span, waited);
     }
 
     fn sent(&mut self, upstream_key: Option<usize>) {
@@ -70,14 +78,26 @@ impl Tap for ExchangeTap {
             let model = self.model();
             self.observer.groq_budget.observe(m, key.clone(), model, headers);
         }
+        trace::upstream_status(&self.span, status.as_u16(), self.key.as_deref());
     }
 
     fn ready(&mut self) {
         self.record.upstream_ready();
     }
 
+    fn chunk(&mut self, chunk: &bytes::Bytes) {
+        if self.span.is_disabled() {
+            return;
+        }
+        if !std::mem::replace(&mut self.first_chunk_seen, true) && self.record.data().stream {
+            trace::first_token(&self.span);
+        }
+        read_facts(chunk, &mut self.facts);
+    }
+
     fn end(&mut self, report: &Report) {
         self.record.data().upstream_outcome = Some(report.outcome);
+        trace::end_upstream_span(&self.span, report, &self.facts);
         if let Some(usage) = report.usage {
             self.observer.usage(&self.record, usage);
         }
@@ -103,6 +123,35 @@ impl Tap for ExchangeTap {
             m.upstream_ttft
                 .get_or_create(&metrics::ModelLabels { model })
                 .observe(ready.saturating_duration_since(sent).as_secs_f64());
+        }
+    }
+}
+
+/// The answer's id, model and finish reasons, found in the bytes as they pass (best effort: a
+/// field split across two chunks is missed). Only runs while tracing.
+fn read_facts(chunk: &[u8], facts: &mut trace::ResponseFacts) {
+    fn string_after<'a>(haystack: &'a [u8], key: &[u8]) -> Option<&'a str> {
+        let start = memchr::memmem::find(haystack, key)? + key.len();
+        let rest = &haystack[start..];
+        let end = memchr::memchr(b'"', rest)?;
+        std::str::from_utf8(&rest[..end]).ok()
+    }
+    if facts.id.is_none() {
+        facts.id = string_after(chunk, b"\"id\":\"").map(|id| id.chars().take(128).collect());
+    }
+    if facts.model.is_none() {
+        facts.model = string_after(chunk, b"\"model\":\"").map(|m| m.chars().take(128).collect());
+    }
+    let key = b"\"finish_reason\":\"";
+    let mut rest = chunk;
+    while let Some(at) = memchr::memmem::find(rest, key) {
+        rest = &rest[at + key.len()..];
+        if let Some(end) = memchr::memchr(b'"', rest) {
+            if let Ok(reason) = std::str::from_utf8(&rest[..end]) {
+                if facts.finish_reasons.len() < 8 && !facts.finish_reasons.iter().any(|r| r == reason) {
+                    facts.finish_reasons.push(reason.to_owned());
+                }
+            }
         }
     }
 }

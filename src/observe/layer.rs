@@ -26,7 +26,13 @@ pub async fn observe_request(
 ) -> Response {
     let started = Instant::now();
     let id = request_id::accept(request.headers()).unwrap_or_else(request_id::generate);
-    let record = Arc::new(Record::new(id, request.method().clone(), request.uri().path(), started));
+    let record = Arc::new(Record::new(
+        id,
+        request.method().clone(),
+        request.uri().path(),
+        started,
+        request.headers(),
+    ));
     request.extensions_mut().insert(RequestRecord(Arc::clone(&record)));
     // Armed before the handler runs: a client that hangs up before the response head (hyper
     // then drops this future) still gets its access line and its metrics, as a 499.
@@ -36,7 +42,8 @@ pub async fn observe_request(
         head: None,
         done: false,
     };
-    let mut response = next.run(request).await;
+    let span = finish.record.span.clone();
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     let stream = crate::wire::headers::is_event_stream(response.headers());
     finish.head = Some(Head {
         status: response.status(),

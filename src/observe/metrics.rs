@@ -181,6 +181,8 @@ pub struct Metrics {
     pub upstream_limit: Family<BudgetLabels, Gauge>,
     pub upstream_reset: Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub config_reloads: Family<ResultLabels, Counter>,
+    /// Spans by fate: `exported`, `dropped_queue_full`, `dropped_export_failed`.
+    pub trace_spans: Family<ResultLabels, Counter>,
     pub redis_up: Gauge,
     pub redis_state_changes: Counter,
     pub models: LabelBound,
@@ -328,6 +330,12 @@ impl Metrics {
             "Configuration reloads by result (applied, rejected)",
             config_reloads.clone(),
         );
+        let trace_spans = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "trace_spans",
+            "OpenTelemetry spans by fate: exported, dropped_queue_full, dropped_export_failed",
+            trace_spans.clone(),
+        );
         let redis_up = Gauge::default();
         registry.register(
             "redis_up",
@@ -371,6 +379,7 @@ impl Metrics {
             upstream_limit,
             upstream_reset,
             config_reloads,
+            trace_spans,
             redis_up,
             redis_state_changes,
             models: LabelBound::default(),

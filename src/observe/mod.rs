@@ -16,9 +16,11 @@ mod record;
 mod report;
 mod request_id;
 mod stats;
+mod trace;
 
 pub use exchange::ExchangeTap;
 pub use layer::observe_request;
 pub use observer::{Gauges, Observer};
 pub use record::RequestRecord;
 pub use report::{stats_document, usage_document};
+pub use trace::{GenAiRequest, inject, upstream_span};

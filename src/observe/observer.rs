@@ -167,6 +167,13 @@ impl Observer {
                 },
             );
         }
+        super::trace::end_server_span(
+            &record.span,
+            status,
+            end,
+            data.cache.map(CacheStatus::as_str),
+            head.refused_by.map(RefusingLimit::label),
+        );
         let latency_ms = ms(latency);
         let overhead_ms = ms(overhead);
         let upstream_ms = match (data.upstream_sent, data.upstream_ready) {
@@ -220,6 +227,7 @@ impl Observer {
             upstream_request_id: data.upstream_request_id.as_deref(),
             limit: head.refused_by.map(RefusingLimit::label),
             outcome: end.as_str(),
+            trace_id: record.trace_id.as_deref(),
         };
         if access::write_json(&line, api) {
             return;
@@ -248,6 +256,7 @@ impl Observer {
                     upstream_request_id = line.upstream_request_id,
                     limit = line.limit,
                     outcome = line.outcome,
+                    trace_id = line.trace_id,
                     "request"
                 )
             };
@@ -271,6 +280,15 @@ impl Observer {
         set(&m.limit_scopes, gauges.limit_scopes);
         set(&m.verified_keys, gauges.verified_keys);
         set(&m.cache_entries, gauges.cache_entries);
+        let spans = crate::telemetry::span_counts();
+        for (result, total) in [
+            ("exported", spans.exported),
+            ("dropped_queue_full", spans.dropped_queue_full),
+            ("dropped_export_failed", spans.dropped_export_failed),
+        ] {
+            let counter = m.trace_spans.get_or_create(&ResultLabels { result });
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         m.render()
     }
 

@@ -74,6 +74,10 @@ pub struct Record {
     pub method: http::Method,
     /// Path only: a query string may carry anything.
     pub path: String,
+    /// The request's server span (disabled when tracing is off), parent of the upstream span.
+    pub span: tracing::Span,
+    /// Its trace id when sampled, for the access line.
+    pub trace_id: Option<String>,
     data: Mutex<Data>,
 }
 
@@ -82,13 +86,17 @@ pub struct Record {
 pub struct RequestRecord(pub Arc<Record>);
 
 impl Record {
-    pub fn new(id: String, method: http::Method, path: &str, started: Instant) -> Self {
+    pub fn new(id: String, method: http::Method, path: &str, started: Instant, headers: &http::HeaderMap) -> Self {
+        let route = route_of(path);
+        let span = super::trace::server_span(&method, path, route, headers);
         Self {
             id,
             started,
-            route: route_of(path),
+            route,
             method,
             path: path.chars().take(256).collect(),
+            trace_id: super::trace::trace_id(&span),
+            span,
             data: Mutex::new(Data::default()),
         }
     }

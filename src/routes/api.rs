@@ -3,6 +3,7 @@
 use axum::{Extension, extract::State, response::Response};
 use http::{HeaderMap, HeaderValue, Request};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::table::{self, Endpoint};
 use crate::{
@@ -11,7 +12,7 @@ use crate::{
     error::GatewayError,
     intake::{self, Intake},
     limits,
-    observe::{ExchangeTap, RequestRecord},
+    observe::{self, ExchangeTap, GenAiRequest, RequestRecord},
     relay::Taps,
     state::AppState,
     validate::{self, Rewrites},
@@ -28,20 +29,22 @@ pub async fn api(
 ) -> Result<Response, GatewayError> {
     let route = table::resolve(request.method(), request.uri())?;
     let config = state.config();
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let intake = intake::read(route.body, route.endpoint.label(), &parts.headers, body, &config.limits).await?;
     let (json, upload) = match intake {
         Intake::Json(bytes) => (Some(bytes), Intake::Empty),
         other => (None, other),
     };
     let catalog = state.catalog().snapshot();
-    let call = validate::check(
-        route.endpoint,
-        json,
-        &config.validation,
-        &config.models.aliases,
-        catalog.as_deref(),
-    )?;
+    let call = step("validate", || {
+        validate::check(
+            route.endpoint,
+            json,
+            &config.validation,
+            &config.models.aliases,
+            catalog.as_deref(),
+        )
+    })?;
     record.set_request(call.model.clone(), call.stream);
 
     // A stored answer is looked up before admission: a hit counts as a request but reserves
@@ -50,7 +53,7 @@ pub async fn api(
     let controls = Controls::parse(&parts.headers);
     let key = cache.key_for(&caller, call.cacheable.as_ref());
     let stored = match &key {
-        Some(key) => cache.stored(key, &controls).await,
+        Some(key) => cache.stored(key, &controls).instrument(step_span("cache.lookup")).await,
         None => None,
     };
     let reserved = match (&stored, route.endpoint) {
@@ -74,26 +77,35 @@ pub async fn api(
     let admission = state
         .limiter()
         .admit(&config.rate_limits, &caller, call.model.as_deref(), reserved)
+        .instrument(step_span("limits.admit"))
         .await
         .map_err(GatewayError::RateLimited)?;
     let rate = admission.headers;
 
-    let mut taps = Taps::new();
-    taps.push(ExchangeTap::new(
-        std::sync::Arc::clone(state.observer()),
-        std::sync::Arc::clone(&record),
-    ));
-    if caller.upstream_authorization.is_some() {
-        taps.push(cache.verified.tap(caller.partition));
-    }
-    let forward = state.forward(&route, &caller, parts.headers, &call, upload, record.started);
+    // Only a request that goes to Groq gets an upstream span, its taps and its forward.
+    let exchange = |admission| {
+        let upstream_span = observe::upstream_span(&record.span, &gen_ai_request(route.endpoint, &call));
+        observe::inject(&upstream_span, &mut parts.headers);
+        let mut taps = Taps::new();
+        taps.push(ExchangeTap::new(
+            std::sync::Arc::clone(state.observer()),
+            std::sync::Arc::clone(&record),
+            upstream_span,
+        ));
+        if caller.upstream_authorization.is_some() {
+            taps.push(cache.verified.tap(caller.partition));
+        }
+        taps.push(admission);
+        let forward = state.forward(&route, &caller, parts.headers, &call, upload, record.started);
+        (forward, taps)
+    };
     let (mut response, status) = match (stored, key) {
         (Some(entry), _) => {
             admission.settle(Some(0));
             (cache::replay(&entry), CacheStatus::Hit)
         }
         (None, None) => {
-            taps.push(admission);
+            let (forward, taps) = exchange(admission);
             (forward.send(taps).await?, CacheStatus::Bypass)
         }
         (None, Some(key)) => match cache::serve_from_flight(cache, key, &controls)? {
@@ -108,7 +120,7 @@ pub async fn api(
             }
             Served::Lead(lead) => {
                 record.set_cache(CacheStatus::Miss);
-                taps.push(admission);
+                let (forward, taps) = exchange(admission);
                 (lead.start(forward, taps).await?, CacheStatus::Miss)
             }
         },
@@ -119,6 +131,36 @@ pub async fn api(
     }
     decorate(response.headers_mut(), &rate, &call.rewrites);
     Ok(response)
+}
+
+/// A child span of the request's for one step that takes time (disabled when tracing is off).
+fn step_span(name: &'static str) -> tracing::Span {
+    tracing::info_span!(target: "groxy::otel", "step", otel.name = name)
+}
+
+fn step<T>(name: &'static str, run: impl FnOnce() -> T) -> T {
+    step_span(name).in_scope(run)
+}
+
+/// The request settings the GenAI conventions put on the upstream span; never content.
+fn gen_ai_request(endpoint: Endpoint, call: &validate::Call) -> GenAiRequest {
+    let number = |field: &str| {
+        call.cacheable
+            .as_ref()
+            .and_then(|tree| tree.get(field))
+            .and_then(|v| v.as_f64())
+    };
+    GenAiRequest {
+        operation: match endpoint {
+            Endpoint::ChatCompletions | Endpoint::Responses => "chat",
+            other => other.label(),
+        },
+        model: call.model.as_deref().map(str::to_owned),
+        max_tokens: call.max_completion,
+        temperature: number("temperature"),
+        top_p: number("top_p"),
+        stream: call.stream,
+    }
 }
 
 /// What the gateway adds to every API answer: the caller's rate-limit state and what

@@ -15,6 +15,9 @@ const FORWARDED_REQUEST: &[&str] = &[
     "openai-project",
     "groq-organization",
     "idempotency-key",
+    // W3C trace context: the client's, or (when groxy traces) groxy's own upstream span's.
+    "traceparent",
+    "tracestate",
 ];
 
 /// Forwarded when the body is streamed (pass-through routes): Groq's upload endpoints want the

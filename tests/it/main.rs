@@ -20,6 +20,7 @@ mod limits;
 mod logs_and_catalog;
 mod observability;
 mod one_path;
+mod otel;
 mod passthrough;
 mod process;
 mod ratelimit;

@@ -1,4 +1,4 @@
-//! Log output: human-readable on a terminal, JSON lines otherwise; `RUST_LOG` wins over the config level.
+//! Log output: human-readable on a terminal, JSON lines otherwise; `RUST_LOG` wins over the config level; OpenTelemetry's spans beside it.
 //!
 //! Everything goes through one buffered stdout ([`LogWriter`]): a warning or an error is
 //! flushed at once, routine lines (the access log) at the latest after [`FLUSH_EVERY`], so a
@@ -14,7 +14,7 @@ use std::{
 };
 
 use tracing::{Level, Metadata};
-use tracing_subscriber::{EnvFilter, fmt, fmt::MakeWriter, prelude::*};
+use tracing_subscriber::{EnvFilter, filter::Targets, fmt, fmt::MakeWriter, prelude::*};
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -81,17 +81,35 @@ impl<'a> MakeWriter<'a> for LogWriter {
 
 /// Installs the global subscriber once; later calls (tests starting several servers) are
 /// no-ops. The caller flushes periodically ([`flush`]) and at exit.
-pub fn init(config: &LogConfig, rust_log: Option<&str>) {
+///
+/// With `otel`, spans of the `groxy::otel` target go to OpenTelemetry (and only those: the
+/// log filter never sees them, and the OpenTelemetry layer sees nothing else). Without it no
+/// layer wants them, so their call sites cost a cached "disabled" check.
+pub fn init(config: &LogConfig, rust_log: Option<&str>, otel: Option<opentelemetry_sdk::trace::Tracer>) {
     let filter = rust_log
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .or_else(|| EnvFilter::try_new(&config.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    let filter = match "groxy::otel=off".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let json = match config.format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    let registry = tracing_subscriber::registry().with(filter);
+    let otel = otel.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_level(false)
+            .with_tracked_inactivity(false)
+            .with_filter(Targets::new().with_target(OTEL_TARGET, Level::TRACE))
+    });
+    let registry = tracing_subscriber::registry().with(otel);
     if json {
         let installed = registry
             .with(
@@ -99,7 +117,8 @@ pub fn init(config: &LogConfig, rust_log: Option<&str>) {
                     .json()
                     .flatten_event(true)
                     .with_current_span(false)
-                    .with_writer(LogWriter),
+                    .with_writer(LogWriter)
+                    .with_filter(filter),
             )
             .try_init();
         if installed.is_ok() {
@@ -111,11 +130,15 @@ pub fn init(config: &LogConfig, rust_log: Option<&str>) {
                 fmt::layer()
                     .compact()
                     .with_ansi(std::io::stdout().is_terminal())
-                    .with_writer(LogWriter),
+                    .with_writer(LogWriter)
+                    .with_filter(filter),
             )
             .try_init();
     }
 }
+
+/// The target of the spans that go to OpenTelemetry (`observe::trace` and the step spans).
+const OTEL_TARGET: &str = "groxy::otel";
 
 /// Flushes the log buffer every [`FLUSH_EVERY`] until `stop`, then once more.
 pub fn spawn_flusher(stop: tokio_util::sync::CancellationToken) {
