@@ -12,14 +12,14 @@ use super::{
     flight::{Flight, Head, Reader, Role},
     key::CacheKey,
     policy::Cache,
-    replay::{CacheStatus, compact, from_reader, has_error_event},
+    replay::{CacheStatus, compact, from_reader, is_whole_answer},
     store::Entry,
 };
 use crate::{
     error::GatewayError,
     relay::Taps,
     upstream::Forward,
-    wire::headers::{GROQ_REQUEST_ID, is_event_stream},
+    wire::headers::{GROQ_REQUEST_ID, is_coded, is_event_stream, is_json},
 };
 
 /// What a cacheable request that missed the store became.
@@ -90,8 +90,9 @@ impl Lead {
     }
 }
 
-/// A flight's driver: sends the request once, feeds every reader, and stores a complete,
-/// successful answer. Stops (cancelling the upstream call) when the last reader leaves.
+/// A flight's driver: sends the request once, feeds every reader at the pace of the protected
+/// one (see `flight`), and stores a complete, successful answer. Stops (cancelling the upstream
+/// call) when the last reader leaves.
 async fn drive(
     cache: Arc<Cache>,
     key: CacheKey,
@@ -128,6 +129,12 @@ async fn drive(
         headers: parts.headers.clone(),
     });
     let complete = loop {
+        // The next chunk is read only once the buffer has room: a slow protected reader (the
+        // client that started the flight) slows Groq's answer instead of being cut off.
+        if !flight.room().await {
+            flight.end(true);
+            break false;
+        }
         tokio::select! {
             frame = body.frame() => match frame {
                 Some(Ok(frame)) => {
@@ -158,16 +165,18 @@ async fn drive(
 }
 
 /// Stores a flight's answer if it is one worth replaying: a success, whole, within the entry
-/// size, and (for a stream) without an error event.
+/// size, in no content coding (one groxy could not decode: its bytes are opaque and would be
+/// replayed without their header), and complete by its own framing: a stream that ended with
+/// `data: [DONE]` and no error event, or JSON that parses.
 fn keep(cache: &Cache, key: CacheKey, flight: &Flight, parts: &http::response::Parts, ttl: Duration) {
-    if !parts.status.is_success() {
+    if !parts.status.is_success() || is_coded(&parts.headers) {
         return;
     }
     let Some((chunks, size)) = flight.whole_body() else {
         return;
     };
     let is_sse = is_event_stream(&parts.headers);
-    if size > cache.max_entry_bytes() || (is_sse && has_error_event(&chunks)) {
+    if size > cache.max_entry_bytes() || !is_whole_answer(&chunks, is_sse, is_json(&parts.headers)) {
         return;
     }
     cache.insert(

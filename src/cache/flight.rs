@@ -2,9 +2,16 @@
 //!
 //! A flight's driver task reads Groq's response into a shared buffer; every client, the one
 //! that started it included, is a reader with its own position. Readers are woken per chunk, so
-//! each gets every chunk as soon as it arrives. A slow reader does not slow the others or the
-//! upstream read: the buffer is bounded, and a reader that falls more than the bound behind is
-//! cut off with an error. The driver cancels the upstream call when the last reader leaves.
+//! each gets every chunk as soon as it arrives.
+//!
+//! One reader is *protected*: the one that started the flight, or, once it has gone, the
+//! oldest reader left. It is never cut off; instead the driver reads Groq only while the
+//! buffer is within its bound ([`Flight::room`]), so the protected reader's pace is the
+//! upstream's, with backpressure as in a plain relay, and a lone slow client gets every byte.
+//! A joined reader that falls more than the bound behind the protected one is cut off with an
+//! error rather than holding the others back, and once the bound has been reached the flight
+//! takes no new readers (the start of the body may be gone). The driver cancels the upstream
+//! call when the last reader leaves.
 
 use std::{
     collections::HashMap,
@@ -41,14 +48,19 @@ struct State {
     truncated: bool,
     readers: HashMap<u64, usize>,
     next_reader: u64,
-    /// Accepts new readers: false once a prefix has been dropped.
+    /// The reader never cut off (see the module's doc); `None` only when no reader is left.
+    protected: Option<u64>,
+    /// Accepts new readers: false once the buffer has reached its bound.
     open: bool,
 }
 
 pub struct Flight {
     state: Mutex<State>,
+    /// Told when the head, a chunk or the end arrives: readers wait on it.
     changed: Notify,
-    reader_left: Notify,
+    /// Told when a reader advances or leaves: the driver waits on it for room, or for the
+    /// last reader to go.
+    moved: Notify,
     /// Most bytes kept for readers that are behind.
     max_lag: usize,
 }
@@ -65,7 +77,7 @@ impl Flight {
                 ..State::default()
             }),
             changed: Notify::new(),
-            reader_left: Notify::new(),
+            moved: Notify::new(),
             max_lag,
         })
     }
@@ -79,6 +91,7 @@ impl Flight {
         let id = state.next_reader;
         state.next_reader += 1;
         state.readers.insert(id, 0);
+        state.protected.get_or_insert(id);
         Some(Reader {
             flight: Arc::clone(self),
             id,
@@ -101,6 +114,8 @@ impl Flight {
         self.changed.notify_waiters();
     }
 
+    /// Adds a chunk for every reader. The driver calls it only after [`Flight::room`], so the
+    /// buffer exceeds its bound by at most this one chunk.
     pub fn push(&self, chunk: Bytes) {
         let mut state = lock(&self.state);
         state.total_bytes += chunk.len();
@@ -113,7 +128,35 @@ impl Flight {
         self.changed.notify_waiters();
     }
 
-    /// Drops the prefix every reader has passed; cuts off readers still too far behind.
+    /// Waits until the buffer is within its bound, so the driver may read Groq again: `true`;
+    /// or until no reader is left: `false`. This is where a protected reader that is slow
+    /// slows the upstream read instead of being cut off.
+    pub async fn room(&self) -> bool {
+        loop {
+            let moved = self.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            {
+                let mut state = lock(&self.state);
+                if state.readers.is_empty() {
+                    return false;
+                }
+                if state.kept_bytes > self.max_lag {
+                    self.trim(&mut state);
+                    // A reader cut off here learns it at its next read.
+                    self.changed.notify_waiters();
+                }
+                if state.kept_bytes <= self.max_lag {
+                    return true;
+                }
+            }
+            moved.await;
+        }
+    }
+
+    /// Drops the prefix every reader has passed; cuts off joined readers too far behind the
+    /// protected one. Never cuts the protected reader: while it holds the buffer over its
+    /// bound, the driver waits in [`Flight::room`].
     fn trim(&self, state: &mut State) {
         state.open = false;
         loop {
@@ -131,15 +174,19 @@ impl Flight {
             if state.kept_bytes <= self.max_lag {
                 return;
             }
+            let protected_at = state
+                .protected
+                .and_then(|id| state.readers.get(&id).copied())
+                .unwrap_or(usize::MAX);
+            if slowest >= protected_at {
+                return;
+            }
             let laggards: Vec<u64> = state
                 .readers
                 .iter()
                 .filter(|(_, pos)| **pos == slowest)
                 .map(|(id, _)| *id)
                 .collect();
-            if laggards.is_empty() {
-                return;
-            }
             for id in laggards {
                 tracing::warn!(reader = id, "a coalesced reader fell too far behind; cutting it off");
                 state.readers.remove(&id);
@@ -170,11 +217,13 @@ impl Flight {
     /// Resolves when no reader is left.
     pub async fn abandoned(&self) {
         loop {
-            let notified = self.reader_left.notified();
+            let moved = self.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
             if lock(&self.state).readers.is_empty() {
                 return;
             }
-            notified.await;
+            moved.await;
         }
     }
 
@@ -192,9 +241,16 @@ pub struct Reader {
 }
 
 impl Drop for Reader {
+    /// Leaves the flight; if this was the protected reader, the oldest one left takes over,
+    /// so the last reader of a flight is never cut off either.
     fn drop(&mut self) {
-        lock(&self.flight.state).readers.remove(&self.id);
-        self.flight.reader_left.notify_waiters();
+        let mut state = lock(&self.flight.state);
+        state.readers.remove(&self.id);
+        if state.protected == Some(self.id) {
+            state.protected = state.readers.keys().min().copied();
+        }
+        drop(state);
+        self.flight.moved.notify_waiters();
     }
 }
 
@@ -238,6 +294,8 @@ impl Reader {
                     .cloned()
                 {
                     state.readers.insert(self.id, position + 1);
+                    drop(state);
+                    self.flight.moved.notify_waiters();
                     return Ok(Some(chunk));
                 }
                 if state.ended {
@@ -304,6 +362,7 @@ fn unreachable_reader(flight: &Arc<Flight>) -> Reader {
     let id = state.next_reader;
     state.next_reader += 1;
     state.readers.insert(id, 0);
+    state.protected.get_or_insert(id);
     Reader {
         flight: Arc::clone(flight),
         id,
@@ -337,17 +396,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reader_too_far_behind_is_cut_off_and_the_others_go_on() {
+    async fn a_joined_reader_too_far_behind_is_cut_off_and_the_others_go_on() {
         let flight = Flight::new(10);
+        let leader = flight.join().expect("open");
         let slow = flight.join().expect("open");
-        let fast = flight.join().expect("open");
-        let mut fast_stream = fast.into_stream();
+        let mut leader_stream = leader.into_stream();
         for _ in 0..5 {
+            assert!(flight.room().await, "the leader keeps up: room every time");
             flight.push(Bytes::from_static(b"abcd"));
-            assert!(fast_stream.next().await.expect("chunk").is_ok());
+            assert!(leader_stream.next().await.expect("chunk").is_ok());
         }
         flight.end(false);
-        assert!(fast_stream.next().await.is_none());
+        assert!(leader_stream.next().await.is_none());
         let mut slow_stream = slow.into_stream();
         assert!(
             slow_stream.next().await.expect("an error").is_err(),
@@ -355,6 +415,53 @@ mod tests {
         );
         assert!(flight.join().is_none(), "the start is gone: no new readers");
         assert!(flight.whole_body().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_slow_leader_is_never_cut_off_it_holds_the_driver_back() {
+        let flight = Flight::new(10);
+        let leader = flight.join().expect("open");
+        let fast = flight.join().expect("open");
+        let mut fast_stream = fast.into_stream();
+        let mut pushed = 0;
+        // The driver's loop, with the leader not reading: room runs out at the bound.
+        while tokio::time::timeout(std::time::Duration::from_millis(50), flight.room())
+            .await
+            .is_ok()
+        {
+            flight.push(Bytes::from_static(b"abcd"));
+            pushed += 1;
+            assert!(fast_stream.next().await.expect("chunk").is_ok());
+        }
+        assert_eq!(pushed, 3, "12 bytes kept: over the bound of 10, so the driver waits");
+        let mut leader_stream = leader.into_stream();
+        assert!(leader_stream.next().await.expect("chunk").is_ok(), "not cut off");
+        assert!(flight.room().await, "reading made room");
+        flight.push(Bytes::from_static(b"abcd"));
+        flight.end(false);
+        let rest: Vec<_> = leader_stream.collect().await;
+        assert_eq!(rest.len(), 3);
+        assert!(rest.iter().all(Result::is_ok));
+    }
+
+    #[tokio::test]
+    async fn when_the_leader_leaves_the_oldest_joiner_is_protected() {
+        let flight = Flight::new(4);
+        let leader = flight.join().expect("open");
+        let joiner = flight.join().expect("open");
+        drop(leader);
+        assert!(flight.room().await);
+        flight.push(Bytes::from_static(b"abcdefgh"));
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), flight.room())
+                .await
+                .is_err(),
+            "the lone joiner is now protected: the driver waits for it"
+        );
+        let mut stream = joiner.into_stream();
+        assert!(stream.next().await.expect("chunk").is_ok(), "not cut off");
+        drop(stream);
+        assert!(!flight.room().await, "no reader left");
     }
 
     #[tokio::test]

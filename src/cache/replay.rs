@@ -70,12 +70,57 @@ pub fn replay(entry: &Entry) -> Response {
 }
 
 /// A flight reader's response: the shared head, then the shared body at this reader's pace.
+///
+/// A successful answer loses Groq's `x-ratelimit-*` headers, so a MISS and a COALESCED answer
+/// carry the same set as a HIT of the same request: a stored answer cannot carry Groq's budget
+/// as it is now, and a replayed one would be stale, so none of them does. (groxy's own
+/// headers for the caller's limits are added to all three afterwards.) Errors keep everything
+/// Groq sent: they are never stored, and the client's retry needs them.
 pub fn from_reader(head: Head, reader: Reader, status: CacheStatus) -> Response {
     let mut response = Response::new(Body::from_stream(reader.into_stream()));
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
+    if head.status.is_success() {
+        drop_groq_rate_limits(response.headers_mut());
+    }
     response.headers_mut().insert("x-groxy-cache", status.header());
     response
+}
+
+fn drop_groq_rate_limits(headers: &mut http::HeaderMap) {
+    let names: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-ratelimit-"))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Whether a whole body is an answer worth replaying for the TTL: an event stream that ended
+/// with `data: [DONE]` and carried no error event, or a JSON body that parses. Anything else
+/// (an HTML page from a proxy, a stream cut short however it ended) would be served long after
+/// Groq recovered.
+pub fn is_whole_answer(chunks: &[bytes::Bytes], is_sse: bool, is_json: bool) -> bool {
+    let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    if is_sse {
+        !has_error_event(&joined) && ends_with_done(&joined)
+    } else {
+        is_json && serde_json::from_slice::<serde::de::IgnoredAny>(&joined).is_ok()
+    }
+}
+
+/// Whether the stream's last event is `data: [DONE]`.
+fn ends_with_done(body: &[u8]) -> bool {
+    let body = body.trim_ascii_end();
+    let Some(rest) = body.strip_suffix(b"[DONE]") else {
+        return false;
+    };
+    let Some(rest) = rest.strip_suffix(b"data:").or_else(|| rest.strip_suffix(b"data: ")) else {
+        return false;
+    };
+    rest.is_empty() || rest.ends_with(b"\n")
 }
 
 /// Copies the chunks into one allocation of exactly `size` bytes, keeping their boundaries.
@@ -96,9 +141,8 @@ pub fn compact(chunks: &[bytes::Bytes], size: usize) -> Vec<bytes::Bytes> {
 
 /// Whether an SSE body carries an error event (Groq's mid-stream error, or groxy's truncation
 /// frame): such a stream is never stored.
-pub fn has_error_event(chunks: &[bytes::Bytes]) -> bool {
-    let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-    joined.starts_with(b"data: {\"error\"") || memchr::memmem::find(&joined, b"\ndata: {\"error\"").is_some()
+fn has_error_event(joined: &[u8]) -> bool {
+    joined.starts_with(b"data: {\"error\"") || memchr::memmem::find(joined, b"\ndata: {\"error\"").is_some()
 }
 
 #[cfg(test)]
@@ -115,13 +159,22 @@ mod tests {
     }
 
     #[test]
-    fn error_events_are_found_wherever_they_are() {
-        let ok = [bytes::Bytes::from_static(b"data: {\"x\":1}\n\ndata: [DONE]\n\n")];
-        assert!(!has_error_event(&ok));
+    fn only_whole_answers_are_worth_storing() {
+        let b = |s: &'static [u8]| bytes::Bytes::from_static(s);
+        let ok = [b(b"data: {\"x\":1}\n\ndata: [DO"), b(b"NE]\n\n")];
+        assert!(is_whole_answer(&ok, true, false));
         let err = [
-            bytes::Bytes::from_static(b"data: {\"x\":1}\n"),
-            bytes::Bytes::from_static(b"\ndata: {\"error\":{}}\n\n"),
+            b(b"data: {\"x\":1}\n"),
+            b(b"\ndata: {\"error\":{}}\n\n"),
+            b(b"data: [DONE]\n\n"),
         ];
-        assert!(has_error_event(&err));
+        assert!(!is_whole_answer(&err, true, false), "an error event anywhere");
+        assert!(!is_whole_answer(&[b(b"data: {\"x\":1}\n\n")], true, false), "no [DONE]");
+        assert!(!is_whole_answer(&[b(b"data: {\"x\":\"data: [DONE]\"}")], true, false));
+        assert!(is_whole_answer(&[b(b"data:[DONE]\n\n")], true, false));
+        assert!(is_whole_answer(&[b(b"{\"id\":"), b(b"1}\n")], false, true));
+        assert!(!is_whole_answer(&[b(b"<html>bad gateway</html>")], false, true));
+        assert!(!is_whole_answer(&[b(b"{\"id\":1")], false, true), "cut short");
+        assert!(!is_whole_answer(&[b(b"{}")], false, false), "not labelled JSON");
     }
 }

@@ -50,7 +50,8 @@ pub async fn respond(upstream: reqwest::Response, mut ctx: RelayContext) -> Resu
         ctx.taps.fail(&error);
         let mut response = axum::response::IntoResponse::into_response(error);
         for (name, value) in &kept {
-            if name != header::CONTENT_TYPE {
+            // groxy's own JSON body replaces Groq's: what described Groq's body does not apply.
+            if name != header::CONTENT_TYPE && name != header::CONTENT_ENCODING {
                 response.headers_mut().append(name.clone(), value.clone());
             }
         }

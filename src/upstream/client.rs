@@ -56,7 +56,12 @@ impl Upstream {
             authorization.set_sensitive(true);
             keys.push(authorization);
         }
+        // gzip and deflate are decoded should Groq send them anyway (groxy asks for `identity`):
+        // the relay, the usage reader, the SSE framing and the cache then all see plain bytes,
+        // and the client gets them without a `content-encoding` it never asked for.
         let client = reqwest::Client::builder()
+            .gzip(true)
+            .deflate(true)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout.0)
             .pool_idle_timeout(config.pool_idle_timeout.0)
@@ -151,6 +156,7 @@ impl Upstream {
             .client
             .get(url)
             .header(header::AUTHORIZATION, key)
+            .header(header::ACCEPT_ENCODING, headers::accept_identity())
             .header(header::USER_AGENT, concat!("groxy/", env!("CARGO_PKG_VERSION")));
         let response = tokio::time::timeout(self.first_byte_timeout, request.send())
             .await

@@ -1,12 +1,13 @@
 //! Which headers cross the gateway in each direction: allowlists, so nothing new leaks by default.
 
-use http::{HeaderMap, HeaderName, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 /// Request headers a client may pass on to Groq. Everything else (cookies, the client's own
 /// `Authorization`, proxy and hop-by-hop headers, `Accept-Encoding`) stays here.
 ///
-/// `accept-encoding` is deliberately absent: Groq then answers uncompressed, so the bytes groxy
-/// relays, inspects and caches are the bytes the client decodes, and SSE is never compressed.
+/// The client's `accept-encoding` is deliberately not forwarded: groxy asks for
+/// [`accept_identity`] instead, so the bytes it relays, inspects and caches are the bytes the
+/// client decodes, and SSE is never compressed.
 const FORWARDED_REQUEST: &[&str] = &[
     "content-type",
     "accept",
@@ -29,25 +30,42 @@ pub fn forward_request_header(name: &HeaderName, extra: &[String]) -> bool {
     FORWARDED_REQUEST.contains(&name) || name.starts_with("x-stainless-") || extra.iter().any(|e| e == name)
 }
 
-/// Copies the allowed request headers. `with_length` forwards `content-length` too.
+/// What groxy asks Groq for: without any `Accept-Encoding` a server may pick any coding
+/// (RFC 9110 §12.5.3), and a coded body could not be inspected, cached or framed as SSE.
+pub fn accept_identity() -> HeaderValue {
+    HeaderValue::from_static("identity")
+}
+
+/// Copies the allowed request headers and asks for an uncoded answer. `with_length` forwards
+/// `content-length` too.
 pub fn request_headers(incoming: &HeaderMap, extra: &[String], with_length: bool) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(incoming.len());
+    let mut out = HeaderMap::with_capacity(incoming.len() + 1);
     for (name, value) in incoming {
         if forward_request_header(name, extra) || (with_length && name.as_str() == CONTENT_LENGTH) {
             out.append(name.clone(), value.clone());
         }
     }
+    out.insert(header::ACCEPT_ENCODING, accept_identity());
     out
 }
 
 /// Response headers worth keeping from Groq: what the OpenAI SDKs read (request id, rate-limit
 /// state, retry hints) and what describes the body. Cloudflare's cookies and routing headers,
 /// `server`, `via` and `alt-svc` are dropped.
+///
+/// `content-encoding` describes the body too: gzip and deflate are decoded by the upstream
+/// client (which then removes the header), so one that is still here names a coding groxy
+/// cannot decode, and without it the client could not read the bytes it is given.
 fn keep_response_header(name: &HeaderName) -> bool {
     let name = name.as_str();
     matches!(
         name,
-        "content-type" | "content-disposition" | "retry-after" | "retry-after-ms" | "x-should-retry"
+        "content-type"
+            | "content-disposition"
+            | "content-encoding"
+            | "retry-after"
+            | "retry-after-ms"
+            | "x-should-retry"
     ) || name.starts_with("x-ratelimit-")
         || name.starts_with("x-groq-")
         || name.starts_with("openai-")
@@ -79,6 +97,17 @@ pub fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Whether the body is in some content coding other than `identity` (one groxy could not
+/// decode): its bytes mean nothing to a JSON or SSE reader.
+pub fn is_coded(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONTENT_ENCODING).iter().any(|value| {
+        value.to_str().map_or(true, |v| {
+            v.split(',')
+                .any(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("identity"))
+        })
+    })
+}
+
 pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -89,7 +118,6 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
@@ -113,7 +141,11 @@ mod tests {
         ]);
         let out = request_headers(&incoming, &["x-custom".to_owned()], false);
         let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["content-type", "x-stainless-lang", "x-custom"]);
+        assert_eq!(
+            names,
+            ["content-type", "x-stainless-lang", "x-custom", "accept-encoding"]
+        );
+        assert_eq!(out["accept-encoding"], "identity", "never the client's gzip");
         assert!(request_headers(&incoming, &[], true).contains_key("content-length"));
     }
 
@@ -129,6 +161,7 @@ mod tests {
             ("x-ratelimit-remaining-tokens", "10"),
             ("retry-after", "3"),
             ("content-type", "application/json"),
+            ("content-encoding", "br"),
         ]);
         let out = response_headers(&upstream);
         let names: Vec<_> = out.keys().map(|k| k.as_str()).collect();
@@ -138,7 +171,8 @@ mod tests {
                 "x-groq-request-id",
                 "x-ratelimit-remaining-tokens",
                 "retry-after",
-                "content-type"
+                "content-type",
+                "content-encoding"
             ]
         );
     }
@@ -149,5 +183,9 @@ mod tests {
         assert!(!is_json(&map(&[("content-type", "text/plain")])));
         assert!(is_event_stream(&map(&[("content-type", "text/event-stream")])));
         assert!(!is_event_stream(&HeaderMap::new()));
+        assert!(is_coded(&map(&[("content-encoding", "br")])));
+        assert!(is_coded(&map(&[("content-encoding", "identity, gzip")])));
+        assert!(!is_coded(&map(&[("content-encoding", "identity")])));
+        assert!(!is_coded(&HeaderMap::new()));
     }
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use super::coding::GzipWriter;
 use super::frames::SynthStream;
 use super::record::Track;
 use super::reply::{Slicer, StreamEnd};
@@ -36,6 +37,13 @@ pub(crate) enum Units {
         remaining: u64,
         offset: u64,
     },
+    /// Another source's slices gzip-coded, one piece each; the trailer after the last if the
+    /// body ends normally.
+    Gzip {
+        inner: Box<Units>,
+        writer: GzipWriter,
+        trailer: bool,
+    },
 }
 
 const DOWNLOAD_CHUNK: usize = 64 * 1024;
@@ -56,6 +64,7 @@ impl Units {
             Units::Slices(s) => s.is_empty(),
             Units::Synth(s) => s.is_empty(),
             Units::Download { remaining, .. } => *remaining == 0,
+            Units::Gzip { inner, trailer, .. } => inner.is_empty() && !*trailer,
         }
     }
 
@@ -73,6 +82,11 @@ impl Units {
                 *offset += len as u64;
                 Some(PATTERN.slice(start..start + len))
             }
+            Units::Gzip { inner, writer, trailer } => match inner.next() {
+                Some(slice) => Some(writer.piece(&slice)),
+                None if std::mem::take(trailer) => Some(writer.finish()),
+                None => None,
+            },
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::body::{Paced, SimBody, SimError, Units};
 use super::budget::{Limits, Usage, Verdict};
+use super::coding::{self, Coding, GzipWriter};
 use super::completion::{self, completion};
 use super::faults::{self, Fault};
 use super::fixtures;
@@ -179,9 +180,11 @@ pub(crate) async fn chat(
         };
         if fault.reshapes_body() {
             let (units, end) = reshape(body, &fault, false);
+            let units = encode(units, end, fault.coding.as_ref());
             let paced = Paced::new(units, config.json_latency, Duration::ZERO, end);
             let mut response = streamed(paced, "application/json", request_id.as_deref(), track);
             write_limits(response.headers_mut(), limits.as_ref());
+            label(response.headers_mut(), fault.coding.as_ref());
             return Ok(response);
         }
         if !config.json_latency.is_zero() {
@@ -190,6 +193,11 @@ pub(crate) async fn chat(
         let mut headers = ok_headers("application/json");
         set_request_id(&mut headers, request_id.as_deref());
         write_limits(&mut headers, limits.as_ref());
+        label(&mut headers, fault.coding.as_ref());
+        let body = match fault.coding {
+            Some(Coding::Gzip) => coding::gzip(&body),
+            _ => body,
+        };
         return Ok(full(StatusCode::OK, headers, body, track));
     }
 
@@ -210,16 +218,38 @@ pub(crate) async fn chat(
         let whole = match units {
             Units::Synth(synth) => synth.collect_all(),
             Units::Slices(slicer) => slicer.fold(BytesMut::new(), join).freeze(),
-            Units::Download { .. } => Bytes::new(),
+            Units::Download { .. } | Units::Gzip { .. } => Bytes::new(),
         };
         reshape(whole, &fault, true)
     } else {
         (units, StreamEnd::Complete)
     };
+    let units = encode(units, end, fault.coding.as_ref());
     let paced = Paced::new(units, config.ttft, config.chunk_interval, end);
     let mut response = streamed(paced, "text/event-stream", request_id.as_deref(), track);
     write_limits(response.headers_mut(), limits.as_ref());
+    label(response.headers_mut(), fault.coding.as_ref());
     Ok(response)
+}
+
+/// gzip-codes each slice as it goes out (the trailer only if the body ends normally: a cut
+/// stream is a truncated gzip member, as from a real server).
+fn encode(units: Units, end: StreamEnd, coding: Option<&Coding>) -> Units {
+    match coding {
+        Some(Coding::Gzip) => Units::Gzip {
+            inner: Box::new(units),
+            writer: GzipWriter::new(),
+            trailer: end == StreamEnd::Complete,
+        },
+        _ => units,
+    }
+}
+
+/// `content-encoding` for a coded (or labelled) answer.
+fn label(headers: &mut HeaderMap, coding: Option<&Coding>) {
+    if let Some(value) = coding.and_then(|c| HeaderValue::from_str(c.header_value()).ok()) {
+        headers.insert(http::header::CONTENT_ENCODING, value);
+    }
 }
 
 /// With a budget, its state replaces the fixed `x-ratelimit-*` values of headers-ok.json.

@@ -3,6 +3,7 @@
 //! Tests script replies with `Simulator::push`; a process that only speaks HTTP uses this header.
 //! The value is a comma-separated list of directives, e.g. `slice:1-64,drop-after:3`.
 
+use super::coding::Coding;
 use super::fixtures;
 use super::reply::{Reply, SliceMode, StreamEnd};
 
@@ -16,6 +17,9 @@ x-sim-reply: comma-separated directives (chat completions only)
   stall-after:N    send the first N SSE events (N bytes for JSON), then send nothing more
   slice:MIN-MAX    cut the body into random slices of MIN..=MAX bytes (optional :SEED)
   slice:whole      send the body in one slice
+  gzip             send the answer gzip-coded with content-encoding: gzip, though not asked
+                   to (a stream: one deflate block per slice, so each decodes on arrival)
+  encoding:NAME    send the answer as it is, labelled content-encoding: NAME
 x-sim-stamp: 1     synthesized streams (--stream-chunks) put the send time in each content
                    frame: \"content\":\"t<ns since UNIX epoch> \"
 x-sim-bytes: N     size of GET .../files/{id}/content downloads (default 1048576)";
@@ -28,6 +32,8 @@ pub(crate) struct Fault {
     /// Keep this many events (bytes for JSON), then end this way.
     pub(crate) cut: Option<(usize, StreamEnd)>,
     pub(crate) slicing: Option<SliceMode>,
+    /// The answer's content coding (`gzip`, `encoding:NAME`).
+    pub(crate) coding: Option<Coding>,
 }
 
 impl Fault {
@@ -54,6 +60,10 @@ pub(crate) fn parse(value: &str) -> Result<Fault, String> {
             "drop-after" => fault.cut = Some((count(arg)?, StreamEnd::DropConnection)),
             "stall-after" => fault.cut = Some((count(arg)?, StreamEnd::Stall)),
             "slice" => fault.slicing = Some(slice_mode(arg)?),
+            "gzip" if arg.is_empty() => fault.coding = Some(Coding::Gzip),
+            "encoding" if http::HeaderValue::from_str(arg).is_ok() && !arg.is_empty() => {
+                fault.coding = Some(Coding::Label(arg.to_owned()));
+            }
             "default" => {}
             _ => return Err(format!("unknown directive {directive:?}")),
         }
@@ -116,6 +126,11 @@ mod tests {
             }))
         );
         assert!(parse("").is_ok_and(|f| f.reply.is_none() && !f.reshapes_body()));
+        assert_eq!(parse("gzip").map(|f| f.coding), Ok(Some(Coding::Gzip)));
+        assert_eq!(
+            parse("encoding:br").map(|f| f.coding),
+            Ok(Some(Coding::Label("br".into())))
+        );
     }
 
     #[test]
@@ -128,6 +143,8 @@ mod tests {
             "drop-after:",
             "explode",
             "stall:1",
+            "gzip:9",
+            "encoding:",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -14,11 +14,13 @@
 //!
 //! Module map: `state` (config), `routes` and `chat` (answers), `budget` (rate limits), `reply`
 //! (scripts and slicing), `frames` and `completion` (synthesized answers), `body` (pacing),
+//! `coding` (the gzip and content-coding faults),
 //! `record` (the log), `fixtures`, `faults`, `server` (accept loop).
 
 mod body;
 mod budget;
 mod chat;
+mod coding;
 mod completion;
 pub mod faults;
 pub mod fixtures;
