@@ -1,11 +1,11 @@
-//! Process lifecycle shared by every request: draining on SIGTERM, the in-flight count, and the drain deadline.
+//! Process lifecycle shared by every request: draining on SIGTERM, the in-flight count, the drain deadline, and the bytes of request bodies being read.
 
 use std::sync::{
     Arc,
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 /// Why one struct: readiness, the accept loop and every open stream must agree on the same
@@ -18,6 +18,7 @@ pub struct Lifecycle {
     became_idle: Notify,
     /// Cancelled at the drain deadline: open streams end with an error frame.
     abort: CancellationToken,
+    bodies: BodyBudget,
 }
 
 impl Lifecycle {
@@ -40,6 +41,11 @@ impl Lifecycle {
 
     pub fn abort_streams(&self) {
         self.abort.cancel();
+    }
+
+    /// The bytes of request bodies being read, across all connections.
+    pub fn bodies(&self) -> &BodyBudget {
+        &self.bodies
     }
 
     pub fn in_flight(&self) -> usize {
@@ -76,6 +82,41 @@ impl Lifecycle {
             }
             notified.await;
         }
+    }
+}
+
+/// A semaphore of bytes: a JSON body holds its size while it is read, so the bytes buffered at
+/// once stay under `server.max_body_bytes_in_flight` however many clients send at once.
+/// Empty until the server sizes it at start.
+#[derive(Debug)]
+pub struct BodyBudget {
+    bytes: Semaphore,
+    capacity: AtomicUsize,
+}
+
+impl Default for BodyBudget {
+    fn default() -> Self {
+        Self {
+            bytes: Semaphore::new(0),
+            capacity: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl BodyBudget {
+    /// Adds `bytes` to the budget (the server calls it once, at start).
+    pub fn grow(&self, bytes: usize) {
+        let bytes = bytes.min(Semaphore::MAX_PERMITS - self.capacity.load(Ordering::SeqCst));
+        self.capacity.fetch_add(bytes, Ordering::SeqCst);
+        self.bytes.add_permits(bytes);
+    }
+
+    /// Waits, in arrival order, until `bytes` (at most the whole budget, so it cannot wait
+    /// forever) are free, and holds them until the permit is dropped.
+    pub async fn reserve(&self, bytes: usize) -> Option<SemaphorePermit<'_>> {
+        let bytes = bytes.min(self.capacity.load(Ordering::SeqCst));
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.bytes.acquire_many(bytes).await.ok()
     }
 }
 

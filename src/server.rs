@@ -39,6 +39,7 @@ pub async fn serve(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
     let builder = Arc::new(builder);
+    lifecycle.bodies().grow(config.max_body_bytes_in_flight.as_usize());
     let connections = Arc::new(Semaphore::new(config.max_connections));
     // Cancelled when `serve` returns so idle keep-alive connections do not outlive the server.
     let closed = CancellationToken::new();

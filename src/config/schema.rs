@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// Accepting pauses while this many connections are open, so a flood queues in the kernel
     /// backlog instead of exhausting memory or file descriptors.
     pub max_connections: usize,
+    /// JSON request bodies are read whole before anything else; this bounds the bytes being
+    /// read at once across all connections, so slow or concurrent bodies cannot exhaust memory.
+    pub max_body_bytes_in_flight: ByteSize,
     /// How long a SIGTERM waits for in-flight requests; kept under Docker's default 10 s grace.
     pub drain_timeout: HumanDuration,
     /// Origins allowed to call from a browser. Empty: no CORS headers at all (the safe default,
@@ -54,6 +57,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             header_read_timeout: HumanDuration::secs(10),
             max_connections: 10_000,
+            max_body_bytes_in_flight: ByteSize::mib(64),
             drain_timeout: HumanDuration::secs(8),
             cors_allow_origins: Vec::new(),
             housekeeping_interval: HumanDuration::secs(60),
@@ -109,6 +113,11 @@ pub struct LimitsConfig {
     /// Largest body on the streamed pass-through routes (audio uploads, batch files): streamed
     /// to Groq, never buffered, so it can be large.
     pub upload_body: ByteSize,
+    /// A JSON body must arrive whole within this (counted once the headers are in), or the
+    /// answer is 408: admission comes after the body, so nothing else bounds a slow sender.
+    pub body_read_timeout: HumanDuration,
+    /// The same for a streamed upload; longer, since uploads may be large.
+    pub upload_read_timeout: HumanDuration,
 }
 
 impl Default for LimitsConfig {
@@ -116,6 +125,8 @@ impl Default for LimitsConfig {
         Self {
             chat_body: ByteSize::mib(8),
             upload_body: ByteSize::mib(100),
+            body_read_timeout: HumanDuration::secs(30),
+            upload_read_timeout: HumanDuration::secs(60),
         }
     }
 }

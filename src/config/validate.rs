@@ -134,6 +134,8 @@ impl Config {
         let positive = [
             ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.drain_timeout", self.server.drain_timeout),
+            ("limits.body_read_timeout", self.limits.body_read_timeout),
+            ("limits.upload_read_timeout", self.limits.upload_read_timeout),
             ("server.housekeeping_interval", self.server.housekeeping_interval),
             ("upstream.connect_timeout", self.upstream.connect_timeout),
             ("upstream.first_byte_timeout", self.upstream.first_byte_timeout),
@@ -158,6 +160,15 @@ impl Config {
         }
         if self.limits.chat_body.0 == 0 || self.limits.upload_body.0 == 0 {
             errors.push("limits.chat_body and limits.upload_body must be greater than zero".to_owned());
+        }
+        // A body is reserved whole before it is read, so a largest one must fit.
+        if self.server.max_body_bytes_in_flight < self.limits.chat_body
+            && !invalid.any(&["server.max_body_bytes_in_flight", "limits.chat_body"])
+        {
+            errors.push(
+                "server.max_body_bytes_in_flight must be at least limits.chat_body (a largest chat body must fit)"
+                    .to_owned(),
+            );
         }
         for origin in &self.server.cors_allow_origins {
             if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
