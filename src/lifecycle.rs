@@ -145,17 +145,18 @@ impl Drop for InFlightGuard {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that keeps its request counted as in flight until it ends or is dropped,
-    /// so a drain waits for open streams, not just for handlers to return.
-    pub struct TrackedBody<B> {
+    /// A response body that holds a guard until it ends or is dropped: the in-flight count, so
+    /// a drain waits for open streams and not just for handlers to return; or a connection's
+    /// open request, so an idle deadline never closes a connection with an answer under way.
+    pub struct TrackedBody<B, G = InFlightGuard> {
         #[pin]
         inner: B,
-        guard: Option<InFlightGuard>,
+        guard: Option<G>,
     }
 }
 
-impl<B> TrackedBody<B> {
-    pub fn new(inner: B, guard: InFlightGuard) -> Self {
+impl<B, G> TrackedBody<B, G> {
+    pub fn new(inner: B, guard: G) -> Self {
         Self {
             inner,
             guard: Some(guard),
@@ -163,7 +164,7 @@ impl<B> TrackedBody<B> {
     }
 }
 
-impl<B: http_body::Body> http_body::Body for TrackedBody<B> {
+impl<B: http_body::Body, G> http_body::Body for TrackedBody<B, G> {
     type Data = B::Data;
     type Error = B::Error;
 

@@ -33,10 +33,20 @@ pub struct Config {
 #[serde(default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Slowloris guard: a connection that has not sent complete request headers by then is closed.
+    /// Slowloris guard, counted from accept (and, on HTTP/1.1 keep-alive, from the end of the
+    /// previous answer): a connection whose request headers are not complete by then is closed,
+    /// including one that never sends a byte.
     pub header_read_timeout: HumanDuration,
-    /// Accepting pauses while this many connections are open, so a flood queues in the kernel
-    /// backlog instead of exhausting memory or file descriptors.
+    /// A connection with no request open for this long since its last answer is closed (an
+    /// HTTP/2 connection gets a GOAWAY), so idle connections do not hold slots forever.
+    pub idle_timeout: HumanDuration,
+    /// HTTP/2 PING interval on a connection with streams open; a peer that does not answer
+    /// within the same time is gone, and the connection is closed.
+    pub http2_keep_alive_interval: HumanDuration,
+    /// At most this many connections are served. At the cap a new connection closes the one
+    /// idle the longest (no request open), so silent sockets cannot lock out health probes or
+    /// clients; when every connection is busy, accepting pauses and new ones wait in the
+    /// kernel backlog.
     pub max_connections: usize,
     /// JSON request bodies are read whole before anything else; this bounds the bytes being
     /// read at once across all connections, so slow or concurrent bodies cannot exhaust memory.
@@ -56,6 +66,8 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             header_read_timeout: HumanDuration::secs(10),
+            idle_timeout: HumanDuration::secs(60),
+            http2_keep_alive_interval: HumanDuration::secs(20),
             max_connections: 10_000,
             max_body_bytes_in_flight: ByteSize::mib(64),
             drain_timeout: HumanDuration::secs(8),

@@ -1,4 +1,4 @@
-//! Hostile clients: slow bodies get a 408, and bodies read at once are bounded in bytes.
+//! Hostile clients: silent sockets are closed at their deadline, health probes answer at the connection cap, slow bodies get a 408, and bodies read at once are bounded in bytes.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,51 @@ use tokio::{
 };
 
 use crate::support::*;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// A SETTINGS frame with no settings.
+const H2_EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+const H2_HEADERS: u8 = 0x1;
+const H2_GOAWAY: u8 = 0x7;
+
+/// Reads until the peer closes (end of file or an error); returns what was read and when it
+/// closed, or `None` if it is still open after `within`.
+async fn read_until_closed(socket: &mut TcpStream, within: Duration) -> (Vec<u8>, Option<Instant>) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+            Err(_) => return (all, None),
+            Ok(Ok(0) | Err(_)) => return (all, Some(Instant::now())),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The (type, stream id) of each whole HTTP/2 frame in `bytes`.
+fn h2_frames(bytes: &[u8]) -> Vec<(u8, u32)> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+        let stream = u32::from_be_bytes([bytes[at + 5], bytes[at + 6], bytes[at + 7], bytes[at + 8]]) & 0x7fff_ffff;
+        frames.push((bytes[at + 3], stream));
+        at += 9 + len;
+    }
+    frames
+}
+
+/// A HEADERS frame for `GET <path>` on stream 1, ending the stream (HPACK without Huffman).
+fn h2_get(path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http (static table)
+    block.extend([0x04, path.len() as u8]); // :path, literal without indexing
+    block.extend_from_slice(path.as_bytes());
+    block.extend([0x01, 1, b'x']); // :authority x
+    let mut frame = vec![0, 0, block.len() as u8, H2_HEADERS, 0x5, 0, 0, 0, 1];
+    frame.extend(block);
+    frame
+}
 
 /// Reads one HTTP/1.1 response with a `content-length`: status, head, body.
 async fn read_response(socket: &mut (impl AsyncReadExt + Unpin), within: Duration) -> Option<(u16, String, Vec<u8>)> {
@@ -67,6 +112,125 @@ fn chat_head(length: usize) -> String {
 
 fn within(elapsed: Duration, low: Duration, high: Duration) -> bool {
     elapsed >= low && elapsed <= high
+}
+
+#[tokio::test]
+async fn connections_that_never_send_a_request_are_closed_at_the_header_deadline() {
+    let sim = sim().await;
+    let mut config = config_for(&sim);
+    config.server.header_read_timeout = HumanDuration::secs(1);
+    config.server.idle_timeout = HumanDuration::secs(60);
+    let gw = gateway(config).await;
+
+    let silent = |sent: &'static [u8]| {
+        let addr = gw.addr;
+        tokio::spawn(async move {
+            let mut socket = TcpStream::connect(addr).await.expect("connect");
+            let opened = Instant::now();
+            socket.write_all(sent).await.expect("write");
+            let (read, closed) = read_until_closed(&mut socket, Duration::from_secs(6)).await;
+            (closed.map(|at| at - opened), read)
+        })
+    };
+    let preface_and_settings: &'static [u8] = [H2_PREFACE, &H2_EMPTY_SETTINGS].concat().leak();
+    let cases = [
+        ("nothing at all", silent(b"")),
+        ("half an HTTP/2 preface", silent(b"PRI * HTTP/2.0\r\n")),
+        ("an HTTP/2 preface and SETTINGS", silent(preface_and_settings)),
+    ];
+    for (what, case) in cases {
+        let (closed, _) = case.await.expect("join");
+        let closed = closed.unwrap_or_else(|| panic!("{what}: still open after 6 s"));
+        assert!(
+            within(closed, Duration::from_millis(900), Duration::from_secs(4)),
+            "{what}: closed after {closed:?}"
+        );
+    }
+
+    // A keep-alive HTTP/1.1 connection that says nothing after its answer: hyper starts the
+    // header deadline again after every answer.
+    let mut socket = TcpStream::connect(gw.addr).await.expect("connect");
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (status, _, _) = read_response(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("answered");
+    assert_eq!(status, 200);
+    let answered = Instant::now();
+    let (_, closed) = read_until_closed(&mut socket, Duration::from_secs(6)).await;
+    let closed = closed.expect("the idle keep-alive connection is closed") - answered;
+    assert!(
+        within(closed, Duration::from_millis(900), Duration::from_secs(4)),
+        "{closed:?}"
+    );
+    assert_eq!(call_count(&sim), 0);
+}
+
+#[tokio::test]
+async fn an_http2_connection_with_no_stream_open_is_closed_at_the_idle_deadline() {
+    let sim = sim().await;
+    let mut config = config_for(&sim);
+    config.server.header_read_timeout = HumanDuration::secs(30);
+    config.server.idle_timeout = HumanDuration::secs(1);
+    let gw = gateway(config).await;
+    let mut socket = TcpStream::connect(gw.addr).await.expect("connect");
+    let mut hello = [H2_PREFACE, &H2_EMPTY_SETTINGS].concat();
+    hello.extend(h2_get("/healthz"));
+    let sent = Instant::now();
+    socket.write_all(&hello).await.expect("write");
+    let (read, closed) = read_until_closed(&mut socket, Duration::from_secs(8)).await;
+    let frames = h2_frames(&read);
+    assert!(
+        frames.contains(&(H2_HEADERS, 1)),
+        "the request was answered: {frames:?}"
+    );
+    assert!(
+        frames.iter().any(|(kind, _)| *kind == H2_GOAWAY),
+        "a GOAWAY first: {frames:?}"
+    );
+    let closed = closed.expect("closed within 8 s, not kept for the 30 s header deadline") - sent;
+    assert!(
+        within(closed, Duration::from_millis(900), Duration::from_secs(5)),
+        "{closed:?}"
+    );
+}
+
+#[tokio::test]
+async fn healthz_answers_while_max_connections_silent_sockets_are_open() {
+    let sim = sim().await;
+    let mut config = config_for(&sim);
+    config.server.max_connections = 40;
+    // Far longer than the test: only the cap's eviction can make room.
+    config.server.header_read_timeout = HumanDuration::secs(60);
+    let gw = gateway(config).await;
+    let mut silent = Vec::new();
+    for _ in 0..40 {
+        silent.push(TcpStream::connect(gw.addr).await.expect("connect"));
+    }
+    let started = Instant::now();
+    for attempt in 0..5 {
+        let probe = tokio::time::timeout(Duration::from_secs(10), async {
+            client().get(gw.url("/healthz")).send().await.expect("send")
+        })
+        .await
+        .unwrap_or_else(|_| panic!("/healthz attempt {attempt} got no answer with 40 silent sockets open"));
+        assert_eq!(probe.status(), 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let ready = client().get(gw.url("/readyz")).send().await.expect("send");
+    assert_eq!(ready.status(), 200);
+
+    // Room was made by closing the silent socket idle the longest, not a busy one.
+    let mut closed = 0;
+    for socket in &mut silent {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(20), socket.read(&mut byte)).await {
+            closed += 1;
+        }
+    }
+    assert!((1..=5).contains(&closed), "{closed} silent sockets were closed");
 }
 
 #[tokio::test]
