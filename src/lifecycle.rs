@@ -16,7 +16,8 @@ pub struct Lifecycle {
     in_flight: AtomicUsize,
     connections: AtomicUsize,
     became_idle: Notify,
-    /// Cancelled at the drain deadline: open streams end with an error frame.
+    /// Cancelled at the drain deadline: open streams end with an error frame, requests still
+    /// without an answer get a 503, and nothing more is sent upstream.
     abort: CancellationToken,
     bodies: BodyBudget,
 }
@@ -41,6 +42,11 @@ impl Lifecycle {
 
     pub fn abort_streams(&self) {
         self.abort.cancel();
+    }
+
+    /// Whether the drain deadline has passed.
+    pub fn is_aborted(&self) -> bool {
+        self.abort.is_cancelled()
     }
 
     /// The bytes of request bodies being read, across all connections.

@@ -17,9 +17,14 @@
 //! Drain, step by step (SIGTERM or Ctrl-C, or the `shutdown` future in tests):
 //! 1. `/readyz` turns 503 at once; responses on HTTP/1 carry `Connection: close`.
 //! 2. The listener keeps accepting (a load balancer may still send a few requests while it
-//!    notices), and everything is served normally.
-//! 3. As soon as nothing is in flight, `run` returns. At `server.drain_timeout` the streams still
-//!    open get one error frame and end; a moment later `run` returns regardless.
+//!    notices), and everything is served normally, until nothing is in flight or
+//!    `server.drain_timeout` has passed.
+//! 3. Accepting stops and every connection is closed gracefully: HTTP/1 after its current answer,
+//!    HTTP/2 with a GOAWAY. `run` returns once they are all closed.
+//! 4. At `server.drain_timeout`, whatever is still open is aborted: streams get one error event and
+//!    end, every request without an answer yet gets a 503 `server_shutting_down` (`app.rs`), and
+//!    nothing more is sent to Groq (`upstream::forward`). [`ABORT_GRACE`] later `run` returns
+//!    regardless.
 
 use std::{
     collections::HashMap,
@@ -51,7 +56,7 @@ use crate::{
     lifecycle::{Lifecycle, TrackedBody},
 };
 
-/// After the drain deadline, how long aborted streams get to flush their error frame.
+/// After the drain deadline, how long the aborted requests get to write their 503 or error event.
 const ABORT_GRACE: Duration = Duration::from_millis(500);
 
 /// How long a connection closed for idling gets to say goodbye (an HTTP/2 GOAWAY waits for a
@@ -92,22 +97,18 @@ pub async fn serve(
         shutdown.await;
         tracing::info!(in_flight = lifecycle.in_flight(), "shutdown requested: draining");
         lifecycle.start_draining();
-        let deadline = sleep(config.drain_timeout.0);
-        tokio::pin!(deadline);
+        let deadline = Instant::now() + config.drain_timeout.0;
         tokio::select! {
             () = lifecycle.wait_idle() => {}
-            () = &mut deadline => {
-                tracing::warn!(in_flight = lifecycle.in_flight(), "drain deadline reached: ending open streams");
-                lifecycle.abort_streams();
-                let _ = tokio::time::timeout(ABORT_GRACE, lifecycle.wait_idle()).await;
-            }
+            () = sleep_until(deadline) => abort(&lifecycle),
         }
+        deadline
     };
     tokio::pin!(drained);
 
-    loop {
+    let deadline = loop {
         let (stream, peer) = tokio::select! {
-            () = &mut drained => break,
+            deadline = &mut drained => break deadline,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -120,7 +121,7 @@ pub async fn serve(
             },
         };
         let permit = tokio::select! {
-            () = &mut drained => break,
+            deadline = &mut drained => break deadline,
             permit = connections.slot() => permit,
         };
         let _ = stream.set_nodelay(true);
@@ -149,7 +150,7 @@ pub async fn serve(
             });
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(connection);
-            tokio::select! {
+            let grace = tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(error) = result {
                         tracing::debug!(%error, "connection ended with an error");
@@ -159,18 +160,46 @@ pub async fn serve(
                 () = closed.cancelled() => return,
                 why = watch.expired(&connections, timeouts) => {
                     tracing::debug!(%peer, why, "closing a connection with no request open");
+                    Some(CLOSE_GRACE)
                 }
-            }
+                () = connections.closing.cancelled() => None,
+            };
             connection.as_mut().graceful_shutdown();
+            let grace = async {
+                match grace {
+                    Some(grace) => sleep(grace).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = connection.as_mut() => {}
                 () = closed.cancelled() => {}
-                () = sleep(CLOSE_GRACE) => {}
+                () = grace => {}
             }
         });
+    };
+
+    // Nothing in flight, or the drain deadline: close every connection once its answer is out.
+    connections.closing.cancel();
+    if !lifecycle.is_aborted() {
+        tokio::select! {
+            () = connections.wait_empty() => {}
+            () = sleep_until(deadline) => abort(&lifecycle),
+        }
+    }
+    if lifecycle.is_aborted() {
+        let _ = tokio::time::timeout(ABORT_GRACE, connections.wait_empty()).await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn abort(lifecycle: &Lifecycle) {
+    tracing::warn!(
+        in_flight = lifecycle.in_flight(),
+        "drain deadline reached: ending open streams and answering the rest 503"
+    );
+    lifecycle.abort_streams();
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -185,7 +214,7 @@ struct Timeouts {
     idle: Duration,
 }
 
-/// The open connections: the cap, and which one is idle the longest.
+/// The open connections: the cap, which one is idle the longest, and the drain's close.
 struct Connections {
     slots: Arc<Semaphore>,
     table: Mutex<HashMap<u64, Arc<Watch>>>,
@@ -196,6 +225,10 @@ struct Connections {
     /// Evictions asked for whose connection has not closed yet. One at a time, so a wait at the
     /// cap never closes more connections than it needs.
     evicting: AtomicUsize,
+    /// Woken when the last connection closes.
+    emptied: Notify,
+    /// Cancelled when the drain closes every connection.
+    closing: CancellationToken,
 }
 
 impl Connections {
@@ -206,6 +239,8 @@ impl Connections {
             next_id: AtomicU64::new(0),
             changed: Notify::new(),
             evicting: AtomicUsize::new(0),
+            emptied: Notify::new(),
+            closing: CancellationToken::new(),
         }
     }
 
@@ -266,6 +301,18 @@ impl Connections {
             slot: Some(slot),
         }
     }
+
+    async fn wait_empty(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            emptied.as_mut().enable();
+            if lock(&self.table).is_empty() {
+                return;
+            }
+            emptied.await;
+        }
+    }
 }
 
 /// Keeps a connection in the table, and its slot, until its task ends.
@@ -280,7 +327,10 @@ impl Drop for Registered {
         // The slot first: whoever `changed` wakes must find it free.
         drop(self.slot.take());
         let connections = &self.connections;
-        let watch = lock(&connections.table).remove(&self.id);
+        let (watch, empty) = {
+            let mut table = lock(&connections.table);
+            (table.remove(&self.id), table.is_empty())
+        };
         if let Some(watch) = watch {
             let mut state = lock(&watch.state);
             if state.evict {
@@ -289,6 +339,9 @@ impl Drop for Registered {
             }
         }
         connections.changed.notify_waiters();
+        if empty {
+            connections.emptied.notify_waiters();
+        }
     }
 }
 

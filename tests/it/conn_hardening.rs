@@ -1,7 +1,8 @@
-//! Hostile clients: silent sockets are closed at their deadline, health probes answer at the connection cap, slow bodies get a 408, and bodies read at once are bounded in bytes.
+//! Hostile clients and the drain: silent sockets are closed at their deadline, health probes answer at the connection cap, slow bodies get a 408, bodies read at once are bounded in bytes, and every request open at the drain deadline is answered.
 
 use std::time::{Duration, Instant};
 
+use groq_sim::Reply;
 use groxy::config::{ByteSize, HumanDuration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -349,4 +350,92 @@ async fn json_bodies_read_at_once_stay_within_the_byte_budget() {
         "B was read while A held the budget"
     );
     assert_eq!(call_count(&sim), 1, "only B reached Groq");
+}
+
+#[tokio::test]
+async fn the_drain_answers_every_request_and_forwards_nothing_after_its_deadline() {
+    let sim = sim().await;
+    let mut config = config_for(&sim);
+    let drain = Duration::from_secs(1);
+    config.server.drain_timeout = HumanDuration(drain);
+    config.upstream.first_byte_timeout = HumanDuration::secs(30);
+    let mut gw = gateway(config).await;
+    // Groq reads three requests and never answers them.
+    for _ in 0..3 {
+        sim.push(Reply::Stall);
+    }
+    let stalled: Vec<_> = (0..3)
+        .map(|_| {
+            let url = gw.url(CHAT);
+            tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(chat_body(false))
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    assert!(wait_for_calls(&sim, 3, Duration::from_secs(5)).await);
+
+    let started = Instant::now();
+    let done = gw.begin_shutdown();
+    // Until the deadline the drain still serves.
+    let served = post_chat(&gw, chat_body(false)).await;
+    assert_eq!(served.status(), 200);
+    assert!(served.bytes().await.is_ok());
+    assert_eq!(call_count(&sim), 4);
+
+    // Requests that arrive once the deadline has passed: nothing of them may reach Groq.
+    let late = tokio::spawn({
+        let url = gw.url(CHAT);
+        async move {
+            tokio::time::sleep_until((started + drain + Duration::from_millis(100)).into()).await;
+            let mut outcomes = Vec::new();
+            for _ in 0..2 {
+                outcomes.push(
+                    client()
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(chat_body(false))
+                        .send()
+                        .await,
+                );
+            }
+            outcomes
+        }
+    });
+
+    for request in stalled {
+        let response = request
+            .await
+            .expect("join")
+            .expect("an answer, not a dropped connection");
+        let answered = started.elapsed();
+        assert_eq!(response.status(), 503);
+        assert_eq!(header(&response, "retry-after"), "1");
+        let error = assert_openai_error(&response.bytes().await.expect("body"));
+        assert_eq!(error["code"], "server_shutting_down");
+        assert!(
+            within(
+                answered,
+                drain - Duration::from_millis(100),
+                drain + Duration::from_secs(2)
+            ),
+            "{answered:?}"
+        );
+    }
+    // Not accepted any more (refused, or reset before a byte was read), or a 503.
+    for response in late.await.expect("join").into_iter().flatten() {
+        assert_eq!(response.status(), 503);
+        let error = assert_openai_error(&response.bytes().await.expect("body"));
+        assert_eq!(error["code"], "server_shutting_down");
+    }
+    tokio::time::timeout(Duration::from_secs(3), done)
+        .await
+        .expect("run returns")
+        .expect("join")
+        .expect("ok");
+    assert_eq!(call_count(&sim), 4, "nothing was forwarded after the deadline");
 }
