@@ -108,7 +108,7 @@ pub enum GatewayError {
     /// The whole body was not read in time (`limits.body_read_timeout`, or
     /// `limits.upload_read_timeout` for a streamed upload), whether the client sent it too
     /// slowly or it waited too long for room among the bodies being read.
-    #[error("the request body did not arrive within {seconds} s")]
+    #[error("the request body was not received within {seconds} s")]
     BodyTimeout { seconds: u64 },
     #[error(
         "Unknown request URL: {method} {path}. Please check the URL for typos, or see the docs at https://console.groq.com/docs/"
