@@ -8,6 +8,9 @@
 //! 2. `TraceLayer`: one span per request (method, path; never headers, which carry keys).
 //! 3. `track_in_flight`: counts the request until its response body ends (the drain waits on
 //!    this) and adds `Connection: close` while draining so keep-alive clients move elsewhere.
+//!    At the drain deadline a request that has no answer yet (reading its body, queued, waiting
+//!    for Groq's headers) gets a 503 `server_shutting_down` instead of a dropped connection, and
+//!    one arriving after it gets the 503 at once, before any step runs.
 //! 4. `CorsLayer`: only when `server.cors_allow_origins` is set.
 //! 5. The routes (`routes::router`).
 
@@ -50,7 +53,14 @@ async fn track_in_flight(State(state): State<AppState>, request: Request, next: 
     let lifecycle = state.lifecycle();
     let guard = lifecycle.track();
     let http1 = request.version() <= Version::HTTP_11;
-    let mut response = next.run(request).await;
+    let abort = lifecycle.abort_token();
+    // Dropping the handler at the deadline cancels whatever it waits on (an upstream request
+    // included), as a client hanging up would; the client gets the 503 instead.
+    let mut response = tokio::select! {
+        biased;
+        () = abort.cancelled() => GatewayError::ShuttingDown.into_response(),
+        response = next.run(request) => response,
+    };
     if http1 && lifecycle.is_draining() {
         response
             .headers_mut()

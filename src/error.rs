@@ -105,6 +105,11 @@ pub enum GatewayError {
     BodyTooLarge { limit: usize },
     #[error("the request body could not be read")]
     BodyRead,
+    /// The whole body was not read in time (`limits.body_read_timeout`, or
+    /// `limits.upload_read_timeout` for a streamed upload), whether the client sent it too
+    /// slowly or it waited too long for room among the bodies being read.
+    #[error("the request body was not received within {seconds} s")]
+    BodyTimeout { seconds: u64 },
     #[error(
         "Unknown request URL: {method} {path}. Please check the URL for typos, or see the docs at https://console.groq.com/docs/"
     )]
@@ -236,6 +241,7 @@ impl GatewayError {
         match self {
             GatewayError::BodyRead => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UnknownUrl { .. } => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::InvalidPath { .. } | GatewayError::BodyNotAllowed { .. } => StatusCode::BAD_REQUEST,
@@ -276,6 +282,7 @@ impl GatewayError {
             GatewayError::AuthThrottled { .. } => RefusingLimit::AuthFailures,
             GatewayError::BodyTooLarge { .. }
             | GatewayError::BodyRead
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::UnknownUrl { .. }
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::InvalidPath { .. }
@@ -309,6 +316,7 @@ impl GatewayError {
             GatewayError::UpstreamNonJson { .. } => "non_json",
             GatewayError::BodyTooLarge { .. }
             | GatewayError::BodyRead
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::UnknownUrl { .. }
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::InvalidPath { .. }
@@ -369,6 +377,7 @@ impl GatewayError {
             },
             GatewayError::UpstreamBudget { .. } => ("requests", "rate_limit_exceeded"),
             GatewayError::BodyRead => ("invalid_request_error", "invalid_body"),
+            GatewayError::BodyTimeout { .. } => ("invalid_request_error", "request_timeout"),
             GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             GatewayError::UnknownUrl { .. } => ("invalid_request_error", "unknown_url"),
             GatewayError::MethodNotAllowed { .. } => ("invalid_request_error", "method_not_allowed"),

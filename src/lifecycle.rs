@@ -1,11 +1,11 @@
-//! Process lifecycle shared by every request: draining on SIGTERM, the in-flight count, and the drain deadline.
+//! Process lifecycle shared by every request: draining on SIGTERM, the in-flight count, the drain deadline, and the bytes of request bodies being read.
 
 use std::sync::{
     Arc,
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 /// Why one struct: readiness, the accept loop and every open stream must agree on the same
@@ -16,8 +16,10 @@ pub struct Lifecycle {
     in_flight: AtomicUsize,
     connections: AtomicUsize,
     became_idle: Notify,
-    /// Cancelled at the drain deadline: open streams end with an error frame.
+    /// Cancelled at the drain deadline: open streams end with an error frame, requests still
+    /// without an answer get a 503, and nothing more is sent upstream.
     abort: CancellationToken,
+    bodies: BodyBudget,
 }
 
 impl Lifecycle {
@@ -40,6 +42,16 @@ impl Lifecycle {
 
     pub fn abort_streams(&self) {
         self.abort.cancel();
+    }
+
+    /// Whether the drain deadline has passed.
+    pub fn is_aborted(&self) -> bool {
+        self.abort.is_cancelled()
+    }
+
+    /// The bytes of request bodies being read, across all connections.
+    pub fn bodies(&self) -> &BodyBudget {
+        &self.bodies
     }
 
     pub fn in_flight(&self) -> usize {
@@ -79,6 +91,41 @@ impl Lifecycle {
     }
 }
 
+/// A semaphore of bytes: a JSON body holds its size while it is read, so the bytes buffered at
+/// once stay under `server.max_body_bytes_in_flight` however many clients send at once.
+/// Empty until the server sizes it at start.
+#[derive(Debug)]
+pub struct BodyBudget {
+    bytes: Semaphore,
+    capacity: AtomicUsize,
+}
+
+impl Default for BodyBudget {
+    fn default() -> Self {
+        Self {
+            bytes: Semaphore::new(0),
+            capacity: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl BodyBudget {
+    /// Adds `bytes` to the budget (the server calls it once, at start).
+    pub fn grow(&self, bytes: usize) {
+        let bytes = bytes.min(Semaphore::MAX_PERMITS - self.capacity.load(Ordering::SeqCst));
+        self.capacity.fetch_add(bytes, Ordering::SeqCst);
+        self.bytes.add_permits(bytes);
+    }
+
+    /// Waits, in arrival order, until `bytes` (at most the whole budget, so it cannot wait
+    /// forever) are free, and holds them until the permit is dropped.
+    pub async fn reserve(&self, bytes: usize) -> Option<SemaphorePermit<'_>> {
+        let bytes = bytes.min(self.capacity.load(Ordering::SeqCst));
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.bytes.acquire_many(bytes).await.ok()
+    }
+}
+
 #[derive(Debug)]
 pub struct ConnectionGuard {
     lifecycle: Arc<Lifecycle>,
@@ -104,17 +151,18 @@ impl Drop for InFlightGuard {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that keeps its request counted as in flight until it ends or is dropped,
-    /// so a drain waits for open streams, not just for handlers to return.
-    pub struct TrackedBody<B> {
+    /// A response body that holds a guard until it ends or is dropped: the in-flight count, so
+    /// a drain waits for open streams and not just for handlers to return; or a connection's
+    /// open request, so an idle deadline never closes a connection with an answer under way.
+    pub struct TrackedBody<B, G = InFlightGuard> {
         #[pin]
         inner: B,
-        guard: Option<InFlightGuard>,
+        guard: Option<G>,
     }
 }
 
-impl<B> TrackedBody<B> {
-    pub fn new(inner: B, guard: InFlightGuard) -> Self {
+impl<B, G> TrackedBody<B, G> {
+    pub fn new(inner: B, guard: G) -> Self {
         Self {
             inner,
             guard: Some(guard),
@@ -122,7 +170,7 @@ impl<B> TrackedBody<B> {
     }
 }
 
-impl<B: http_body::Body> http_body::Body for TrackedBody<B> {
+impl<B: http_body::Body, G> http_body::Body for TrackedBody<B, G> {
     type Data = B::Data;
     type Error = B::Error;
 

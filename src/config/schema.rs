@@ -34,11 +34,24 @@ pub struct Config {
 #[serde(default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Slowloris guard: a connection that has not sent complete request headers by then is closed.
+    /// Slowloris guard, counted from accept (and, on HTTP/1.1 keep-alive, from the end of the
+    /// previous answer): a connection whose request headers are not complete by then is closed,
+    /// including one that never sends a byte.
     pub header_read_timeout: HumanDuration,
-    /// Accepting pauses while this many connections are open, so a flood queues in the kernel
-    /// backlog instead of exhausting memory or file descriptors.
+    /// A connection with no request open for this long since its last answer is closed (an
+    /// HTTP/2 connection gets a GOAWAY), so idle connections do not hold slots forever.
+    pub idle_timeout: HumanDuration,
+    /// HTTP/2 PING interval on a connection with streams open; a peer that does not answer
+    /// within the same time is gone, and the connection is closed.
+    pub http2_keep_alive_interval: HumanDuration,
+    /// At most this many connections are served. At the cap a new connection closes the one
+    /// idle the longest (no request open), so silent sockets cannot lock out health probes or
+    /// clients; when every connection is busy, accepting pauses and new ones wait in the
+    /// kernel backlog.
     pub max_connections: usize,
+    /// JSON request bodies are read whole before anything else; this bounds the bytes being
+    /// read at once across all connections, so slow or concurrent bodies cannot exhaust memory.
+    pub max_body_bytes_in_flight: ByteSize,
     /// How long a SIGTERM waits for in-flight requests; kept under Docker's default 10 s grace.
     pub drain_timeout: HumanDuration,
     /// Origins allowed to call from a browser. Empty: no CORS headers at all (the safe default,
@@ -54,7 +67,10 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             header_read_timeout: HumanDuration::secs(10),
+            idle_timeout: HumanDuration::secs(60),
+            http2_keep_alive_interval: HumanDuration::secs(20),
             max_connections: 10_000,
+            max_body_bytes_in_flight: ByteSize::mib(64),
             drain_timeout: HumanDuration::secs(8),
             cors_allow_origins: Vec::new(),
             housekeeping_interval: HumanDuration::secs(60),
@@ -110,6 +126,11 @@ pub struct LimitsConfig {
     /// Largest body on the streamed pass-through routes (audio uploads, batch files): streamed
     /// to Groq, never buffered, so it can be large.
     pub upload_body: ByteSize,
+    /// A JSON body must arrive whole within this (counted once the headers are in), or the
+    /// answer is 408: admission comes after the body, so nothing else bounds a slow sender.
+    pub body_read_timeout: HumanDuration,
+    /// The same for a streamed upload; longer, since uploads may be large.
+    pub upload_read_timeout: HumanDuration,
 }
 
 impl Default for LimitsConfig {
@@ -117,6 +138,8 @@ impl Default for LimitsConfig {
         Self {
             chat_body: ByteSize::mib(8),
             upload_body: ByteSize::mib(100),
+            body_read_timeout: HumanDuration::secs(30),
+            upload_read_timeout: HumanDuration::secs(60),
         }
     }
 }

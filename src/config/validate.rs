@@ -169,6 +169,13 @@ impl Config {
         let positive = [
             ("server.header_read_timeout", self.server.header_read_timeout),
             ("server.drain_timeout", self.server.drain_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
+            (
+                "server.http2_keep_alive_interval",
+                self.server.http2_keep_alive_interval,
+            ),
+            ("limits.body_read_timeout", self.limits.body_read_timeout),
+            ("limits.upload_read_timeout", self.limits.upload_read_timeout),
             ("server.housekeeping_interval", self.server.housekeeping_interval),
             ("upstream.connect_timeout", self.upstream.connect_timeout),
             ("upstream.first_byte_timeout", self.upstream.first_byte_timeout),
@@ -193,6 +200,15 @@ impl Config {
         }
         if self.limits.chat_body.0 == 0 || self.limits.upload_body.0 == 0 {
             errors.push("limits.chat_body and limits.upload_body must be greater than zero".to_owned());
+        }
+        // A body is reserved whole before it is read, so a largest one must fit.
+        if self.server.max_body_bytes_in_flight < self.limits.chat_body
+            && !invalid.any(&["server.max_body_bytes_in_flight", "limits.chat_body"])
+        {
+            errors.push(
+                "server.max_body_bytes_in_flight must be at least limits.chat_body (a largest chat body must fit)"
+                    .to_owned(),
+            );
         }
         for origin in &self.server.cors_allow_origins {
             if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
@@ -299,6 +315,23 @@ mod tests {
         ] {
             assert!(joined.contains(needle), "missing {needle} in {joined}");
         }
+    }
+
+    #[test]
+    fn connection_and_body_deadlines_are_finite_and_the_body_budget_fits_a_body() {
+        let toml = "[server]\nidle_timeout = \"0s\"\nhttp2_keep_alive_interval = \"0s\"\nmax_body_bytes_in_flight = \"1MiB\"\n[limits]\nbody_read_timeout = \"0s\"\nupload_read_timeout = \"0ms\"";
+        let joined = problems(toml, &[("GROQ_API_KEY", "k")]).join("\n");
+        for needle in [
+            "server.idle_timeout must be greater than zero",
+            "server.http2_keep_alive_interval must be greater than zero",
+            "limits.body_read_timeout must be greater than zero",
+            "limits.upload_read_timeout must be greater than zero",
+            "server.max_body_bytes_in_flight must be at least limits.chat_body",
+        ] {
+            assert!(joined.contains(needle), "missing {needle} in {joined}");
+        }
+        let fits = "[server]\nmax_body_bytes_in_flight = \"1MiB\"\n[limits]\nchat_body = \"1MiB\"";
+        assert!(problems(fits, &[("GROQ_API_KEY", "k")]).is_empty());
     }
 
     #[test]

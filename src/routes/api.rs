@@ -30,7 +30,15 @@ pub async fn api(
     let route = table::resolve(request.method(), request.uri())?;
     let config = state.config();
     let (mut parts, body) = request.into_parts();
-    let intake = intake::read(route.body, route.endpoint.label(), &parts.headers, body, &config.limits).await?;
+    let intake = intake::read(
+        route.body,
+        route.endpoint.label(),
+        &parts.headers,
+        body,
+        &config.limits,
+        state.lifecycle().bodies(),
+    )
+    .await?;
     let (json, upload) = match intake {
         Intake::Json(bytes) => (Some(bytes), Intake::Empty),
         other => (None, other),

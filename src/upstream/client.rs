@@ -172,8 +172,8 @@ impl Upstream {
     }
 }
 
-/// Maps a transport failure to who is at fault: a body the client sent too much of is the
-/// client's (413), anything else is Groq's side (502).
+/// Maps a transport failure to who is at fault: a body the client sent too much of (413), too
+/// slowly (408) or broke off (400) is the client's, anything else is Groq's side (502).
 fn classify(error: &reqwest::Error) -> GatewayError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
@@ -182,6 +182,9 @@ fn classify(error: &reqwest::Error) -> GatewayError {
         }
         if e.downcast_ref::<crate::intake::ClientBodyError>().is_some() {
             return GatewayError::BodyRead;
+        }
+        if let Some(late) = e.downcast_ref::<crate::intake::BodyTimedOut>() {
+            return GatewayError::BodyTimeout { seconds: late.seconds };
         }
         source = e.source();
     }

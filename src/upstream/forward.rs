@@ -29,7 +29,8 @@ pub struct Forward {
     pub upstream: Upstream,
     /// Groq's budget, when groxy paces requests by it (`rate_limits.upstream_aware`).
     pub budget: Option<Arc<UpstreamBudget>>,
-    /// Cancelled at the drain deadline: a relayed body then ends with an error.
+    /// Cancelled at the drain deadline: nothing is sent after it, a request still waiting for
+    /// Groq's budget or headers ends with a 503, and a relayed body ends with an error.
     pub abort: CancellationToken,
     pub method: Method,
     /// Built by the route table from checked parts only.
@@ -47,8 +48,18 @@ pub struct Forward {
 impl Forward {
     /// Picks the upstream key (waiting for Groq's budget if need be), sends, and relays. The
     /// taps hear of every step and of the end, whatever it is.
+    ///
+    /// Past the drain deadline nothing is sent (a flight's driver runs in its own task, so the
+    /// handler's 503 alone would not stop it), and a wait for the budget or for Groq's headers
+    /// ends with a 503 `server_shutting_down`.
     pub async fn send(self, mut taps: Taps) -> Result<Response, GatewayError> {
-        let key = match self.pick_key(&mut taps).await {
+        let abort = self.abort.clone();
+        let picked = tokio::select! {
+            biased;
+            () = abort.cancelled() => Err(GatewayError::ShuttingDown),
+            picked = self.pick_key(&mut taps) => picked,
+        };
+        let key = match picked {
             Ok(key) => key,
             Err(error) => {
                 taps.fail(&error);
@@ -68,11 +79,20 @@ impl Forward {
             streamed_body,
             key: key.clone(),
         };
+        if abort.is_cancelled() {
+            taps.fail(&GatewayError::ShuttingDown);
+            return Err(GatewayError::ShuttingDown);
+        }
         taps.sent(match key {
             UpstreamKey::Configured(index) => Some(index),
             UpstreamKey::Caller(_) => None,
         });
-        let response = match self.upstream.send(request, self.started, &deadlines).await {
+        let sent = tokio::select! {
+            biased;
+            () = abort.cancelled() => Err(GatewayError::ShuttingDown),
+            sent = self.upstream.send(request, self.started, &deadlines) => sent,
+        };
+        let response = match sent {
             Ok(response) => response,
             Err(error) => {
                 taps.fail(&error);

@@ -14,6 +14,7 @@ mod auth;
 mod binary;
 mod cache;
 mod cancellation;
+mod conn_hardening;
 mod dashboard;
 mod errors;
 mod hardening_config;
