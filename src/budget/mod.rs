@@ -9,7 +9,8 @@
 //!
 //! With Redis the budget is one for every replica ([`shared`]): each pick is one atomic script
 //! that takes the request and its tokens from the shared count, and what Groq's headers say is
-//! merged there too, so replicas under fast traffic cannot each spend the same remainder. This
+//! merged there before the answer goes on to the client ([`UpstreamBudget::share`]), so
+//! replicas under fast traffic cannot each spend the same remainder. This
 //! replica's view above follows what Redis answers, and is what it decides on alone while Redis
 //! is down (the breaker open): from what it last saw, lowered by what it sends meanwhile.
 
@@ -294,67 +295,76 @@ impl UpstreamBudget {
         }
     }
 
-    /// Learns from a Groq response: its rate-limit headers, and a 429's cool-down; with Redis,
-    /// the shared budget learns it too.
+    /// Learns from a Groq response: its rate-limit headers, and a 429's cool-down, in this
+    /// replica's view (the shared budget learns it in [`UpstreamBudget::share`]).
     pub fn observe(&self, key: usize, model: &str, status: StatusCode, headers: &HeaderMap) {
         let now = Instant::now();
-        let number = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let duration = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(crate::wire::duration::parse)
-        };
-        let dimension = |what: &str| {
-            let remaining = number(&format!("x-ratelimit-remaining-{what}"))?;
-            let reset = duration(&format!("x-ratelimit-reset-{what}"))?;
-            Some((number(&format!("x-ratelimit-limit-{what}")), remaining, reset))
-        };
-        let cool = (status == StatusCode::TOO_MANY_REQUESTS).then(|| {
-            headers
-                .get("retry-after-ms")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(Duration::from_millis)
-                .or_else(|| number("retry-after").map(Duration::from_secs))
-                .unwrap_or(Duration::from_secs(1))
-        });
-        let reported = Reported {
-            requests: dimension("requests"),
-            tokens: dimension("tokens"),
-            cool,
-        };
-        {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = state
-                .entry((key, model.into()))
-                .or_insert_with(|| KeyModel::from_preset(&self.preset, now));
-            if let Some((limit, remaining, reset)) = reported.requests {
-                entry.requests.learn(limit, remaining, now + reset, now);
-            }
-            if let Some((limit, remaining, reset)) = reported.tokens {
-                entry.tokens.learn(limit, remaining, now + reset, now);
-            }
-            if let Some(wait) = cool {
-                entry.cool_until = Some(now + wait);
-                tracing::info!(
-                    key,
-                    model,
-                    wait_ms = wait.as_millis() as u64,
-                    "upstream key rate limited by Groq; resting it"
-                );
-            }
+        let reported = reported(status, headers);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = state
+            .entry((key, model.into()))
+            .or_insert_with(|| KeyModel::from_preset(&self.preset, now));
+        if let Some((limit, remaining, reset)) = reported.requests {
+            entry.requests.learn(limit, remaining, now + reset, now);
         }
-        if let Some(shared) = &self.shared {
-            if reported != Reported::default() {
-                shared.observe(key, model, reported);
-            }
+        if let Some((limit, remaining, reset)) = reported.tokens {
+            entry.tokens.learn(limit, remaining, now + reset, now);
         }
+        if let Some(wait) = reported.cool {
+            entry.cool_until = Some(now + wait);
+            tracing::info!(
+                key,
+                model,
+                wait_ms = wait.as_millis() as u64,
+                "upstream key rate limited by Groq; resting it"
+            );
+        }
+    }
+
+    /// With Redis, merges what a Groq response said into the shared budget, and returns once
+    /// it is there (or Redis gave no answer, within its timeout): called before the answer goes
+    /// to the client, so whatever the client sends next, to any replica, is counted against it.
+    pub async fn share(&self, key: usize, model: &str, status: StatusCode, headers: &HeaderMap) {
+        let Some(shared) = &self.shared else { return };
+        let reported = reported(status, headers);
+        if reported != Reported::default() {
+            shared.observe(key, model, reported).await;
+        }
+    }
+}
+
+/// What a Groq response says about its budget: `x-ratelimit-*` per dimension, and a 429's rest.
+fn reported(status: StatusCode, headers: &HeaderMap) -> Reported {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let duration = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::wire::duration::parse)
+    };
+    let dimension = |what: &str| {
+        let remaining = number(&format!("x-ratelimit-remaining-{what}"))?;
+        let reset = duration(&format!("x-ratelimit-reset-{what}"))?;
+        Some((number(&format!("x-ratelimit-limit-{what}")), remaining, reset))
+    };
+    let cool = (status == StatusCode::TOO_MANY_REQUESTS).then(|| {
+        headers
+            .get("retry-after-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+            .or_else(|| number("retry-after").map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(1))
+    });
+    Reported {
+        requests: dimension("requests"),
+        tokens: dimension("tokens"),
+        cool,
     }
 }
 

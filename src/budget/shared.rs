@@ -276,38 +276,28 @@ impl SharedBudget {
         parse_granted(&values, keys.len()).ok_or_else(|| unexpected("unexpected reply from the budget script"))
     }
 
-    /// Merges what Groq said about `key` and `model` into the shared budget, in the background
-    /// (best effort: a lost report only leaves the shared count as careful as it was).
-    pub fn observe(&self, key: usize, model: &str, reported: Reported) {
+    /// Merges what Groq said about `key` and `model` into the shared budget. A lost report only
+    /// leaves the shared count as careful as it was.
+    pub async fn observe(&self, key: usize, model: &str, reported: Reported) {
         let Some(redis_key) = self.key(key, model) else {
             return;
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let field = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
-        let mut args = Vec::with_capacity(8);
+        let mut invocation = OBSERVE_SCRIPT.prepare_invoke();
+        invocation.key(&redis_key);
         for dim in [reported.requests, reported.tokens] {
-            args.push(field(dim.and_then(|(limit, _, _)| limit)));
-            args.push(field(dim.map(|(_, remaining, _)| remaining)));
-            args.push(field(dim.map(|(_, _, reset)| ms(reset))));
+            invocation.arg(field(dim.and_then(|(limit, _, _)| limit)));
+            invocation.arg(field(dim.map(|(_, remaining, _)| remaining)));
+            invocation.arg(field(dim.map(|(_, _, reset)| ms(reset))));
         }
-        args.push(field(reported.cool.map(ms)));
-        args.push(ms(KEEP).to_string());
-        let redis = self.redis.clone();
-        runtime.spawn(async move {
-            let mut invocation = OBSERVE_SCRIPT.prepare_invoke();
-            invocation.key(&redis_key);
-            for arg in &args {
-                invocation.arg(arg);
-            }
-            let result: Result<i64, RedisError> = redis
-                .call(|mut connection| async move { invocation.invoke_async(&mut connection).await })
-                .await;
-            if let Err(error) = result {
-                tracing::debug!(%error, "Groq's budget report not recorded in redis");
-            }
-        });
+        invocation.arg(field(reported.cool.map(ms))).arg(ms(KEEP));
+        let result: Result<i64, RedisError> = self
+            .redis
+            .call(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "Groq's budget report not recorded in redis");
+        }
     }
 }
 

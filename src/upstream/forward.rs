@@ -68,10 +68,11 @@ impl Forward {
             streamed_body,
             key: key.clone(),
         };
-        taps.sent(match key {
+        let configured = match key {
             UpstreamKey::Configured(index) => Some(index),
             UpstreamKey::Caller(_) => None,
-        });
+        };
+        taps.sent(configured);
         let response = match self.upstream.send(request, self.started, &deadlines).await {
             Ok(response) => response,
             Err(error) => {
@@ -79,6 +80,11 @@ impl Forward {
                 return Err(error);
             }
         };
+        // Groq's budget shared with the other replicas learns this answer before the client
+        // does, so a request the client sends next, to any replica, is counted against it.
+        if let (Some(budget), Some(model), Some(index)) = (&self.budget, &self.model, configured) {
+            budget.share(index, model, response.status(), response.headers()).await;
+        }
         let context = RelayContext {
             started: self.started,
             deadlines,
