@@ -176,6 +176,7 @@ impl AppState {
             // not for groxy's default reservation, which is only a guess for the caller's limits.
             upstream_tokens: call.prompt_estimate.saturating_add(call.max_completion.unwrap_or(0)),
             started,
+            span: tracing::Span::current(),
         }
     }
 

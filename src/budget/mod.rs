@@ -6,6 +6,13 @@
 //! key, in round-robin order, whose budget fits it; when none does, it waits in a first-come
 //! first-served queue (per model) for the earliest reset, at most `queue_wait`; when waiting
 //! cannot help it is answered 429 at once with Groq's reset time.
+//!
+//! With Redis the budget is one for every replica ([`shared`]): each pick is one atomic script
+//! that takes the request and its tokens from the shared count, and what Groq's headers say is
+//! merged there before the answer goes on to the client ([`UpstreamBudget::share`]), so
+//! replicas under fast traffic cannot each spend the same remainder. This
+//! replica's view above follows what Redis answers, and is what it decides on alone while Redis
+//! is down (the breaker open): from what it last saw, lowered by what it sends meanwhile.
 
 use std::{
     collections::HashMap,
@@ -21,6 +28,10 @@ use tokio::time::Instant;
 
 use crate::{config::LimitSet, redis::Redis};
 
+mod shared;
+
+use shared::{Granted, Preset, RECHECK, Reported, SharedBudget};
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Budget {
     /// The whole budget per window, from Groq's `x-ratelimit-limit-*` (or the preset).
@@ -30,10 +41,6 @@ struct Budget {
     /// reports the new one.
     reset: Option<Instant>,
 }
-
-/// While the state of a spent budget is unknown (a new window whose first answer is still in
-/// flight), waiters look again this often.
-const RECHECK: Duration = Duration::from_millis(50);
 
 impl Budget {
     fn preset(limit: Option<u64>, window: Duration, now: Instant) -> Self {
@@ -96,17 +103,23 @@ struct KeyModel {
     cool_until: Option<Instant>,
 }
 
+/// A tier preset as (limit, window) for requests and for tokens: Groq reports requests per day
+/// and tokens per minute, and a preset says the same.
+fn preset_windows(preset: &LimitSet) -> Preset {
+    let requests = match preset.requests_per_day {
+        Some(day) => (Some(day), Duration::from_secs(86_400)),
+        None => (preset.requests_per_minute, Duration::from_secs(60)),
+    };
+    let tokens = match preset.tokens_per_minute {
+        Some(minute) => (Some(minute), Duration::from_secs(60)),
+        None => (preset.tokens_per_day, Duration::from_secs(86_400)),
+    };
+    [requests, tokens]
+}
+
 impl KeyModel {
     fn from_preset(preset: &LimitSet, now: Instant) -> Self {
-        // Groq reports requests per day and tokens per minute; a tier preset says the same.
-        let (requests, request_window) = match preset.requests_per_day {
-            Some(day) => (Some(day), Duration::from_secs(86_400)),
-            None => (preset.requests_per_minute, Duration::from_secs(60)),
-        };
-        let (tokens, token_window) = match preset.tokens_per_minute {
-            Some(minute) => (Some(minute), Duration::from_secs(60)),
-            None => (preset.tokens_per_day, Duration::from_secs(86_400)),
-        };
+        let [(requests, request_window), (tokens, token_window)] = preset_windows(preset);
         KeyModel {
             requests: Budget::preset(requests, request_window, now),
             tokens: Budget::preset(tokens, token_window, now),
@@ -141,22 +154,6 @@ pub struct BudgetExhausted {
     pub retry_after: Duration,
 }
 
-/// Groq's budget as the other replicas saw it: what each replica learns from Groq's headers
-/// (and a 429's cool-down) is published to Redis until its reset, and read back, at most every
-/// [`PULL_EVERY`] per model, before a key is picked. Merged with [`Budget::learn`] (within a
-/// window the lower remaining wins), so a stale or absent record can only make this replica
-/// more careful, never less; without Redis each replica knows what it saw itself.
-#[derive(Debug)]
-struct SharedBudget {
-    redis: Redis,
-    /// A short fingerprint per upstream key (never the key): replicas configured with the same
-    /// keys in another order still agree on whose budget is whose.
-    key_ids: Vec<String>,
-    pulled: Mutex<HashMap<Arc<str>, Instant>>,
-}
-
-const PULL_EVERY: Duration = Duration::from_millis(100);
-
 #[derive(Debug)]
 pub struct UpstreamBudget {
     shared: Option<SharedBudget>,
@@ -185,92 +182,11 @@ impl UpstreamBudget {
         }
     }
 
-    /// Shares what this replica learns with the others through `redis`; `key_ids` fingerprints
-    /// the upstream keys in index order.
+    /// Holds the budget in `redis`, one for every replica; `key_ids` fingerprints the upstream
+    /// keys in index order.
     pub fn with_redis(mut self, redis: Redis, key_ids: Vec<String>) -> Self {
-        self.shared = Some(SharedBudget {
-            redis,
-            key_ids,
-            pulled: Mutex::new(HashMap::new()),
-        });
+        self.shared = Some(SharedBudget::new(redis, key_ids));
         self
-    }
-
-    fn shared_key(shared: &SharedBudget, key: usize, model: &str) -> Option<String> {
-        let id = shared.key_ids.get(key)?;
-        Some(format!("{}ub:{id}:{model}", shared.redis.prefix()))
-    }
-
-    /// Reads what the other replicas learned about `model`, unless that was done very recently.
-    async fn pull(&self, model: &Arc<str>) {
-        let Some(shared) = &self.shared else { return };
-        let now = Instant::now();
-        {
-            let mut pulled = shared.pulled.lock().unwrap_or_else(|p| p.into_inner());
-            if pulled.get(model).is_some_and(|at| now.duration_since(*at) < PULL_EVERY) {
-                return;
-            }
-            pulled.insert(model.clone(), now);
-        }
-        let keys: Vec<String> = (0..self.keys)
-            .filter_map(|k| Self::shared_key(shared, k, model))
-            .collect();
-        if keys.is_empty() {
-            return;
-        }
-        let query = keys.clone();
-        let Ok(values) = shared
-            .redis
-            .call(|mut connection| async move {
-                ::redis::cmd("MGET")
-                    .arg(&query)
-                    .query_async::<Vec<Option<String>>>(&mut connection)
-                    .await
-            })
-            .await
-        else {
-            return;
-        };
-        let now = Instant::now();
-        let wall = unix_ms();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, value) in values.iter().enumerate() {
-            let Some(record) = value.as_deref().and_then(Record::parse) else {
-                continue;
-            };
-            let entry = state
-                .entry((key, model.clone()))
-                .or_insert_with(|| KeyModel::from_preset(&self.preset, now));
-            record.merge_into(entry, now, wall);
-        }
-    }
-
-    /// Publishes this replica's view of (`key`, `model`) until its reset (best effort, in the background).
-    fn publish(&self, key: usize, model: &str, entry: &KeyModel, now: Instant) {
-        let Some(shared) = &self.shared else { return };
-        let Some(redis_key) = Self::shared_key(shared, key, model) else {
-            return;
-        };
-        let record = Record::of(entry, now, unix_ms());
-        let Some(ttl) = record.ttl_ms(unix_ms()) else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let redis = shared.redis.clone();
-        let text = record.to_text();
-        runtime.spawn(async move {
-            let _ = redis
-                .call(|mut connection| async move {
-                    ::redis::cmd("SET")
-                        .arg(&redis_key)
-                        .arg(&text)
-                        .arg("PX")
-                        .arg(ttl)
-                        .query_async::<()>(&mut connection)
-                        .await
-                })
-                .await;
-        });
     }
 
     /// Picks a key with budget for `tokens` now, spending it locally; else the earliest time one may.
@@ -294,13 +210,56 @@ impl UpstreamBudget {
         Err(earliest.unwrap_or(now))
     }
 
+    /// Picks a key in the shared budget, this replica's view following what Redis answered;
+    /// without an answer from Redis, in this replica's view alone.
+    async fn pick(&self, model: &Arc<str>, tokens: u64) -> Result<usize, Instant> {
+        if let Some(shared) = &self.shared {
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            let order: Vec<usize> = (0..self.keys).map(|offset| (start + offset) % self.keys).collect();
+            match shared
+                .acquire(&order, model, tokens, preset_windows(&self.preset))
+                .await
+            {
+                Ok(granted) => {
+                    let now = Instant::now();
+                    self.follow(model, &order, &granted, now);
+                    return match granted.picked.and_then(|i| order.get(i)) {
+                        Some(&key) => Ok(key),
+                        None => Err(now + granted.wait),
+                    };
+                }
+                Err(error) => tracing::debug!(%error, "Groq's budget decided on this replica's view"),
+            }
+        }
+        self.try_pick(model, tokens, Instant::now())
+    }
+
+    /// Takes what Redis holds into this replica's view, the way Groq's headers are learned
+    /// (within a window the lower remaining wins), so an outage starts from it.
+    fn follow(&self, model: &Arc<str>, order: &[usize], granted: &Granted, now: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for (&key, seen) in order.iter().zip(&granted.seen) {
+            let entry = state
+                .entry((key, model.clone()))
+                .or_insert_with(|| KeyModel::from_preset(&self.preset, now));
+            for (budget, dim) in [(&mut entry.requests, seen.requests), (&mut entry.tokens, seen.tokens)] {
+                if let (Some(remaining), Some(reset)) = (dim.remaining, dim.reset) {
+                    budget.learn(dim.limit, remaining, now + reset, now);
+                }
+            }
+            if let Some(cool) = seen.cool {
+                let until = now + cool;
+                entry.cool_until = Some(entry.cool_until.map_or(until, |c| c.max(until)));
+            }
+        }
+    }
+
     /// A key for a request of `tokens` to `model`, waiting for Groq's reset if that is soon enough.
     pub async fn acquire(&self, model: &str, tokens: u64) -> Result<usize, BudgetExhausted> {
         let model: Arc<str> = model.into();
-        self.pull(&model).await;
         let start = Instant::now();
         let deadline = start + self.queue_wait;
-        let available_at = match self.try_pick(&model, tokens, start) {
+        let available_at = match self.pick(&model, tokens).await {
             Ok(key) => return Ok(key),
             Err(at) => at,
         };
@@ -322,8 +281,9 @@ impl UpstreamBudget {
             });
         };
         loop {
+            let picked = self.pick(&model, tokens).await;
             let now = Instant::now();
-            match self.try_pick(&model, tokens, now) {
+            match picked {
                 Ok(key) => return Ok(key),
                 Err(at) if at <= deadline => tokio::time::sleep_until(at.max(now + Duration::from_millis(1))).await,
                 Err(at) => {
@@ -335,49 +295,22 @@ impl UpstreamBudget {
         }
     }
 
-    /// Learns from a Groq response: its rate-limit headers, and a 429's cool-down.
+    /// Learns from a Groq response: its rate-limit headers, and a 429's cool-down, in this
+    /// replica's view (the shared budget learns it in [`UpstreamBudget::share`]).
     pub fn observe(&self, key: usize, model: &str, status: StatusCode, headers: &HeaderMap) {
         let now = Instant::now();
-        let number = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let duration = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(crate::wire::duration::parse)
-        };
+        let reported = reported(status, headers);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let entry = state
             .entry((key, model.into()))
             .or_insert_with(|| KeyModel::from_preset(&self.preset, now));
-        if let (Some(remaining), Some(reset)) = (
-            number("x-ratelimit-remaining-requests"),
-            duration("x-ratelimit-reset-requests"),
-        ) {
-            entry
-                .requests
-                .learn(number("x-ratelimit-limit-requests"), remaining, now + reset, now);
+        if let Some((limit, remaining, reset)) = reported.requests {
+            entry.requests.learn(limit, remaining, now + reset, now);
         }
-        if let (Some(remaining), Some(reset)) = (
-            number("x-ratelimit-remaining-tokens"),
-            duration("x-ratelimit-reset-tokens"),
-        ) {
-            entry
-                .tokens
-                .learn(number("x-ratelimit-limit-tokens"), remaining, now + reset, now);
+        if let Some((limit, remaining, reset)) = reported.tokens {
+            entry.tokens.learn(limit, remaining, now + reset, now);
         }
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let wait = headers
-                .get("retry-after-ms")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(Duration::from_millis)
-                .or_else(|| number("retry-after").map(Duration::from_secs))
-                .unwrap_or(Duration::from_secs(1));
+        if let Some(wait) = reported.cool {
             entry.cool_until = Some(now + wait);
             tracing::info!(
                 key,
@@ -386,91 +319,52 @@ impl UpstreamBudget {
                 "upstream key rate limited by Groq; resting it"
             );
         }
-        let entry = *entry;
-        drop(state);
-        self.publish(key, model, &entry, now);
+    }
+
+    /// With Redis, merges what a Groq response said into the shared budget, and returns once
+    /// it is there (or Redis gave no answer, within its timeout): called before the answer goes
+    /// to the client, so whatever the client sends next, to any replica, is counted against it.
+    pub async fn share(&self, key: usize, model: &str, status: StatusCode, headers: &HeaderMap) {
+        let Some(shared) = &self.shared else { return };
+        let reported = reported(status, headers);
+        if reported != Reported::default() {
+            shared.observe(key, model, reported).await;
+        }
     }
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A [`KeyModel`] on the wall clock (Instants mean nothing to another process):
-/// `limit,remaining,reset;limit,remaining,reset;cool_until`, `-` for unknown, times in Unix ms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Record {
-    requests: [Option<u64>; 3],
-    tokens: [Option<u64>; 3],
-    cool_until: Option<u64>,
-}
-
-impl Record {
-    fn of(entry: &KeyModel, now: Instant, wall: u64) -> Self {
-        let at = |instant: Instant| wall + instant.saturating_duration_since(now).as_millis() as u64;
-        let budget = |b: &Budget| [b.limit, b.remaining, b.reset.map(at)];
-        Record {
-            requests: budget(&entry.requests),
-            tokens: budget(&entry.tokens),
-            cool_until: entry.cool_until.filter(|c| *c > now).map(at),
-        }
-    }
-
-    /// Until the last of its times, or `None` if it says nothing still true.
-    fn ttl_ms(&self, wall: u64) -> Option<u64> {
-        let until = [self.requests[2], self.tokens[2], self.cool_until]
-            .into_iter()
-            .flatten()
-            .max()?;
-        (until > wall).then(|| until - wall)
-    }
-
-    fn to_text(self) -> String {
-        let field = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
-        let budget = |b: [Option<u64>; 3]| b.map(field).join(",");
-        format!(
-            "{};{};{}",
-            budget(self.requests),
-            budget(self.tokens),
-            field(self.cool_until)
-        )
-    }
-
-    fn parse(text: &str) -> Option<Self> {
-        let field = |t: &str| -> Option<Option<u64>> {
-            match t {
-                "-" => Some(None),
-                n => n.parse().ok().map(Some),
-            }
-        };
-        let budget = |t: &str| -> Option<[Option<u64>; 3]> {
-            let mut parts = t.split(',');
-            let out = [field(parts.next()?)?, field(parts.next()?)?, field(parts.next()?)?];
-            parts.next().is_none().then_some(out)
-        };
-        let mut parts = text.split(';');
-        let record = Record {
-            requests: budget(parts.next()?)?,
-            tokens: budget(parts.next()?)?,
-            cool_until: field(parts.next()?)?,
-        };
-        parts.next().is_none().then_some(record)
-    }
-
-    fn merge_into(&self, entry: &mut KeyModel, now: Instant, wall: u64) {
-        let at = |ms: u64| (ms > wall).then(|| now + Duration::from_millis(ms - wall));
-        for (budget, [limit, remaining, reset]) in
-            [(&mut entry.requests, self.requests), (&mut entry.tokens, self.tokens)]
-        {
-            if let (Some(remaining), Some(reset)) = (remaining, reset.and_then(at)) {
-                budget.learn(limit, remaining, reset, now);
-            }
-        }
-        if let Some(cool) = self.cool_until.and_then(at) {
-            entry.cool_until = Some(entry.cool_until.map_or(cool, |c| c.max(cool)));
-        }
+/// What a Groq response says about its budget: `x-ratelimit-*` per dimension, and a 429's rest.
+fn reported(status: StatusCode, headers: &HeaderMap) -> Reported {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let duration = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::wire::duration::parse)
+    };
+    let dimension = |what: &str| {
+        let remaining = number(&format!("x-ratelimit-remaining-{what}"))?;
+        let reset = duration(&format!("x-ratelimit-reset-{what}"))?;
+        Some((number(&format!("x-ratelimit-limit-{what}")), remaining, reset))
+    };
+    let cool = (status == StatusCode::TOO_MANY_REQUESTS).then(|| {
+        headers
+            .get("retry-after-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+            .or_else(|| number("retry-after").map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(1))
+    });
+    Reported {
+        requests: dimension("requests"),
+        tokens: dimension("tokens"),
+        cool,
     }
 }
 

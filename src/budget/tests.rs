@@ -1,4 +1,4 @@
-//! Groq's budget under paused time: waiting for resets, rotation across keys, 429 cool-downs and sharing.
+//! Groq's budget under paused time: waiting for resets, rotation across keys, 429 cool-downs and following the shared view.
 
 use super::*;
 
@@ -95,32 +95,6 @@ async fn rotates_away_from_a_key_that_got_a_429() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_shared_record_round_trips_and_only_makes_a_replica_more_careful() {
-    let now = Instant::now();
-    let wall = 1_000_000;
-    let mut seen = KeyModel::default();
-    seen.requests.learn(Some(10), 0, now + Duration::from_secs(2), now);
-    seen.cool_until = Some(now + Duration::from_secs(5));
-    let record = Record::of(&seen, now, wall);
-    assert_eq!(record.to_text(), "10,0,1002000;-,-,-;1005000");
-    assert_eq!(Record::parse(&record.to_text()), Some(record));
-    assert_eq!(record.ttl_ms(wall), Some(5000));
-    for bad in ["", "1,2;3", "x,-,-;-,-,-;-", "-,-,-;-,-,-;-;-"] {
-        assert_eq!(Record::parse(bad), None, "{bad:?}");
-    }
-    let mut other = KeyModel::from_preset(&LimitSet::default(), now);
-    other.requests.learn(Some(10), 7, now + Duration::from_secs(2), now);
-    record.merge_into(&mut other, now, wall);
-    assert_eq!(other.requests.remaining, Some(0), "the lower remaining wins");
-    assert!(other.fits(1, now).is_err(), "and the cool-down is shared");
-    let mut fresher = KeyModel::default();
-    fresher.requests.learn(Some(10), 3, now + Duration::from_secs(2), now);
-    let stale = Record::parse("10,9,1002000;-,-,-;-").expect("record");
-    stale.merge_into(&mut fresher, now, wall);
-    assert_eq!(fresher.requests.remaining, Some(3), "a stale record never raises it");
-}
-
-#[tokio::test(start_paused = true)]
 async fn a_preset_is_the_budget_before_groq_says_anything() {
     let preset = LimitSet {
         requests_per_day: Some(2),
@@ -135,4 +109,56 @@ async fn a_preset_is_the_budget_before_groq_says_anything() {
     );
     assert!(budget.acquire("m", 300).await.is_ok());
     assert!(budget.acquire("m", 1).await.is_err(), "2 requests per day");
+}
+
+#[tokio::test(start_paused = true)]
+async fn following_redis_only_makes_this_replicas_view_more_careful() {
+    let budget = UpstreamBudget::new(2, LimitSet::default(), Duration::from_secs(1), 16);
+    let model: Arc<str> = "m".into();
+    budget.observe(
+        1,
+        "m",
+        StatusCode::OK,
+        &headers(&[
+            ("x-ratelimit-limit-requests", "10"),
+            ("x-ratelimit-remaining-requests", "3"),
+            ("x-ratelimit-reset-requests", "2s"),
+        ]),
+    );
+    let spent = shared::Dim {
+        limit: Some(10),
+        remaining: Some(0),
+        reset: Some(Duration::from_secs(2)),
+    };
+    let stale = shared::Dim {
+        remaining: Some(9),
+        ..spent
+    };
+    let granted = Granted {
+        picked: None,
+        wait: Duration::from_secs(2),
+        seen: vec![
+            shared::Seen {
+                requests: stale,
+                ..Default::default()
+            },
+            shared::Seen {
+                requests: spent,
+                cool: Some(Duration::from_secs(5)),
+                ..Default::default()
+            },
+        ],
+    };
+    // Asked in the order key 1, key 0.
+    budget.follow(&model, &[1, 0], &granted, Instant::now());
+    let state = budget.state.lock().expect("state");
+    let key0 = state.get(&(0, model.clone())).expect("key 0");
+    let key1 = state.get(&(1, model.clone())).expect("key 1");
+    assert_eq!(
+        key1.requests.remaining,
+        Some(3),
+        "a higher shared count never raises it"
+    );
+    assert_eq!(key0.requests.remaining, Some(0), "what Redis holds is learned");
+    assert!(key0.cool_until.is_some(), "and its cool-down");
 }

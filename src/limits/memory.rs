@@ -8,7 +8,8 @@ use std::{
 use tokio::time::Instant;
 
 use super::{
-    decide::{self, ScopeState},
+    bucket::Bucket,
+    decide::{self, ScopeState, WINDOWS, bucket_limits},
     plan::{Plan, ScopeKey},
 };
 use crate::{error::LimitExceeded, wire::ratelimit::RateHeaders};
@@ -66,6 +67,46 @@ impl Limiter {
         Ok((MemoryHold(scopes), headers))
     }
 
+    /// Keeps what the shared store said of each scope (`levels`, after an admission by `full`)
+    /// as this replica's local share (`share`), so a Redis outage starts from what was used
+    /// instead of a full share: the same fraction of every limit is left, and it refills from
+    /// there at the share's rate. An `admitted` request also counts as one of this replica's
+    /// own in flight until the returned slots are dropped.
+    pub(super) fn remember(
+        &self,
+        full: &Plan,
+        share: &Plan,
+        levels: &[[Option<f64>; 4]],
+        admitted: bool,
+    ) -> LocalSlots {
+        let now = Instant::now();
+        let mut held = Vec::new();
+        for ((planned, local), levels) in full.scopes.iter().zip(&share.scopes).zip(levels) {
+            let scope = self.scope(&local.key, now, &local.set);
+            {
+                let mut state = lock(&scope);
+                state.apply(&local.set, now);
+                let full_limits = bucket_limits(&planned.set);
+                let share_limits = bucket_limits(&local.set);
+                let state = &mut *state;
+                let slots = state.requests.iter_mut().chain(state.tokens.iter_mut());
+                for (i, slot) in slots.enumerate() {
+                    if let (Some(whole), Some(part), Some(level)) = (full_limits[i], share_limits[i], levels[i]) {
+                        let level = (level * part as f64 / whole.max(1) as f64).min(part as f64);
+                        *slot = Some(Bucket::at_level(part, WINDOWS[i % 2].1, level, now));
+                    }
+                }
+                if admitted {
+                    state.concurrent += 1;
+                }
+            }
+            if admitted {
+                held.push(scope);
+            }
+        }
+        LocalSlots(held)
+    }
+
     /// Drops scopes that carry no state (all buckets full, nothing in flight).
     pub fn sweep(&self) {
         let now = Instant::now();
@@ -97,5 +138,62 @@ fn settle(scopes: &[Arc<Mutex<ScopeState>>], refund: i64) {
         for bucket in state.tokens.iter_mut().flatten() {
             bucket.adjust(refund, now);
         }
+    }
+}
+
+/// This replica's own requests admitted by Redis, counted in its local share until they end.
+#[derive(Debug)]
+pub(super) struct LocalSlots(Vec<Arc<Mutex<ScopeState>>>);
+
+impl Drop for LocalSlots {
+    fn drop(&mut self) {
+        for scope in &self.0 {
+            let mut state = lock(scope);
+            state.concurrent = state.concurrent.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        auth::Caller,
+        config::{LimitSet, RateLimitsConfig},
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn the_local_share_starts_from_what_redis_said_was_used_and_counts_own_requests() {
+        let config = RateLimitsConfig {
+            default: LimitSet {
+                requests_per_day: Some(10),
+                max_concurrent: Some(4),
+                ..LimitSet::default()
+            },
+            ..RateLimitsConfig::default()
+        };
+        let caller = Caller {
+            name: "carol".into(),
+            partition: crate::digest::sha256(b"carol"),
+            upstream_authorization: None,
+        };
+        let full = Plan::new(&config, &caller, None);
+        let share = full.local_share(2);
+        let limiter = Limiter::new();
+        // Redis said 4 of 10 are left after admitting one: this replica's 5 start at 2, and
+        // the request it admitted holds one of its 2 concurrency slots.
+        let slots = limiter.remember(&full, &share, &[[None, Some(4.0), None, None]], true);
+        let (hold, headers) = limiter.admit_plan(&share, 0).expect("one left of 2");
+        let requests = headers.requests.expect("requests per day");
+        assert_eq!((requests.limit, requests.remaining), (5, 1));
+        let refused = limiter.admit_plan(&share, 0).expect_err("both slots held");
+        assert_eq!(refused.kind, crate::error::Kind::Concurrency);
+        drop(slots);
+        let (_hold, _) = limiter.admit_plan(&share, 0).expect("the Redis-held request ended");
+        hold.settle(0);
+        assert!(
+            limiter.admit_plan(&share, 0).is_err(),
+            "2 of the share were all that was left"
+        );
     }
 }

@@ -12,7 +12,9 @@
 //! (`redis_buckets`, shared by every replica). The limits come from the config at each
 //! admission ([`Plan`]), so a reloaded config applies to the next request without losing counts.
 //! With Redis, a call that fails or times out never fails the request: this replica then decides
-//! alone on its local share of every limit ([`Plan::local_share`]).
+//! alone on its local share of every limit ([`Plan::local_share`]). That share starts from what
+//! this replica last saw used in Redis (the same fraction of each limit left, and its own
+//! requests still in flight), not full: an outage must not hand out a limit already spent.
 
 mod admission;
 mod bucket;
@@ -94,8 +96,13 @@ impl Limits {
             return self.admit_locally(&plan, tokens);
         };
         match shared.buckets.admit(&plan, tokens).await {
-            Ok(Ok((hold, headers))) => Ok(Admission::new(Hold::Redis(hold), tokens, headers)),
-            Ok(Err(refused)) => Err(refused),
+            Ok(answer) => {
+                let share = plan.local_share(shared.replicas);
+                let admitted = answer.decision.is_ok();
+                let local = self.memory.remember(&plan, &share, &answer.levels, admitted);
+                let (hold, headers) = answer.decision?;
+                Ok(Admission::new(Hold::Redis(hold.with_local(local)), tokens, headers))
+            }
             Err(error) => {
                 tracing::debug!(%error, "rate limit decided locally");
                 self.admit_locally(&plan.local_share(shared.replicas), tokens)

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use super::{
     bucket::Bucket,
     decide::{self, ScopeState, WINDOWS, bucket_limits},
+    memory::LocalSlots,
     plan::Plan,
 };
 use crate::{
@@ -162,6 +163,16 @@ pub(super) struct RedisHold {
     member: String,
     /// Per scope: tokens per minute and per day (0: none).
     token_limits: Vec<[u64; 2]>,
+    /// This replica's count of its own requests in flight, for its local share should Redis
+    /// go away before they end.
+    local: Option<LocalSlots>,
+}
+
+/// What one admission script answered: the decision, and each scope's four levels as Redis
+/// holds them after it (`None`: no such limit), which this replica keeps as what it knows was used.
+pub(super) struct Answer {
+    pub decision: Result<(RedisHold, RateHeaders), Box<LimitExceeded>>,
+    pub levels: Vec<[Option<f64>; 4]>,
 }
 
 fn random_u64() -> u64 {
@@ -228,12 +239,8 @@ impl RedisBuckets {
         keys
     }
 
-    /// `Ok(Ok)`: admitted, with the headers; `Ok(Err)`: refused; `Err`: Redis gave no answer.
-    pub async fn admit(
-        &self,
-        plan: &Plan,
-        tokens: u64,
-    ) -> Result<Result<(RedisHold, RateHeaders), Box<LimitExceeded>>, RedisError> {
+    /// `Ok`: what the script decided; `Err`: Redis gave no answer.
+    pub async fn admit(&self, plan: &Plan, tokens: u64) -> Result<Answer, RedisError> {
         let keys = self.keys(plan);
         let member = format!(
             "{:016x}{:016x}",
@@ -272,6 +279,7 @@ impl RedisBuckets {
             .zip(&reply.scopes)
             .map(|(planned, (levels, concurrent))| snapshot(&planned.set, levels, *concurrent, now))
             .collect();
+        let levels = reply.scopes.iter().map(|(levels, _)| *levels).collect();
         let mut views: Vec<&mut ScopeState> = states.iter_mut().collect();
         if reply.admitted {
             let headers = decide::headers_of(&mut views, now);
@@ -285,13 +293,20 @@ impl RedisBuckets {
                 keys,
                 member,
                 token_limits,
+                local: None,
             };
-            return Ok(Ok((hold, headers)));
+            return Ok(Answer {
+                decision: Ok((hold, headers)),
+                levels,
+            });
         }
         match decide::check(&mut views, plan, tokens, now) {
             Some(mut refused) => {
                 refused.headers = decide::headers_of(&mut views, now);
-                Ok(Err(Box::new(refused)))
+                Ok(Answer {
+                    decision: Err(Box::new(refused)),
+                    levels,
+                })
             }
             None => Err(RedisError::Failed(::redis::RedisError::from((
                 ::redis::ErrorKind::Parse,
@@ -321,10 +336,17 @@ fn snapshot(set: &crate::config::LimitSet, levels: &[Option<f64>; 4], concurrent
 }
 
 impl RedisHold {
+    /// Counts this request in this replica's local share too, until it settles.
+    pub fn with_local(mut self, local: LocalSlots) -> Self {
+        self.local = Some(local);
+        self
+    }
+
     /// Frees the concurrency slot and gives back `refund` tokens (negative: takes more), in the
     /// background: the response is already on its way. Lost if Redis is down, which errs on
     /// the safe side (the reservation stays spent; the slot frees at the end of its lease).
-    pub fn settle(self, refund: i64) {
+    pub fn settle(mut self, refund: i64) {
+        drop(self.local.take());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

@@ -4,7 +4,10 @@
 //! Redis would otherwise cost every request the whole timeout); other failures open it after
 //! `failures_to_open` in a row. Open: no request calls Redis; the prober sends one PING when the
 //! backoff has passed (that probe is the half-open state) and closes the breaker if it answers,
-//! or doubles the backoff (up to the maximum) if not. On tokio's clock, so it is tested with
+//! or doubles the backoff (up to the maximum) if not. A request that would have called Redis
+//! brings the next probe forward to one first backoff after the last (`demand`): a replica with
+//! traffic notices Redis is back within `probe_interval` whatever the backoff has grown to, and
+//! the request itself never waits for that probe. On tokio's clock, so it is tested with
 //! paused time.
 
 use std::time::Duration;
@@ -20,8 +23,15 @@ pub struct BreakerSettings {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { probe_at: Instant, backoff: Duration },
+    Closed {
+        failures: u32,
+    },
+    /// `since`: when it opened or the last probe failed.
+    Open {
+        probe_at: Instant,
+        backoff: Duration,
+        since: Instant,
+    },
 }
 
 /// A state change the caller must report (one log line, one metric increment).
@@ -73,7 +83,22 @@ impl Breaker {
         self.state = State::Open {
             probe_at: now + backoff,
             backoff,
+            since: now,
         };
+    }
+
+    /// A request wanted Redis while the breaker is open: the next probe comes no later than one
+    /// first backoff after the last. True if that moved it, so the prober must be woken.
+    pub fn demand(&mut self, now: Instant) -> bool {
+        let State::Open { probe_at, since, .. } = &mut self.state else {
+            return false;
+        };
+        let soonest = (*since + self.settings.first_backoff).max(now);
+        if soonest < *probe_at {
+            *probe_at = soonest;
+            return true;
+        }
+        false
     }
 
     /// When the prober should send its next PING (`None` while closed).
@@ -128,6 +153,39 @@ mod tests {
         assert!(!b.allows_calls());
         assert_eq!(b.failed(false, now), None, "one transition per state change");
         assert_eq!(b.probe_at(), Some(now + Duration::from_secs(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn demand_brings_the_next_probe_to_one_first_backoff_after_the_last() {
+        let mut b = Breaker::new(settings());
+        assert!(!b.demand(Instant::now()), "closed: nothing to bring forward");
+        b.failed(true, Instant::now());
+        for _ in 0..4 {
+            let at = b.probe_at().expect("open");
+            tokio::time::advance(at.duration_since(Instant::now())).await;
+            b.probe_failed(Instant::now());
+        }
+        let failed_at = Instant::now();
+        assert_eq!(b.probe_at(), Some(failed_at + Duration::from_secs(10)), "backed off");
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert!(b.demand(Instant::now()));
+        assert_eq!(b.probe_at(), Some(failed_at + Duration::from_secs(1)));
+        assert!(!b.demand(Instant::now()), "already as soon as it may be");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(!b.demand(Instant::now()), "already due");
+        assert_eq!(b.probe_at(), Some(failed_at + Duration::from_secs(1)));
+        b.probe_failed(Instant::now());
+        assert_eq!(
+            b.probe_at(),
+            Some(Instant::now() + Duration::from_secs(10)),
+            "idle: the backoff stays grown"
+        );
+        assert!(b.demand(Instant::now()));
+        assert_eq!(
+            b.probe_at(),
+            Some(Instant::now() + Duration::from_secs(1)),
+            "traffic: one first backoff"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,8 +3,9 @@
 //! Redis is help, not a single point of failure. Every call either answers within the timeout
 //! or counts as failed, and the caller then goes on without Redis (local share of the limits,
 //! memory cache). The breaker ([`breaker`]) keeps a dead or paused Redis off the request path;
-//! a background prober PINGs it with a growing backoff and, when it answers, calls go to it
-//! again. The connection is redis-rs's `ConnectionManager`: one multiplexed connection that
+//! a background prober PINGs it with a growing backoff (brought forward to `probe_interval`
+//! when requests want Redis) and, when it answers, calls go to it again. Until Redis first
+//! answers (a PING at start or a call), its state is `connecting`, never `up`. The connection is redis-rs's `ConnectionManager`: one multiplexed connection that
 //! reconnects after a drop; when a probe fails the prober also starts a fresh manager, so a
 //! connection stuck in a bad state cannot outlive the outage.
 
@@ -143,13 +144,25 @@ impl Redis {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = ::redis::RedisResult<T>>,
     {
-        if !lock(&self.inner.breaker).allows_calls() {
-            return Err(RedisError::Unavailable);
+        {
+            let mut breaker = lock(&self.inner.breaker);
+            if !breaker.allows_calls() {
+                // The prober tries in the background; this request goes on without Redis.
+                if breaker.demand(Instant::now()) {
+                    self.inner.wake.notify_one();
+                }
+                return Err(RedisError::Unavailable);
+            }
         }
         let connection = self.inner.manager.read().unwrap_or_else(|p| p.into_inner()).clone();
         match tokio::time::timeout(self.inner.timeout, op(connection)).await {
             Ok(Ok(value)) => {
-                lock(&self.inner.breaker).succeeded();
+                let mut breaker = lock(&self.inner.breaker);
+                breaker.succeeded();
+                // Only while closed: a late answer must not say `up` over an open breaker.
+                if breaker.allows_calls() && self.inner.health.state() != RedisState::Up {
+                    self.inner.health.answered(&self.inner.shown);
+                }
                 Ok(value)
             }
             Ok(Err(error)) => {
@@ -166,9 +179,10 @@ impl Redis {
 }
 
 impl Inner {
+    /// Health follows the breaker under its lock, so the two never disagree for long.
     fn failed(&self, timed_out: bool, reason: &str) {
-        let transition = lock(&self.breaker).failed(timed_out, Instant::now());
-        if transition == Some(Transition::Opened) {
+        let mut breaker = lock(&self.breaker);
+        if breaker.failed(timed_out, Instant::now()) == Some(Transition::Opened) {
             self.health.went_down(&self.shown, reason);
             self.wake.notify_one();
         }
@@ -188,8 +202,9 @@ impl Inner {
     async fn probe(&self) {
         match self.ping().await {
             Ok(()) => {
-                if lock(&self.breaker).probe_succeeded() == Some(Transition::Closed) {
-                    self.health.came_back(&self.shown);
+                let mut breaker = lock(&self.breaker);
+                if breaker.probe_succeeded() == Some(Transition::Closed) {
+                    self.health.answered(&self.shown);
                 }
             }
             Err(reason) => {
@@ -203,13 +218,19 @@ impl Inner {
     }
 }
 
-/// Checks Redis once at start (so `/readyz` tells the truth before the first request), then
-/// probes whenever the breaker is open and its backoff has passed. Ends when the last handle
-/// is dropped.
+/// Checks Redis once at start (so `/readyz` leaves `connecting` before the first request),
+/// then probes whenever the breaker is open and its backoff has passed, or sooner when a
+/// request brought the probe forward. Ends when the last handle is dropped.
 async fn probe_loop(weak: Weak<Inner>) {
     if let Some(inner) = weak.upgrade() {
-        if let Err(reason) = inner.ping().await {
-            inner.failed(true, &reason);
+        match inner.ping().await {
+            Ok(()) => {
+                let breaker = lock(&inner.breaker);
+                if breaker.allows_calls() {
+                    inner.health.answered(&inner.shown);
+                }
+            }
+            Err(reason) => inner.failed(true, &reason),
         }
     }
     loop {
@@ -218,13 +239,11 @@ async fn probe_loop(weak: Weak<Inner>) {
             let probe_at = lock(&inner.breaker).probe_at();
             (inner.wake.clone(), probe_at)
         };
-        match probe_at {
-            Some(at) => tokio::time::sleep_until(at).await,
-            // Bounded, so a dropped handle ends this task within a second.
-            None => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
-            }
-        }
+        // Woken early when the breaker opens or a request brings the probe forward; bounded,
+        // so a dropped handle ends this task within a second.
+        let until = Instant::now() + Duration::from_secs(1);
+        let until = probe_at.map_or(until, |at| at.min(until));
+        let _ = tokio::time::timeout_at(until, wake.notified()).await;
         let Some(inner) = weak.upgrade() else { return };
         if lock(&inner.breaker).probe_at().is_some_and(|at| at <= Instant::now()) {
             inner.probe().await;

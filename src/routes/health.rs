@@ -19,9 +19,11 @@ pub async fn healthz() -> Response {
 /// Ready to take traffic: false from the moment a drain starts, so a load balancer stops
 /// sending new requests while the in-flight ones finish. The body names degraded parts in
 /// `degraded`, which apart from draining never make groxy unready: `catalog` (`loading` or
-/// `stale`: model names are not being checked locally; `off` in passthrough mode without an upstream key is not degraded, Groq checks them; Groq being unreachable is no reason
-/// to stop serving), `redis` (down: each replica serves on its local share of the limits and
-/// its memory cache), `draining`.
+/// `stale`: model names are not being checked locally; `off` in passthrough mode without an
+/// upstream key is not degraded, Groq checks them; Groq being unreachable is no reason to stop
+/// serving), `redis` (`connecting`: not answered yet since start, so nothing is known to be
+/// shared; `down`: each replica serves on its local share of the limits and its memory cache),
+/// `draining`.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let catalog = state.catalog().state();
     let redis = state.redis().map_or(RedisState::Disabled, |redis| redis.state());
@@ -30,7 +32,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if matches!(catalog, CatalogState::Loading | CatalogState::Stale) {
         degraded.push("catalog");
     }
-    if redis == RedisState::Down {
+    if matches!(redis, RedisState::Down | RedisState::Connecting) {
         degraded.push("redis");
     }
     if draining {

@@ -43,6 +43,9 @@ pub struct Forward {
     /// Tokens to ask Groq's budget for: the prompt and the completion the request caps.
     pub upstream_tokens: u64,
     pub started: Instant,
+    /// The request's span: a flight's driver runs in a task of its own, where the current
+    /// span is no longer the request's.
+    pub span: tracing::Span,
 }
 
 impl Forward {
@@ -83,10 +86,11 @@ impl Forward {
             taps.fail(&GatewayError::ShuttingDown);
             return Err(GatewayError::ShuttingDown);
         }
-        taps.sent(match key {
+        let configured = match key {
             UpstreamKey::Configured(index) => Some(index),
             UpstreamKey::Caller(_) => None,
-        });
+        };
+        taps.sent(configured);
         let sent = tokio::select! {
             biased;
             () = abort.cancelled() => Err(GatewayError::ShuttingDown),
@@ -99,6 +103,11 @@ impl Forward {
                 return Err(error);
             }
         };
+        // Groq's budget shared with the other replicas learns this answer before the client
+        // does, so a request the client sends next, to any replica, is counted against it.
+        if let (Some(budget), Some(model), Some(index)) = (&self.budget, &self.model, configured) {
+            budget.share(index, model, response.status(), response.headers()).await;
+        }
         let context = RelayContext {
             started: self.started,
             deadlines,
@@ -118,7 +127,11 @@ impl Forward {
             return Ok(UpstreamKey::Configured(0));
         };
         let queued = Instant::now();
-        let acquired = budget.acquire(model, self.upstream_tokens).await;
+        let acquired = tracing::Instrument::instrument(
+            budget.acquire(model, self.upstream_tokens),
+            tracing::info_span!(target: "groxy::otel", parent: &self.span, "step", otel.name = "budget.wait"),
+        )
+        .await;
         // An immediate grant is groxy's own work (overhead); only a real wait is queueing.
         let waited = queued.elapsed();
         if waited >= std::time::Duration::from_millis(1) {
