@@ -146,8 +146,10 @@ async fn the_redis_backend_gives_the_same_headers_and_429s_as_memory() {
             tokens_per_day: Some(100_000),
             ..LimitSet::default()
         };
+        // Per day, not per minute: the two backends are asked one after the other, and a
+        // per-minute bucket refills visibly (25 tokens a second) in between.
         c.rate_limits.per_model = LimitSet {
-            tokens_per_minute: Some(1_500),
+            tokens_per_day: Some(1_500),
             ..LimitSet::default()
         };
     };
@@ -164,7 +166,7 @@ async fn the_redis_backend_gives_the_same_headers_and_429s_as_memory() {
         r#"{"model":"openai/gpt-oss-20b","messages":[{"role":"user","content":"Say hi"}],"max_completion_tokens":200}"#;
     let large = small.replace("200}", "1400}");
     let huge = small.replace("200}", "5000}");
-    // Fits; fits; over the per-model tokens per minute (429); larger than it (413); fits;
+    // Fits; fits; over the per-model tokens per day (429); larger than it (413); fits;
     // over the requests per day (429).
     for body in [small, small, &large, &huge, small, small] {
         let in_memory = observe(&memory, "alice", body).await;
