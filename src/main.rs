@@ -28,6 +28,8 @@ use groxy::{
                   GROXY_ADMIN_KEY     admin key for /admin/* and /dashboard\n  \
                   GROXY_REDIS_URL     redis://[:password@]host:6379 to share limits and cache between replicas\n  \
                   GROXY_REDIS_REPLICAS  replicas sharing the limits (each keeps limit/replicas while Redis is down)\n  \
+                  OTEL_EXPORTER_OTLP_ENDPOINT  OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318 (off when unset)\n  \
+                  OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER(_ARG), OTEL_RESOURCE_ATTRIBUTES  as in every OpenTelemetry SDK\n  \
                   RUST_LOG            log filter, e.g. info or groxy=debug"
 )]
 struct Cli {

@@ -14,6 +14,7 @@ use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
         counter::Counter,
+        exemplar::HistogramWithExemplars,
         family::{Family, MetricConstructor},
         gauge::Gauge,
         histogram::Histogram,
@@ -101,6 +102,19 @@ impl MetricConstructor<Histogram> for LatencyBuckets {
     }
 }
 
+impl MetricConstructor<HistogramWithExemplars<TraceLabels>> for LatencyBuckets {
+    fn new_metric(&self) -> HistogramWithExemplars<TraceLabels> {
+        HistogramWithExemplars::new(LATENCY_BUCKETS.into_iter())
+    }
+}
+
+/// An exemplar's label: the trace of one request that landed in a bucket, so a slow bucket
+/// leads straight to a trace (only while tracing).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceLabels {
+    pub trace_id: String,
+}
+
 /// The most distinct values a free-form label (model, client key name) may take; later ones
 /// are reported as `other`, so a stream of made-up model names cannot grow the scrape forever.
 pub const MAX_LABEL_VALUES: usize = 64;
@@ -159,7 +173,7 @@ impl LabelBound {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
-    pub request_duration: Family<RouteLabels, Histogram, LatencyBuckets>,
+    pub request_duration: Family<RouteLabels, HistogramWithExemplars<TraceLabels>, LatencyBuckets>,
     pub overhead: Family<RouteLabels, Histogram, LatencyBuckets>,
     pub upstream_duration: Family<ModelLabels, Histogram, LatencyBuckets>,
     pub upstream_ttft: Family<ModelLabels, Histogram, LatencyBuckets>,

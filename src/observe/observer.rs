@@ -133,9 +133,13 @@ impl Observer {
             })
             .inc();
         let route_labels = metrics::RouteLabels { route };
+        let exemplar = record
+            .trace_id
+            .clone()
+            .map(|trace_id| metrics::TraceLabels { trace_id });
         m.request_duration
             .get_or_create(&route_labels)
-            .observe(latency.as_secs_f64());
+            .observe(latency.as_secs_f64(), exemplar, None);
         m.overhead.get_or_create(&route_labels).observe(overhead.as_secs_f64());
         if let Some(cache) = data.cache {
             m.cache

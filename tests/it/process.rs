@@ -36,6 +36,12 @@ pub fn groxy_command() -> Command {
         "GROXY_AUTH_MODE",
         "GROXY_REDIS_URL",
         "RUST_LOG",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_SERVICE_NAME",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+        "OTEL_RESOURCE_ATTRIBUTES",
     ] {
         command.env_remove(var);
     }
