@@ -28,6 +28,7 @@ mod process;
 mod ratelimit;
 mod redis;
 mod redis_server;
+mod redis_tls;
 mod replica_hardening;
 mod sdk;
 mod shutdown;
