@@ -16,6 +16,7 @@ mod cache;
 mod cancellation;
 mod conn_hardening;
 mod dashboard;
+mod deploy;
 mod errors;
 mod hardening_config;
 mod limits;
