@@ -17,6 +17,7 @@ mod cancellation;
 mod conn_hardening;
 mod dashboard;
 mod deploy;
+mod deploy_manifests;
 mod errors;
 mod hardening_config;
 mod limits;
