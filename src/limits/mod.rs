@@ -5,8 +5,8 @@
 //! `rate_limits.models."<id>"`). A request must fit every scope that applies to it.
 //!
 //! Tokens are reserved when a request is admitted (a lower-bound prompt estimate plus the
-//! completion it may produce) and settled when the response ends: the unused part is given
-//! back, an excess is taken; a failed or cancelled exchange gives everything back.
+//! completion it may produce) and settled when the response ends with what the exchange
+//! consumed (see `Admission`): the unused part is given back, an excess is taken.
 //!
 //! The decision (`decide`) is one; the buckets live in this process (`memory`) or in Redis
 //! (`redis_buckets`, shared by every replica). The limits come from the config at each

@@ -75,7 +75,8 @@ pub async fn api(
         .limiter()
         .admit(&config.rate_limits, &caller, call.model.as_deref(), reserved)
         .await
-        .map_err(GatewayError::RateLimited)?;
+        .map_err(GatewayError::RateLimited)?
+        .for_request(call.prompt_estimate, call.stream);
     let rate = admission.headers;
 
     let mut taps = Taps::new();
