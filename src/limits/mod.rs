@@ -64,15 +64,22 @@ impl Limits {
         }
     }
 
-    /// Tokens to reserve for a request (see [`reservation`]).
+    /// Tokens to reserve for a request (see [`reservation`]), within the limits this replica
+    /// may have to enforce alone (its local share, when Redis cannot answer).
     pub fn reservation(
         &self,
         config: &RateLimitsConfig,
+        caller: &Caller,
+        model: Option<&str>,
         prompt_estimate: u64,
         max_completion: Option<u64>,
         model_max: Option<u64>,
     ) -> u64 {
-        reservation(config, prompt_estimate, max_completion, model_max)
+        let mut plan = Plan::new(config, caller, model);
+        if let Some(shared) = &self.shared {
+            plan = plan.local_share(shared.replicas);
+        }
+        reservation(config, &plan, prompt_estimate, max_completion, model_max)
     }
 
     /// Admits a request of `tokens` reserved tokens under `config`, or says which limit

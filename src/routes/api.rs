@@ -10,7 +10,6 @@ use crate::{
     cache::{self, CacheStatus, Controls, Served},
     error::GatewayError,
     intake::{self, Intake},
-    limits,
     observe::{ExchangeTap, RequestRecord},
     relay::Taps,
     state::AppState,
@@ -61,8 +60,10 @@ pub async fn api(
                 .zip(call.model.as_deref())
                 .and_then(|(catalog, model)| catalog.get(model))
                 .map(|model| model.max_completion_tokens);
-            limits::reservation(
+            state.limiter().reservation(
                 &config.rate_limits,
+                &caller,
+                call.model.as_deref(),
                 call.prompt_estimate,
                 call.max_completion,
                 model_max,
