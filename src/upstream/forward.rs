@@ -140,6 +140,7 @@ impl Forward {
         let index = acquired.map_err(|exhausted| GatewayError::UpstreamBudget {
             model: model.to_string(),
             retry_after: exhausted.retry_after,
+            headers: Box::new(budget.snapshot(model)),
         })?;
         taps.push(BudgetTap {
             budget: Arc::clone(budget),
