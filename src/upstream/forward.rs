@@ -34,7 +34,7 @@ pub struct Forward {
     pub abort: CancellationToken,
     pub method: Method,
     /// Built by the route table from checked parts only.
-    pub path: String,
+    pub path: std::borrow::Cow<'static, str>,
     pub headers: HeaderMap,
     pub body: ForwardBody,
     /// The caller's own `Authorization` (passthrough mode), sent instead of a configured key.
