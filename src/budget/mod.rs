@@ -26,7 +26,11 @@ use std::{
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use crate::{config::LimitSet, redis::Redis};
+use crate::{
+    config::LimitSet,
+    redis::Redis,
+    wire::ratelimit::{Dimension, RateHeaders},
+};
 
 mod shared;
 
@@ -324,6 +328,46 @@ impl UpstreamBudget {
                 }
             }
         }
+    }
+
+    /// Groq's budget for `model` as this replica knows it, as `x-ratelimit-*` headers: summed
+    /// over the upstream keys (a request may go to any of them), reset when the first key's
+    /// window ends. A dimension no key has a known limit and remaining for is left out.
+    pub fn snapshot(&self, model: &str) -> RateHeaders {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut headers = RateHeaders::default();
+        let model: Arc<str> = model.into();
+        for key in 0..self.keys {
+            let Some(entry) = state.get_mut(&(key, model.clone())) else {
+                continue;
+            };
+            for (budget, sum) in [
+                (&mut entry.requests, &mut headers.requests),
+                (&mut entry.tokens, &mut headers.tokens),
+            ] {
+                budget.roll(now);
+                let (Some(limit), Some(remaining)) = (budget.limit, budget.remaining) else {
+                    continue;
+                };
+                let reset = budget
+                    .reset
+                    .map_or(Duration::ZERO, |r| r.saturating_duration_since(now));
+                *sum = Some(match *sum {
+                    None => Dimension {
+                        limit,
+                        remaining,
+                        reset,
+                    },
+                    Some(d) => Dimension {
+                        limit: d.limit.saturating_add(limit),
+                        remaining: d.remaining.saturating_add(remaining),
+                        reset: d.reset.min(reset),
+                    },
+                });
+            }
+        }
+        headers
     }
 
     /// Learns from a Groq response: its rate-limit headers, and a 429's cool-down, in this

@@ -43,6 +43,10 @@ pub struct Report {
     pub status: u16,
     /// The last usage Groq reported (a stream repeats it; the copies agree).
     pub usage: Option<Usage>,
+    /// For an event stream, the completion tokens its content, reasoning and tool-call deltas
+    /// carried before Groq's usage arrived (a lower-bound estimate): what a stream cut short
+    /// has cost when `usage` never came. `None` for any other answer.
+    pub streamed_tokens: Option<u64>,
     /// A stream carried an `{"error":...}` event: the answer is not a complete one.
     pub error_event: bool,
     /// Why the exchange failed before Groq's answer could be relayed, as a metrics label.
@@ -143,6 +147,7 @@ impl Taps {
             outcome,
             status: self.status,
             usage,
+            streamed_tokens: self.usage.streamed_tokens(),
             error_event,
             upstream_error: self.upstream_error,
         };
@@ -246,10 +251,36 @@ mod tests {
         }
         let content = include_bytes!("../../tests/fixtures/groq/stream-content.sse");
         assert!(run("text/event-stream", content, 7, Outcome::Complete).usage.is_some());
+        let cut = run(
+            "text/event-stream",
+            &content[..content.len() / 2],
+            7,
+            Outcome::Cancelled,
+        );
+        assert_eq!(cut.usage, None);
+        assert!(cut.streamed_tokens.is_some_and(|n| n > 0), "{cut:?}");
         let broken = include_bytes!("../../tests/fixtures/groq/stream-midstream-error.sse");
         let r = run("text/event-stream", broken, 5, Outcome::Complete);
         assert!(r.error_event);
         assert_eq!(r.usage, None);
+    }
+
+    #[test]
+    fn counts_the_completion_a_cut_stream_carried() {
+        let content = include_bytes!("../../tests/fixtures/groq/stream-content.sse");
+        // The first 18 of its 22 events: the reasoning (6 pieces) and 16 content deltas (20).
+        let cut = memchr::memmem::find_iter(content, b"\n\n").nth(17).expect("18 events") + 2;
+        for slice in [1, 5, 64, 100_000] {
+            let r = run("text/event-stream", &content[..cut], slice, Outcome::Cancelled);
+            assert_eq!((r.usage, r.streamed_tokens), (None, Some(26)), "slice {slice}");
+        }
+        let whole = run("text/event-stream", content, 9, Outcome::Complete);
+        assert_eq!(whole.usage.map(|u| u.total_tokens), Some(99));
+        let json = include_bytes!("../../tests/fixtures/groq/chat-completion.json");
+        assert_eq!(
+            run("application/json", json, 10, Outcome::Cancelled).streamed_tokens,
+            None
+        );
     }
 
     #[test]

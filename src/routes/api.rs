@@ -11,7 +11,6 @@ use crate::{
     cache::{self, CacheStatus, Controls, Served},
     error::GatewayError,
     intake::{self, Intake},
-    limits,
     observe::{self, ExchangeTap, GenAiRequest, RequestRecord},
     relay::Taps,
     state::AppState,
@@ -73,8 +72,10 @@ pub async fn api(
                 .zip(call.model.as_deref())
                 .and_then(|(catalog, model)| catalog.get(model))
                 .map(|model| model.max_completion_tokens);
-            limits::reservation(
+            state.limiter().reservation(
                 &config.rate_limits,
+                &caller,
+                call.model.as_deref(),
                 call.prompt_estimate,
                 call.max_completion,
                 model_max,
@@ -88,7 +89,8 @@ pub async fn api(
         .admit(&config.rate_limits, &caller, call.model.as_deref(), reserved)
         .instrument(step_span("limits.admit"))
         .await
-        .map_err(GatewayError::RateLimited)?;
+        .map_err(GatewayError::RateLimited)?
+        .for_request(call.prompt_estimate, call.stream);
     let rate = admission.headers;
 
     // Only a request that goes to Groq gets an upstream span, its taps and its forward.

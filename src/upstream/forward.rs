@@ -75,7 +75,7 @@ pub struct Forward {
     pub abort: CancellationToken,
     pub method: Method,
     /// Built by the route table from checked parts only.
-    pub path: String,
+    pub path: std::borrow::Cow<'static, str>,
     pub headers: HeaderMap,
     pub body: ForwardBody,
     /// The caller's own `Authorization` (passthrough mode), sent instead of a configured key.
@@ -430,6 +430,7 @@ impl Forward {
         let index = acquired.map_err(|exhausted| GatewayError::UpstreamBudget {
             model: model.to_string(),
             retry_after: exhausted.retry_after,
+            headers: Box::new(budget.snapshot(model)),
         })?;
         Ok(UpstreamKey::Configured(index))
     }

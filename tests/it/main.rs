@@ -9,6 +9,7 @@
     reason = "a test or benchmark: failing loudly and printing results is its job"
 )]
 
+mod accounting_hardening;
 mod answers_hardening;
 mod auth;
 mod binary;
