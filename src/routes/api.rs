@@ -108,7 +108,7 @@ pub async fn api(
         }
         taps.push(admission);
         let mut forward = state.forward(&route, &caller, parts.headers, &call, upload, record.started);
-        forward.alternatives = alternatives(&state, &config, &caller, &call, catalog.as_deref(), reserved);
+        forward.alternatives = alternatives(&state, &config, &caller, &call, catalog.as_deref());
         (forward, taps)
     };
     let (mut response, status) = match (stored, key) {
@@ -155,7 +155,6 @@ fn alternatives(
     caller: &Caller,
     call: &validate::Call,
     catalog: Option<&crate::catalog::Catalog>,
-    reserved: u64,
 ) -> Alternatives {
     let Some(model) = call.model.as_deref() else {
         return Alternatives::default();
@@ -194,14 +193,25 @@ fn alternatives(
     per_model.keys.clear();
     let per_model = std::sync::Arc::new(per_model);
     let (state, caller) = (state.clone(), caller.clone());
+    // Each fallback's completion cap, for its reservation (as the request's own was reserved).
+    let caps: Vec<(std::sync::Arc<str>, Option<u64>)> = fallbacks
+        .iter()
+        .map(|target| {
+            let cap = catalog
+                .and_then(|c| c.get(&target.model))
+                .map(|m| m.max_completion_tokens);
+            (std::sync::Arc::clone(&target.model), cap)
+        })
+        .collect();
+    let (prompt, max_completion, stream) = (call.prompt_estimate, call.max_completion, call.stream);
     let admit: AdmitModel = std::sync::Arc::new(move |model| {
         let (state, caller, per_model) = (state.clone(), caller.clone(), std::sync::Arc::clone(&per_model));
+        let model_max = caps.iter().find(|(m, _)| *m == model).and_then(|(_, cap)| *cap);
         Box::pin(async move {
-            state
-                .limiter()
-                .admit(&per_model, &caller, Some(&model), reserved)
-                .await
-                .ok()
+            let limiter = state.limiter();
+            let reserved = limiter.reservation(&per_model, &caller, Some(&model), prompt, max_completion, model_max);
+            let admission = limiter.admit(&per_model, &caller, Some(&model), reserved).await.ok()?;
+            Some(admission.for_request(prompt, stream))
         })
     });
     Alternatives {

@@ -421,3 +421,42 @@ async fn the_access_line_and_the_metric_count_the_attempts() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_while_groxy_waits_to_retry_is_charged_nothing() {
+    let sim = sim().await;
+    let mut config = retrying(&sim);
+    with_client_keys(&mut config, &[("alice", "gxy_alice"), ("bob", "gxy_bob")]);
+    config.rate_limits.default = LimitSet {
+        tokens_per_day: Some(100_000),
+        ..LimitSet::default()
+    };
+    config.upstream.retries.max_wait = HumanDuration::secs(5);
+    let gw = gateway(config).await;
+    sim.push(Reply::Full {
+        status: 503,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("retry-after-ms".into(), "3000".into()),
+        ],
+        body: "{\"error\":{\"message\":\"busy\"}}\n".into(),
+    });
+    let gone = client()
+        .post(gw.url(CHAT))
+        .header("authorization", "Bearer gxy_alice")
+        .header("content-type", "application/json")
+        .body(chat_body(false))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client left during the wait");
+    wait_idle(&gw).await;
+    assert_eq!(call_count(&sim), 1, "the retry was never sent");
+    // Groq refused the one attempt that left: Alice has spent what Bob has, nothing.
+    let alice = chat_as(&gw, "alice", chat_body(false)).await;
+    let bob = chat_as(&gw, "bob", chat_body(false)).await;
+    assert_eq!(
+        header(&alice, "x-ratelimit-remaining-tokens"),
+        header(&bob, "x-ratelimit-remaining-tokens")
+    );
+}
