@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::wire::{
     duration::format as go_duration,
-    ratelimit::{RateHeaders, retry_after},
+    ratelimit::{RateHeaders, retry_after, should_retry},
 };
 
 /// Why a request was refused; in Groq's wording (see `validate`).
@@ -161,8 +161,13 @@ pub enum GatewayError {
     #[error("the new config was rejected and the old one stays in effect: {}", .0.join("; "))]
     ConfigRejected(Vec<String>),
     /// Groq's budget for this model is spent on every upstream key, and waiting would not help.
+    /// `headers`: that budget as groxy knows it, so the client sees what refused it.
     #[error("Rate limit reached for model `{model}` on the upstream Groq organisation. Please try again in {}.", go_duration(*retry_after))]
-    UpstreamBudget { model: String, retry_after: Duration },
+    UpstreamBudget {
+        model: String,
+        retry_after: Duration,
+        headers: Box<RateHeaders>,
+    },
 }
 
 fn limit_message(limit: &LimitExceeded) -> String {
@@ -427,6 +432,15 @@ impl IntoResponse for GatewayError {
         }
         if let GatewayError::RateLimited(limit) = &self {
             limit.headers.apply(headers);
+        }
+        if let GatewayError::UpstreamBudget { headers: budget, .. } = &self {
+            budget.apply(headers);
+        }
+        // Every 429 groxy makes is worth retrying after its `retry-after`; its 413 never is.
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            should_retry(headers, true);
+        } else if self.refused_by().is_some() {
+            should_retry(headers, false);
         }
         if let GatewayError::MethodNotAllowed { allowed, .. } = &self {
             if let Ok(value) = HeaderValue::from_str(allowed) {

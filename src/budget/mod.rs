@@ -26,7 +26,11 @@ use std::{
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use crate::{config::LimitSet, redis::Redis};
+use crate::{
+    config::LimitSet,
+    redis::Redis,
+    wire::ratelimit::{Dimension, RateHeaders},
+};
 
 mod shared;
 
@@ -189,13 +193,33 @@ impl UpstreamBudget {
         self
     }
 
-    /// Picks a key with budget for `tokens` now, spending it locally; else the earliest time one may.
+    /// The keys in the order to try them: round-robin from the next start, `avoid` (the key
+    /// a retried attempt just failed on) last, so a retry goes to another key when one fits.
+    fn order(&self, avoid: Option<usize>) -> impl Iterator<Item = usize> + use<> {
+        let (keys, start) = (self.keys, self.next.fetch_add(1, Ordering::Relaxed));
+        let avoid = avoid.filter(|&key| key < keys && keys > 1);
+        (0..keys)
+            .map(move |offset| (start + offset) % keys)
+            .filter(move |&key| Some(key) != avoid)
+            .chain(avoid)
+    }
+
+    #[cfg(test)]
     fn try_pick(&self, model: &Arc<str>, tokens: u64, now: Instant) -> Result<usize, Instant> {
+        self.try_pick_avoiding(model, tokens, now, None)
+    }
+
+    /// Picks a key with budget for `tokens` now, spending it locally; else the earliest time one may.
+    fn try_pick_avoiding(
+        &self,
+        model: &Arc<str>,
+        tokens: u64,
+        now: Instant,
+        avoid: Option<usize>,
+    ) -> Result<usize, Instant> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut earliest: Option<Instant> = None;
-        for offset in 0..self.keys {
-            let key = (start + offset) % self.keys;
+        for key in self.order(avoid) {
             let entry = state
                 .entry((key, model.clone()))
                 .or_insert_with(|| KeyModel::from_preset(&self.preset, now));
@@ -212,10 +236,9 @@ impl UpstreamBudget {
 
     /// Picks a key in the shared budget, this replica's view following what Redis answered;
     /// without an answer from Redis, in this replica's view alone.
-    async fn pick(&self, model: &Arc<str>, tokens: u64) -> Result<usize, Instant> {
+    async fn pick(&self, model: &Arc<str>, tokens: u64, avoid: Option<usize>) -> Result<usize, Instant> {
         if let Some(shared) = &self.shared {
-            let start = self.next.fetch_add(1, Ordering::Relaxed);
-            let order: Vec<usize> = (0..self.keys).map(|offset| (start + offset) % self.keys).collect();
+            let order: Vec<usize> = self.order(avoid).collect();
             match shared
                 .acquire(&order, model, tokens, preset_windows(&self.preset))
                 .await
@@ -231,7 +254,7 @@ impl UpstreamBudget {
                 Err(error) => tracing::debug!(%error, "Groq's budget decided on this replica's view"),
             }
         }
-        self.try_pick(model, tokens, Instant::now())
+        self.try_pick_avoiding(model, tokens, Instant::now(), avoid)
     }
 
     /// Takes what Redis holds into this replica's view, the way Groq's headers are learned
@@ -254,12 +277,24 @@ impl UpstreamBudget {
         }
     }
 
-    /// A key for a request of `tokens` to `model`, waiting for Groq's reset if that is soon enough.
+    #[cfg(test)]
     pub async fn acquire(&self, model: &str, tokens: u64) -> Result<usize, BudgetExhausted> {
+        self.acquire_avoiding(model, tokens, None).await
+    }
+
+    /// A key for a request of `tokens` to `model`, waiting for Groq's reset if that is soon
+    /// enough; the key `avoid` only when no other fits, so a retry after a failure on one key
+    /// goes to another.
+    pub async fn acquire_avoiding(
+        &self,
+        model: &str,
+        tokens: u64,
+        avoid: Option<usize>,
+    ) -> Result<usize, BudgetExhausted> {
         let model: Arc<str> = model.into();
         let start = Instant::now();
         let deadline = start + self.queue_wait;
-        let available_at = match self.pick(&model, tokens).await {
+        let available_at = match self.pick(&model, tokens, avoid).await {
             Ok(key) => return Ok(key),
             Err(at) => at,
         };
@@ -281,7 +316,7 @@ impl UpstreamBudget {
             });
         };
         loop {
-            let picked = self.pick(&model, tokens).await;
+            let picked = self.pick(&model, tokens, avoid).await;
             let now = Instant::now();
             match picked {
                 Ok(key) => return Ok(key),
@@ -293,6 +328,46 @@ impl UpstreamBudget {
                 }
             }
         }
+    }
+
+    /// Groq's budget for `model` as this replica knows it, as `x-ratelimit-*` headers: summed
+    /// over the upstream keys (a request may go to any of them), reset when the first key's
+    /// window ends. A dimension no key has a known limit and remaining for is left out.
+    pub fn snapshot(&self, model: &str) -> RateHeaders {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut headers = RateHeaders::default();
+        let model: Arc<str> = model.into();
+        for key in 0..self.keys {
+            let Some(entry) = state.get_mut(&(key, model.clone())) else {
+                continue;
+            };
+            for (budget, sum) in [
+                (&mut entry.requests, &mut headers.requests),
+                (&mut entry.tokens, &mut headers.tokens),
+            ] {
+                budget.roll(now);
+                let (Some(limit), Some(remaining)) = (budget.limit, budget.remaining) else {
+                    continue;
+                };
+                let reset = budget
+                    .reset
+                    .map_or(Duration::ZERO, |r| r.saturating_duration_since(now));
+                *sum = Some(match *sum {
+                    None => Dimension {
+                        limit,
+                        remaining,
+                        reset,
+                    },
+                    Some(d) => Dimension {
+                        limit: d.limit.saturating_add(limit),
+                        remaining: d.remaining.saturating_add(remaining),
+                        reset: d.reset.min(reset),
+                    },
+                });
+            }
+        }
+        headers
     }
 
     /// Learns from a Groq response: its rate-limit headers, and a 429's cool-down, in this
@@ -373,19 +448,6 @@ struct WaitingGuard<'a>(&'a AtomicUsize);
 impl Drop for WaitingGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Teaches the budget what Groq said about one upstream key and model.
-pub struct BudgetTap {
-    pub budget: Arc<UpstreamBudget>,
-    pub key: usize,
-    pub model: Arc<str>,
-}
-
-impl crate::relay::Tap for BudgetTap {
-    fn start(&mut self, status: StatusCode, headers: &HeaderMap) {
-        self.budget.observe(self.key, &self.model, status, headers);
     }
 }
 

@@ -15,12 +15,19 @@ use super::{
 use crate::{
     config::LimitSet,
     error::{Kind, LimitExceeded, Window},
-    wire::ratelimit::{Dimension, RateHeaders},
+    wire::ratelimit::{Dimension, RateHeaders, Slots},
 };
 
 pub(super) const MINUTE: Duration = Duration::from_secs(60);
 pub(super) const DAY: Duration = Duration::from_secs(86_400);
 pub(super) const WINDOWS: [(Window, Duration); 2] = [(Window::Minute, MINUTE), (Window::Day, DAY)];
+
+/// How long a caller refused for concurrency is told to wait. groxy cannot know when one of
+/// the caller's requests in flight will end (a plain answer takes a second or two, a long
+/// stream a minute), so this is a back-off, not an estimate: long enough that the OpenAI SDKs'
+/// two default retries, which wait exactly this long each, span 10 s instead of 2 s; short
+/// enough not to idle a caller whose requests are quick.
+pub(super) const CONCURRENCY_RETRY: Duration = Duration::from_secs(5);
 
 /// One scope's buckets (requests and tokens, per minute and per day) and its concurrency.
 #[derive(Debug, Default)]
@@ -98,7 +105,7 @@ pub(super) fn check(states: &mut [&mut ScopeState], plan: &Plan, tokens: u64, no
                     limit: max,
                     used: state.concurrent,
                     requested: 1,
-                    wait: Some(Duration::from_secs(1)),
+                    wait: Some(CONCURRENCY_RETRY),
                     caller: plan.caller.clone(),
                     model: scope_model.clone(),
                     headers: RateHeaders::default(),
@@ -169,5 +176,18 @@ pub(super) fn headers_of(states: &mut [&mut ScopeState], now: Instant) -> RateHe
     };
     let requests = pick(|s| &mut s.requests);
     let tokens = pick(|s| &mut s.tokens);
-    RateHeaders { requests, tokens }
+    let concurrency = states
+        .iter()
+        .filter_map(|state| {
+            state.max_concurrent.map(|limit| Slots {
+                limit,
+                remaining: limit.saturating_sub(state.concurrent),
+            })
+        })
+        .min_by_key(|slots| slots.remaining);
+    RateHeaders {
+        requests,
+        tokens,
+        concurrency,
+    }
 }

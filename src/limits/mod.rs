@@ -5,8 +5,8 @@
 //! `rate_limits.models."<id>"`). A request must fit every scope that applies to it.
 //!
 //! Tokens are reserved when a request is admitted (a lower-bound prompt estimate plus the
-//! completion it may produce) and settled when the response ends: the unused part is given
-//! back, an excess is taken; a failed or cancelled exchange gives everything back.
+//! completion it may produce) and settled when the response ends with what the exchange
+//! consumed (see `Admission`): the unused part is given back, an excess is taken.
 //!
 //! The decision (`decide`) is one; the buckets live in this process (`memory`) or in Redis
 //! (`redis_buckets`, shared by every replica). The limits come from the config at each
@@ -66,15 +66,22 @@ impl Limits {
         }
     }
 
-    /// Tokens to reserve for a request (see [`reservation`]).
+    /// Tokens to reserve for a request (see [`reservation`]), within the limits this replica
+    /// may have to enforce alone (its local share, when Redis cannot answer).
     pub fn reservation(
         &self,
         config: &RateLimitsConfig,
+        caller: &Caller,
+        model: Option<&str>,
         prompt_estimate: u64,
         max_completion: Option<u64>,
         model_max: Option<u64>,
     ) -> u64 {
-        reservation(config, prompt_estimate, max_completion, model_max)
+        let mut plan = Plan::new(config, caller, model);
+        if let Some(shared) = &self.shared {
+            plan = plan.local_share(shared.replicas);
+        }
+        reservation(config, &plan, prompt_estimate, max_completion, model_max)
     }
 
     /// Admits a request of `tokens` reserved tokens under `config`, or says which limit

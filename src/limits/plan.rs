@@ -101,14 +101,95 @@ impl Plan {
     }
 }
 
-/// Tokens to reserve for a request: the prompt estimate plus the completion it may produce.
+impl Plan {
+    /// The smallest token limit (per minute or per day) of any scope: the most one request
+    /// can ever be granted.
+    fn tightest_tokens(&self) -> Option<u64> {
+        self.scopes
+            .iter()
+            .flat_map(|planned| [planned.set.tokens_per_minute, planned.set.tokens_per_day])
+            .flatten()
+            .min()
+    }
+}
+
+/// Tokens to reserve for a request under `plan`: the prompt estimate plus the completion it
+/// may produce.
+///
+/// The completion is what the request caps (`max_completion_tokens`), else groxy's guess
+/// (`completion_reservation`), either bounded by the model's own maximum. groxy's guess is
+/// also bounded by the caller's tightest token limit: a caller whose limit is below the guess
+/// must not have every uncapped request refused as too large (413) when it could fit; such a
+/// request reserves the whole limit instead. What the request itself asks for is not bounded,
+/// so a prompt plus a stated cap above the whole limit is still a 413.
 pub fn reservation(
     config: &RateLimitsConfig,
+    plan: &Plan,
     prompt_estimate: u64,
     max_completion: Option<u64>,
     model_max: Option<u64>,
 ) -> u64 {
-    let completion = max_completion.unwrap_or(config.completion_reservation);
-    let completion = model_max.map_or(completion, |max| completion.min(max));
+    let capped = |completion: u64| model_max.map_or(completion, |max| completion.min(max));
+    let completion = match max_completion {
+        Some(stated) => capped(stated),
+        None => {
+            let guess = capped(config.completion_reservation);
+            plan.tightest_tokens()
+                .map_or(guess, |limit| guess.min(limit.saturating_sub(prompt_estimate)))
+        }
+    };
     prompt_estimate.saturating_add(completion)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{auth::Caller, config::Preset};
+
+    fn alice() -> Caller {
+        Caller {
+            name: "alice".into(),
+            partition: [7; 32],
+            upstream_authorization: None,
+        }
+    }
+
+    #[test]
+    fn the_default_completion_is_bounded_by_the_tightest_token_limit() {
+        let mut config = RateLimitsConfig::default();
+        let free = |config: &RateLimitsConfig, prompt, stated, model_max| {
+            let plan = Plan::new(config, &alice(), Some("m"));
+            reservation(config, &plan, prompt, stated, model_max)
+        };
+        assert_eq!(free(&config, 1, None, None), 1 + 1024, "no limit: the guess");
+        assert_eq!(free(&config, 1, None, Some(100)), 101, "the model's maximum");
+        config.default.tokens_per_minute = Some(1_000);
+        assert_eq!(free(&config, 1, None, None), 1_000, "the whole limit, not 1025");
+        assert_eq!(free(&config, 1, None, Some(100)), 101);
+        assert_eq!(
+            free(&config, 1, Some(2_000), None),
+            2_001,
+            "a stated cap is not bounded"
+        );
+        assert_eq!(
+            free(&config, 1_500, None, None),
+            1_500,
+            "a prompt over the limit stays over it"
+        );
+        config.models.insert(
+            "m".to_owned(),
+            LimitSet {
+                tokens_per_day: Some(600),
+                ..LimitSet::default()
+            },
+        );
+        assert_eq!(free(&config, 10, None, None), 600, "the tightest of every scope");
+        config.preset = Preset::Free;
+        let plan = Plan::new(&config, &alice(), Some("other")).local_share(4);
+        assert_eq!(
+            reservation(&config, &plan, 10, None, None),
+            250,
+            "a local share is a limit too"
+        );
+    }
 }

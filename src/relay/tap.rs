@@ -3,7 +3,8 @@
 //! A tap is told, in order: how long the request waited for Groq's budget (`queued`), that it
 //! left for Groq (`sent`), Groq's status and headers (`start`), that the answer is ready to go
 //! to the client (`ready`), every chunk (`chunk`), and once how it all ended (`end`, with the
-//! token usage read from the answer). The usage is read here, once, for every tap.
+//! token usage read from the answer). The usage is read here, once, for every tap. An attempt
+//! given up before its answer was relayed is told as `retried`, between its `sent` and the next.
 
 use std::time::Duration;
 
@@ -42,17 +43,37 @@ pub struct Report {
     pub status: u16,
     /// The last usage Groq reported (a stream repeats it; the copies agree).
     pub usage: Option<Usage>,
+    /// For an event stream, the completion tokens its content, reasoning and tool-call deltas
+    /// carried before Groq's usage arrived (a lower-bound estimate): what a stream cut short
+    /// has cost when `usage` never came. `None` for any other answer.
+    pub streamed_tokens: Option<u64>,
     /// A stream carried an `{"error":...}` event: the answer is not a complete one.
     pub error_event: bool,
     /// Why the exchange failed before Groq's answer could be relayed, as a metrics label.
     pub upstream_error: Option<&'static str>,
 }
 
+/// An attempt given up while nothing of its answer had reached the client, told before the
+/// next one is sent (see `upstream::Forward`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry<'a> {
+    /// Why, as a metrics label: `unreachable`, `reset`, `status_503`, …
+    pub reason: &'static str,
+    /// What the next attempt changes: `same_model`, `on_demand` or `fallback`.
+    pub next: &'static str,
+    /// The model the next attempt asks for, when it is not the one requested.
+    pub model: Option<&'a str>,
+}
+
 /// An observer of one exchange. Methods run inline on the relay path, so they must be cheap:
 /// anything slow belongs in a task the tap spawns.
 pub trait Tap: Send + 'static {
     fn queued(&mut self, _waited: Duration) {}
+    /// Once per attempt: one exchange may take several (see [`Tap::retried`]).
     fn sent(&mut self, _upstream_key: Option<usize>) {}
+    /// An attempt failed before its answer was relayed and another follows; `start` and the
+    /// rest are told of the last attempt only.
+    fn retried(&mut self, _retry: &Retry<'_>) {}
     fn start(&mut self, _status: StatusCode, _headers: &HeaderMap) {}
     fn ready(&mut self) {}
     fn chunk(&mut self, _chunk: &Bytes) {}
@@ -86,6 +107,10 @@ impl Taps {
     /// The request left for Groq, under a configured key (its index) or the caller's own.
     pub fn sent(&mut self, upstream_key: Option<usize>) {
         self.taps.iter_mut().for_each(|tap| tap.sent(upstream_key));
+    }
+
+    pub fn retried(&mut self, retry: &Retry<'_>) {
+        self.taps.iter_mut().for_each(|tap| tap.retried(retry));
     }
 
     pub fn start(&mut self, status: StatusCode, headers: &HeaderMap) {
@@ -122,6 +147,7 @@ impl Taps {
             outcome,
             status: self.status,
             usage,
+            streamed_tokens: self.usage.streamed_tokens(),
             error_event,
             upstream_error: self.upstream_error,
         };
@@ -225,10 +251,36 @@ mod tests {
         }
         let content = include_bytes!("../../tests/fixtures/groq/stream-content.sse");
         assert!(run("text/event-stream", content, 7, Outcome::Complete).usage.is_some());
+        let cut = run(
+            "text/event-stream",
+            &content[..content.len() / 2],
+            7,
+            Outcome::Cancelled,
+        );
+        assert_eq!(cut.usage, None);
+        assert!(cut.streamed_tokens.is_some_and(|n| n > 0), "{cut:?}");
         let broken = include_bytes!("../../tests/fixtures/groq/stream-midstream-error.sse");
         let r = run("text/event-stream", broken, 5, Outcome::Complete);
         assert!(r.error_event);
         assert_eq!(r.usage, None);
+    }
+
+    #[test]
+    fn counts_the_completion_a_cut_stream_carried() {
+        let content = include_bytes!("../../tests/fixtures/groq/stream-content.sse");
+        // The first 18 of its 22 events: the reasoning (6 pieces) and 16 content deltas (20).
+        let cut = memchr::memmem::find_iter(content, b"\n\n").nth(17).expect("18 events") + 2;
+        for slice in [1, 5, 64, 100_000] {
+            let r = run("text/event-stream", &content[..cut], slice, Outcome::Cancelled);
+            assert_eq!((r.usage, r.streamed_tokens), (None, Some(26)), "slice {slice}");
+        }
+        let whole = run("text/event-stream", content, 9, Outcome::Complete);
+        assert_eq!(whole.usage.map(|u| u.total_tokens), Some(99));
+        let json = include_bytes!("../../tests/fixtures/groq/chat-completion.json");
+        assert_eq!(
+            run("application/json", json, 10, Outcome::Cancelled).streamed_tokens,
+            None
+        );
     }
 
     #[test]

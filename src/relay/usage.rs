@@ -1,10 +1,19 @@
-//! Reading token usage from Groq's answers as they pass: the finish chunk of a stream, or the JSON body.
+//! Reading token usage from Groq's answers as they pass: the finish chunk of a stream, or the JSON body; and, until a stream's usage arrives, the completion tokens its deltas carried.
+//!
+//! Why count deltas: a stream cut short (the client hung up, Groq or the network failed) never
+//! reaches its finish chunk, yet Groq charged for every token it generated; the client limits
+//! must charge them too, or hanging up would dodge the token limit.
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use crate::wire::sse::{LineSplitter, data_payload};
+use crate::wire::{
+    sse::{LineSplitter, data_payload},
+    tokens::text_tokens,
+};
 
 /// Token counts as Groq reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -29,6 +38,66 @@ struct XGroq {
     usage: Option<Usage>,
 }
 
+/// The generated text one stream event carries: only the fields that count, borrowed.
+#[derive(Deserialize)]
+struct DeltaEvent<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<DeltaChoice<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaChoice<'a> {
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta<'a> {
+    #[serde(borrow)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+/// Completion tokens in one stream event: its content, reasoning and tool-call deltas, counted
+/// like the prompt estimate (a lower bound per piece of text).
+fn delta_tokens(json: &[u8]) -> u64 {
+    if memchr::memmem::find(json, b"\"delta\"").is_none() {
+        return 0;
+    }
+    let Ok(event) = serde_json::from_slice::<DeltaEvent<'_>>(json) else {
+        return 0;
+    };
+    let mut tokens = 0;
+    for delta in event.choices.iter().filter_map(|c| c.delta.as_ref()) {
+        for text in [&delta.content, &delta.reasoning].into_iter().flatten() {
+            tokens += text_tokens(text);
+        }
+        for function in delta.tool_calls.iter().flatten().filter_map(|c| c.function.as_ref()) {
+            for text in [&function.name, &function.arguments].into_iter().flatten() {
+                tokens += text_tokens(text);
+            }
+        }
+    }
+    tokens
+}
+
 /// Longest SSE line or JSON body examined; usage lives in small frames, so longer ones are skipped.
 const MAX_INSPECTED: usize = 1 << 20;
 
@@ -41,6 +110,8 @@ pub struct UsageReader {
     json_overflow: bool,
     usage: Option<Usage>,
     error_event: bool,
+    /// Completion tokens the stream's deltas carried, counted until Groq's usage arrived.
+    streamed: u64,
 }
 
 /// Records the usage or error a JSON document carries. Only documents that can carry one are
@@ -71,12 +142,17 @@ impl UsageReader {
                 lines,
                 usage,
                 error_event,
+                streamed,
                 ..
             } = self;
             lines
                 .get_or_insert_with(|| LineSplitter::new(MAX_INSPECTED))
                 .feed(chunk, |line| {
                     if let Some(payload) = data_payload(line) {
+                        // Once Groq has said what it charged, counting is no longer needed.
+                        if usage.is_none() {
+                            *streamed += delta_tokens(payload);
+                        }
                         inspect(payload, usage, error_event);
                     }
                 });
@@ -98,5 +174,47 @@ impl UsageReader {
             inspect(&json, &mut self.usage, &mut self.error_event);
         }
         (self.usage, self.error_event)
+    }
+
+    /// Completion tokens counted from an event stream's deltas so far; `None` for any other
+    /// answer (a JSON body is generated whole before its first byte, so its part says nothing).
+    pub fn streamed_tokens(&self) -> Option<u64> {
+        self.sse.then_some(self.streamed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_content_reasoning_and_tool_call_deltas() {
+        let event = |delta: &str| format!(r#"{{"choices":[{{"index":0,"delta":{delta}}}]}}"#);
+        assert_eq!(
+            delta_tokens(event(r#"{"role":"assistant","content":""}"#).as_bytes()),
+            0
+        );
+        assert_eq!(delta_tokens(event(r#"{"content":null}"#).as_bytes()), 0);
+        assert_eq!(delta_tokens(event(r#"{"content":" models"}"#).as_bytes()), 1);
+        assert_eq!(
+            delta_tokens(event(r#"{"reasoning":"The user wants a sentence."}"#).as_bytes()),
+            6
+        );
+        assert_eq!(
+            delta_tokens(
+                event(
+                    r#"{"tool_calls":[{"index":0,"function":{"name":"weather","arguments":"{\"city\": \"Paris\"}"}}]}"#
+                )
+                .as_bytes()
+            ),
+            1 + 7,
+            "the name, and 7 pieces of arguments"
+        );
+        assert_eq!(
+            delta_tokens(br#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#),
+            0
+        );
+        assert_eq!(delta_tokens(br#"{"error":{"message":"boom"}}"#), 0);
+        assert_eq!(delta_tokens(b"not json \"delta\""), 0);
     }
 }

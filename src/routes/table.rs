@@ -9,6 +9,8 @@
 //! it captured (each checked against the characters Groq's ids use), never copied from the
 //! client's bytes.
 
+use std::borrow::Cow;
+
 use http::{Method, Uri};
 
 use crate::error::GatewayError;
@@ -145,9 +147,13 @@ pub struct Route {
     pub method: Method,
     pub body: BodyKind,
     /// Below Groq's base URL, built from the pattern and the checked ids, with the checked
-    /// query: `chat/completions`, `models/openai/gpt-oss-20b`, `files?purpose=batch`.
-    pub upstream_path: String,
+    /// query: `chat/completions`, `models/openai/gpt-oss-20b`, `files?purpose=batch`. A path
+    /// of literals alone (chat, responses) is the table's own text: no allocation.
+    pub upstream_path: Cow<'static, str>,
 }
+
+/// The most segments a path of the table has (a model id may hold a few `/`).
+const MAX_SEGMENTS: usize = 8;
 
 /// Matches a request to one of Groq's endpoints, or says why it cannot go upstream.
 pub fn resolve(method: &Method, uri: &Uri) -> Result<Route, GatewayError> {
@@ -164,15 +170,22 @@ pub fn resolve(method: &Method, uri: &Uri) -> Result<Route, GatewayError> {
     // The OpenAI SDKs send a model id's `/` percent-encoded (`models/openai%2Fgpt-oss-20b`):
     // there, and only there, it is decoded before the id is checked.
     let decoded = decode_model_id(rest);
-    let segments: Vec<&str> = decoded.split('/').collect();
-    if segments.iter().any(|segment| *segment == "." || *segment == "..") {
-        return Err(GatewayError::InvalidPath {
-            reason: "the model id holds a `.` or `..` segment".to_owned(),
-        });
+    let mut buffer = [""; MAX_SEGMENTS];
+    let mut count = 0;
+    for segment in decoded.split('/') {
+        if segment == "." || segment == ".." {
+            return Err(GatewayError::InvalidPath {
+                reason: "the model id holds a `.` or `..` segment".to_owned(),
+            });
+        }
+        let slot = buffer.get_mut(count).ok_or_else(unknown)?;
+        *slot = segment;
+        count += 1;
     }
+    let segments = &buffer[..count];
     let (pattern, endpoint, methods) = TABLE
         .iter()
-        .find(|(pattern, _, _)| matches(pattern, &segments))
+        .find(|(pattern, _, _)| matches(pattern, segments))
         .ok_or_else(unknown)?;
     let Some((_, body)) = methods.iter().find(|(m, _)| m == method) else {
         return Err(GatewayError::MethodNotAllowed {
@@ -181,11 +194,12 @@ pub fn resolve(method: &Method, uri: &Uri) -> Result<Route, GatewayError> {
             allowed: methods.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(", "),
         });
     };
-    let mut upstream_path = build(pattern, &segments);
+    let mut upstream_path = build(pattern, segments);
     if let Some(query) = uri.query() {
         check_query(query)?;
-        upstream_path.push('?');
-        upstream_path.push_str(query);
+        let path = upstream_path.to_mut();
+        path.push('?');
+        path.push_str(query);
     }
     Ok(Route {
         endpoint: *endpoint,
@@ -215,27 +229,37 @@ fn decode_model_id(rest: &str) -> std::borrow::Cow<'_, str> {
 /// Refuses path spellings that another parser could read as a different path. A `%2F` is
 /// allowed only inside a model id (from `model_id`, its start), where it is a `/` of the id.
 fn check_raw_path(raw: &str, model_id: Option<usize>) -> Result<(), GatewayError> {
-    let refuse = |why: &str| Err(GatewayError::InvalidPath { reason: why.to_owned() });
-    if let Some(bad) = raw.bytes().find(|b| !(0x21..=0x7e).contains(b)) {
-        return refuse(&format!(
-            "the path holds the byte 0x{bad:02x}; only printable ASCII is accepted"
-        ));
-    }
-    if raw.contains('\\') {
-        return refuse("the path holds a backslash");
-    }
-    let lowered = raw.to_ascii_lowercase();
-    for (encoded, what) in [("%2f", "/"), ("%5c", "\\"), ("%2e", "."), ("%00", "NUL"), ("%25", "%")] {
-        let found = lowered.match_indices(encoded).any(|(at, _)| {
-            let in_model_id = model_id.is_some_and(|start| at >= start);
-            !(encoded == "%2f" && in_model_id)
-        });
-        if found {
-            return refuse(&format!("the path holds a percent-encoded `{what}`"));
+    let refuse = |why: String| Err(GatewayError::InvalidPath { reason: why });
+    let bytes = raw.as_bytes();
+    for (at, &byte) in bytes.iter().enumerate() {
+        if !(0x21..=0x7e).contains(&byte) {
+            return refuse(format!(
+                "the path holds the byte 0x{byte:02x}; only printable ASCII is accepted"
+            ));
         }
+        if byte == b'\\' {
+            return refuse("the path holds a backslash".to_owned());
+        }
+        if byte != b'%' {
+            continue;
+        }
+        let escaped = match bytes.get(at + 1..at + 3) {
+            Some([a, b]) => [a.to_ascii_lowercase(), b.to_ascii_lowercase()],
+            _ => continue,
+        };
+        let what = match &escaped {
+            b"2f" if model_id.is_some_and(|start| at >= start) => continue,
+            b"2f" => "/",
+            b"5c" => "\\",
+            b"2e" => ".",
+            b"00" => "NUL",
+            b"25" => "%",
+            _ => continue,
+        };
+        return refuse(format!("the path holds a percent-encoded `{what}`"));
     }
     if raw.split('/').any(|segment| segment == "." || segment == "..") {
-        return refuse("the path holds a `.` or `..` segment");
+        return refuse("the path holds a `.` or `..` segment".to_owned());
     }
     Ok(())
 }
@@ -261,7 +285,10 @@ fn matches(pattern: &[Part], segments: &[&str]) -> bool {
     rest.is_empty()
 }
 
-fn build(pattern: &[Part], segments: &[&str]) -> String {
+fn build(pattern: &[Part], segments: &[&str]) -> Cow<'static, str> {
+    if let Some(path) = literal_path(pattern) {
+        return Cow::Borrowed(path);
+    }
     let mut out = String::new();
     for (i, part) in pattern.iter().enumerate() {
         if i > 0 {
@@ -273,7 +300,24 @@ fn build(pattern: &[Part], segments: &[&str]) -> String {
             Part::ModelId => out.push_str(&segments[i..].join("/")),
         }
     }
-    out
+    Cow::Owned(out)
+}
+
+/// The upstream path of a pattern made of literals only, as static text.
+fn literal_path(pattern: &[Part]) -> Option<&'static str> {
+    match pattern {
+        [Part::Literal("chat"), Part::Literal("completions")] => Some("chat/completions"),
+        [Part::Literal("responses")] => Some("responses"),
+        [Part::Literal("models")] => Some("models"),
+        [Part::Literal("files")] => Some("files"),
+        [Part::Literal("batches")] => Some("batches"),
+        [Part::Literal("audio"), Part::Literal(kind)] => Some(match *kind {
+            "transcriptions" => "audio/transcriptions",
+            "translations" => "audio/translations",
+            _ => "audio/speech",
+        }),
+        _ => None,
+    }
 }
 
 /// Groq's file and batch ids: letters, digits, `_` and `-`.
@@ -331,7 +375,7 @@ mod tests {
             .map_err(|_| 0)
             .and_then(|uri| resolve(&method, &uri).map_err(|e| e.status().as_u16()));
         assert_eq!(
-            got.as_ref().map(|r| r.upstream_path.as_str()),
+            got.as_ref().map(|r| r.upstream_path.as_ref()),
             expected.as_ref().copied(),
             "{method} {uri}"
         );

@@ -14,32 +14,54 @@ pub struct Dimension {
     pub reset: Duration,
 }
 
+/// Concurrent requests: slots, which have no window and so no reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    pub limit: u64,
+    pub remaining: u64,
+}
+
 /// The state to report on a response: each dimension that groxy limits for this caller.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateHeaders {
     pub requests: Option<Dimension>,
     pub tokens: Option<Dimension>,
+    /// groxy's own dimension (Groq has none): `x-ratelimit-{limit,remaining}-concurrency`.
+    pub concurrency: Option<Slots>,
 }
 
 impl RateHeaders {
     /// Writes the headers, replacing Groq's for each dimension groxy limits (the client's own
     /// budget is what its retry logic needs).
     pub fn apply(&self, headers: &mut HeaderMap) {
+        let mut set = |suffix: &str, name: &str, value: String| {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::try_from(format!("x-ratelimit-{suffix}-{name}")),
+                HeaderValue::try_from(value),
+            ) {
+                headers.insert(name, value);
+            }
+        };
         for (name, dim) in [("requests", self.requests), ("tokens", self.tokens)] {
             let Some(dim) = dim else { continue };
-            let mut set = |suffix: &str, value: String| {
-                if let (Ok(name), Ok(value)) = (
-                    http::HeaderName::try_from(format!("x-ratelimit-{suffix}-{name}")),
-                    HeaderValue::try_from(value),
-                ) {
-                    headers.insert(name, value);
-                }
-            };
-            set("limit", dim.limit.to_string());
-            set("remaining", dim.remaining.to_string());
-            set("reset", go_duration(dim.reset));
+            set("limit", name, dim.limit.to_string());
+            set("remaining", name, dim.remaining.to_string());
+            set("reset", name, go_duration(dim.reset));
+        }
+        if let Some(slots) = self.concurrency {
+            set("limit", "concurrency", slots.limit.to_string());
+            set("remaining", "concurrency", slots.remaining.to_string());
         }
     }
+}
+
+/// `x-should-retry`, which the OpenAI SDKs obey before their own status rules: `true` on a 429
+/// that waiting resolves, `false` on a refusal no retry can change (a 413 over the whole limit).
+pub fn should_retry(headers: &mut HeaderMap, retry: bool) {
+    headers.insert(
+        "x-should-retry",
+        HeaderValue::from_static(if retry { "true" } else { "false" }),
+    );
 }
 
 /// `retry-after` (whole seconds, rounded up) and `retry-after-ms`, which the OpenAI SDKs honour.
@@ -64,12 +86,16 @@ mod tests {
                 reset: Duration::from_millis(42_000),
             }),
             tokens: None,
+            concurrency: Some(Slots { limit: 2, remaining: 0 }),
         }
         .apply(&mut h);
         assert_eq!(h["x-ratelimit-limit-requests"], "10");
         assert_eq!(h["x-ratelimit-remaining-requests"], "3");
         assert_eq!(h["x-ratelimit-reset-requests"], "42s");
         assert!(h.get("x-ratelimit-limit-tokens").is_none());
+        assert_eq!(h["x-ratelimit-limit-concurrency"], "2");
+        assert_eq!(h["x-ratelimit-remaining-concurrency"], "0");
+        assert!(h.get("x-ratelimit-reset-concurrency").is_none());
         retry_after(&mut h, Duration::from_millis(1_500));
         assert_eq!(h["retry-after"], "2");
         assert_eq!(h["retry-after-ms"], "1500");

@@ -9,6 +9,7 @@
     reason = "a test or benchmark: failing loudly and printing results is its job"
 )]
 
+mod accounting_hardening;
 mod answers_hardening;
 mod auth;
 mod binary;
@@ -32,6 +33,7 @@ mod redis;
 mod redis_server;
 mod redis_tls;
 mod replica_hardening;
+mod retries;
 mod sdk;
 mod shutdown;
 mod streaming;

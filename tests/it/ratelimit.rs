@@ -94,7 +94,8 @@ async fn tokens_are_reserved_then_settled_with_the_real_usage() {
     );
     second.bytes().await.expect("body");
 
-    // A cancelled stream gives its whole reservation back.
+    // A cancelled stream gives back all but what it consumed: the prompt (2) and the tokens
+    // streamed so far (none: its one complete event carries no text).
     sim.push(Reply::Stream {
         body: fixtures::stream("content").slice(..600),
         slicing: Slicing::default(),
@@ -105,12 +106,12 @@ async fn tokens_are_reserved_then_settled_with_the_real_usage() {
     assert!(wait_outcome(&sim, true, Duration::from_secs(2)).await.is_some());
     wait_idle(&gw).await;
 
-    // A Groq error uses nothing either.
+    // A Groq error uses nothing.
     sim.push(fixtures::error("400-n").expect("fixture"));
     assert_eq!(chat_as(&gw, "alice", body.to_owned()).await.status(), 400);
 
     let fourth = chat_as(&gw, "alice", body.to_owned()).await;
-    let expected = 100_000 - 35 - 99 - reservation;
+    let expected = 100_000 - 35 - 99 - 2 - reservation;
     assert!(
         (expected..=expected + 3).contains(&remaining_tokens(&fourth)),
         "{}",
