@@ -71,10 +71,14 @@ impl Observer {
     /// Token usage Groq reported for a request: counted when it is known, which for a flight
     /// whose client left may be after that client's access line.
     pub fn usage(&self, record: &Record, usage: Usage) {
+        // Tokens count for the model that spent them: a fallback's, after one.
         let (key, model) = {
             let mut data = record.data();
             data.usage = Some(usage);
-            (data.key.clone(), data.model.clone())
+            (
+                data.key.clone(),
+                data.upstream_model.clone().or_else(|| data.model.clone()),
+            )
         };
         let model = self.metrics.models.get(model.as_deref().unwrap_or(""));
         let m = &self.metrics;
@@ -229,6 +233,8 @@ impl Observer {
             upstream_key: data.upstream_key.as_deref(),
             upstream_status: data.upstream_status,
             upstream_request_id: data.upstream_request_id.as_deref(),
+            attempts: (data.attempts > 0).then_some(data.attempts),
+            upstream_model: data.upstream_model.as_deref(),
             limit: head.refused_by.map(RefusingLimit::label),
             outcome: end.as_str(),
             trace_id: record.trace_id.as_deref(),
@@ -258,6 +264,8 @@ impl Observer {
                     upstream_key = line.upstream_key,
                     upstream_status = line.upstream_status,
                     upstream_request_id = line.upstream_request_id,
+                    attempts = line.attempts,
+                    upstream_model = line.upstream_model,
                     limit = line.limit,
                     outcome = line.outcome,
                     trace_id = line.trace_id,
