@@ -6,6 +6,7 @@
 //! Groq's `unknown_url` 404.
 
 mod api;
+mod fallback;
 mod guard;
 mod health;
 mod ops;
