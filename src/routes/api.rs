@@ -44,15 +44,18 @@ pub async fn api(
         other => (None, other),
     };
     let catalog = state.catalog().snapshot();
-    let call = step("validate", || {
-        validate::check(
-            route.endpoint,
-            json,
-            &config.validation,
-            &config.models.aliases,
-            catalog.as_deref(),
-        )
-    })?;
+    // Waiting for room among the bodies being validated counts against the body's deadline.
+    let call = validate::check(
+        route.endpoint,
+        json,
+        &config.validation,
+        &config.models.aliases,
+        catalog.as_deref(),
+        state.validation(),
+        record.started + config.limits.body_read_timeout.0,
+    )
+    .instrument(step_span("validate"))
+    .await?;
     record.set_request(call.model.clone(), call.stream);
 
     // A stored answer is looked up before admission: a hit counts as a request but reserves
@@ -230,10 +233,6 @@ fn may_use(_caller: &Caller, _model: &str) -> bool {
 /// A child span of the request's for one step that takes time (disabled when tracing is off).
 fn step_span(name: &'static str) -> tracing::Span {
     tracing::info_span!(target: "groxy::otel", "step", otel.name = name)
-}
-
-fn step<T>(name: &'static str, run: impl FnOnce() -> T) -> T {
-    step_span(name).in_scope(run)
 }
 
 /// The request settings the GenAI conventions put on the upstream span; never content.

@@ -10,7 +10,7 @@
 //!    limit, and an estimated prompt (`estimate`, a lower bound) plus completion over the window.
 //!
 //! No step builds a tree: each reads the client's bytes in place (`json`), so validating costs
-//! about the body itself.
+//! about the body itself, and `gate` bounds the bytes under validation at once.
 //!
 //! Invariant 5 (one view of the request): when no rewrite applied, Groq receives the client's
 //! exact bytes; when one did, it receives the serialisation of the very request that was checked
@@ -18,6 +18,7 @@
 
 mod compat;
 mod estimate;
+mod gate;
 mod json;
 mod messages;
 mod nul;
@@ -32,12 +33,15 @@ mod wording;
 use std::{collections::BTreeMap, sync::Arc};
 
 use bytes::Bytes;
+use tokio::time::Instant;
+
 pub use compat::Rewrites;
+pub use gate::Gate;
 pub use json::{Kind, Raw};
 pub use request::Checked;
 
 pub use crate::error::Rejection;
-use crate::{catalog::Catalog, config::ValidationConfig, routes::table::Endpoint};
+use crate::{catalog::Catalog, config::ValidationConfig, error::GatewayError, routes::table::Endpoint};
 
 /// What the later steps need to know about a request, whatever its endpoint.
 #[derive(Debug, Clone, Default)]
@@ -59,16 +63,27 @@ pub struct Call {
 /// Checks a request the way its endpoint needs: the chat rules in full; for the other JSON
 /// endpoints one strict check (one view of the request: duplicate keys refused) and the few
 /// fields the limits need; nothing for bodiless and streamed requests.
-pub fn check(
+///
+/// A body waits in `gate` until it fits under `validation.max_bytes_in_flight`; still waiting at
+/// `deadline`, the request is answered 503.
+pub async fn check(
     endpoint: Endpoint,
     json: Option<Bytes>,
     config: &ValidationConfig,
     aliases: &BTreeMap<String, String>,
     catalog: Option<&Catalog>,
-) -> Result<Call, Rejection> {
+    gate: &Gate,
+    deadline: Instant,
+) -> Result<Call, GatewayError> {
     let Some(body) = json else {
         return Ok(Call::default());
     };
+    let limit = config.max_bytes_in_flight.0;
+    let _held = tokio::time::timeout_at(deadline, gate.enter(body.len() as u64, limit))
+        .await
+        .map_err(|_| GatewayError::ValidationBusy {
+            limit: config.max_bytes_in_flight.as_usize(),
+        })?;
     if endpoint == Endpoint::ChatCompletions {
         let chat = validate_chat(body, config, aliases, catalog)?;
         return Ok(Call {
@@ -81,7 +96,7 @@ pub fn check(
             cacheable: Some(chat.request),
         });
     }
-    check_other(body)
+    Ok(check_other(body)?)
 }
 
 /// A JSON endpoint other than chat: one strict check and the fields the limits read.
@@ -251,4 +266,61 @@ pub fn validate_chat(
         prompt_tokens_estimate,
         rewrites,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    fn chat() -> Bytes {
+        Bytes::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_still_waiting_for_room_at_its_deadline_is_a_503() {
+        let (gate, config, aliases) = (Gate::default(), ValidationConfig::default(), BTreeMap::new());
+        let all = config.max_bytes_in_flight.0;
+        let held = gate.enter(all, all).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let waited = check(
+            Endpoint::ChatCompletions,
+            Some(chat()),
+            &config,
+            &aliases,
+            None,
+            &gate,
+            deadline,
+        )
+        .await;
+        let Err(error) = waited else {
+            panic!("validated while another body held every byte");
+        };
+        assert!(Instant::now() >= deadline, "it waited until the deadline");
+        let response = error.into_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.expect("body");
+        let error: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(error["error"]["code"], "server_busy");
+        assert_eq!(error["error"]["type"], "api_error");
+
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let call = check(
+            Endpoint::ChatCompletions,
+            Some(chat()),
+            &config,
+            &aliases,
+            None,
+            &gate,
+            deadline,
+        )
+        .await
+        .expect("room again");
+        assert_eq!(call.model.as_deref(), Some("m"));
+    }
 }
