@@ -28,7 +28,7 @@ use crate::{
     routes::table::Route,
     telemetry,
     upstream::{Forward, ForwardBody, Upstream},
-    validate::Call,
+    validate::{Call, Gate},
 };
 
 /// Cheap to clone: one `Arc` shared by every handler.
@@ -56,6 +56,8 @@ struct Shared {
     source: Option<ConfigSource>,
     /// `None` without `redis.url`: every replica keeps its own state.
     redis: Option<Redis>,
+    /// The request bytes under validation (`validation.max_bytes_in_flight`).
+    validation: Gate,
 }
 
 impl AppState {
@@ -104,6 +106,7 @@ impl AppState {
                 observer,
                 source,
                 redis,
+                validation: Gate::default(),
             }),
         })
     }
@@ -130,6 +133,10 @@ impl AppState {
     /// The shared Redis, if configured: its `state()` is what `/readyz` reports.
     pub fn redis(&self) -> Option<&Redis> {
         self.inner.redis.as_ref()
+    }
+
+    pub fn validation(&self) -> &Gate {
+        &self.inner.validation
     }
 
     pub fn cache(&self) -> &Arc<Cache> {

@@ -33,7 +33,7 @@ pub async fn api(
     let config = state.config();
     let (mut parts, body) = request.into_parts();
     let catalog = state.catalog().snapshot();
-    let (call, upload) = read_call(&state, &route, &parts.headers, body, catalog.as_deref()).await?;
+    let (call, upload) = read_call(&state, &route, &parts.headers, body, catalog.as_deref(), record.started).await?;
     record.set_request(call.model.clone(), call.stream);
 
     // A stored answer is looked up before admission: a hit counts as a request but reserves
@@ -124,6 +124,7 @@ async fn read_call(
     headers: &HeaderMap,
     body: axum::body::Body,
     catalog: Option<&crate::catalog::Catalog>,
+    started: Instant,
 ) -> Result<(validate::Call, Intake), GatewayError> {
     let config = state.config();
     let intake = intake::read(
@@ -139,15 +140,18 @@ async fn read_call(
         Intake::Json(bytes) => (Some(bytes), Intake::Empty),
         other => (None, other),
     };
-    let call = step("validate", || {
-        validate::check(
-            route.endpoint,
-            json,
-            &config.validation,
-            &config.models.aliases,
-            catalog,
-        )
-    })?;
+    // Waiting for room among the bodies being validated counts against the body's deadline.
+    let call = validate::check(
+        route.endpoint,
+        json,
+        &config.validation,
+        &config.models.aliases,
+        catalog,
+        state.validation(),
+        started + config.limits.body_read_timeout.0,
+    )
+    .instrument(step_span("validate"))
+    .await?;
     Ok((call, upload))
 }
 
@@ -187,10 +191,6 @@ fn reservation(
 /// A child span of the request's for one step that takes time (disabled when tracing is off).
 fn step_span(name: &'static str) -> tracing::Span {
     tracing::info_span!(target: "groxy::otel", "step", otel.name = name)
-}
-
-fn step<T>(name: &'static str, run: impl FnOnce() -> T) -> T {
-    step_span(name).in_scope(run)
 }
 
 /// The request settings the GenAI conventions put on the upstream span; never content.

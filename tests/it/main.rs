@@ -36,3 +36,4 @@ mod shutdown;
 mod streaming;
 mod support;
 mod validation;
+mod validation_memory;
