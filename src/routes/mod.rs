@@ -5,6 +5,7 @@
 //! no key; the admin endpoints and the dashboard need the admin key; everything else is
 //! Groq's `unknown_url` 404.
 
+mod admin_keys;
 mod api;
 mod guard;
 mod health;
@@ -30,6 +31,14 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/usage", get(ops::usage))
         .route("/admin/stats", get(ops::stats))
         .route("/admin/reload", post(ops::reload))
+        .route("/admin/keys", get(admin_keys::list).post(admin_keys::create))
+        .route(
+            "/admin/keys/{id}",
+            get(admin_keys::show)
+                .patch(admin_keys::update)
+                .delete(admin_keys::revoke),
+        )
+        .route("/admin/keys/{id}/rotate", post(admin_keys::rotate))
         .route("/dashboard", get(ops::dashboard))
         .route("/dashboard/", get(ops::dashboard))
         .route("/dashboard/dashboard.css", get(ops::dashboard_css))

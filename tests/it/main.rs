@@ -10,6 +10,8 @@
 )]
 
 mod accounting_hardening;
+mod accounts;
+mod accounts_db;
 mod answers_hardening;
 mod auth;
 mod binary;
