@@ -28,6 +28,7 @@ mod keyring;
 mod lifecycle;
 mod limits;
 mod observe;
+mod prices;
 mod redis;
 mod relay;
 mod reload;

@@ -16,14 +16,16 @@ use crate::{
     auth::{Authenticator, Caller},
     budget::UpstreamBudget,
     cache::Cache,
+    calendar,
     catalog::CatalogCache,
     config::{Config, ConfigErrors, source::ConfigSource},
     digest::{hex, sha256},
     intake::Intake,
     keyring::Keyring,
     lifecycle::Lifecycle,
-    limits::Limits,
+    limits::{DaySeed, Limits},
     observe::{Gauges, Observer},
+    prices::PriceTable,
     redis::Redis,
     reload::{self, ReloadReport},
     routes::table::Route,
@@ -78,7 +80,32 @@ impl AppState {
         if let Err(error) = state.inner.keyring.refresh(&state.inner.store).await {
             tracing::warn!(%error, "the stored keys could not be loaded yet; they will be as soon as the database answers");
         }
+        state.load_from_ledger().await;
         Ok(state)
+    }
+
+    /// Seeds the per-day limits from the usage ledger's last day (what this replica has
+    /// not written yet included), so a restart of groxy or of Redis resets none of them.
+    async fn load_from_ledger(&self) {
+        let now = calendar::now();
+        match self
+            .inner
+            .store
+            .usage(
+                now - calendar::DAY - calendar::HOUR,
+                now + calendar::HOUR,
+                calendar::HOUR,
+            )
+            .await
+        {
+            Ok(mut rows) => {
+                rows.extend(self.observer().pending.snapshot());
+                self.inner.limiter.seed(DaySeed::from_rows(&rows, now));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the usage ledger could not be read: per-day limits start from what this replica sees")
+            }
+        }
     }
 
     /// `source` is where the config came from, so a reload can read it again.
@@ -99,7 +126,11 @@ impl AppState {
             limits.queue_length,
         );
         let mut cache = Cache::new(&config.cache);
-        let observer = Arc::new(Observer::new(config.metrics.per_key_labels));
+        let observer = Arc::new(Observer::new(
+            config.metrics.per_key_labels,
+            config.database.max_buffered_rows,
+            PriceTable::new(&config.prices),
+        ));
         let redis = Redis::connect(&config.redis)?;
         let limiter = match &redis {
             None => Limits::in_memory(),
@@ -152,7 +183,45 @@ impl AppState {
 
     /// Writes what is left to write and closes the database (after the drain).
     pub async fn close(&self) {
+        if let Err(error) = self.observer().pending.flush(&self.inner.store).await {
+            tracing::warn!(%error, rows = self.observer().pending.len(), "the last usage rows could not be written");
+        }
         self.inner.store.close().await;
+    }
+
+    /// Writes the usage ledger's buffer to the store every `database.flush_interval`, in one
+    /// transaction per batch; a batch the database refuses stays buffered for the next round.
+    ///
+    /// Every minute it also reloads the ledger's last day for the per-day limits, so a Redis
+    /// restarted empty while groxy runs starts from what the team used.
+    fn spawn_ledger_writer(&self, stop: CancellationToken) {
+        let state = self.clone();
+        let observer = Arc::clone(&self.inner.observer);
+        let store = self.inner.store.clone();
+        let every = self.config().database.flush_interval.0;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut reported = 0;
+            let mut seeded = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if seeded.elapsed() >= Duration::from_secs(60) {
+                            seeded = Instant::now();
+                            state.load_from_ledger().await;
+                        }
+                        if let Err(error) = observer.pending.flush(&store).await {
+                            tracing::debug!(%error, rows = observer.pending.len(), "usage rows kept for the next flush");
+                        }
+                        let dropped = observer.pending.dropped();
+                        observer.metrics.ledger_dropped.inc_by(dropped - reported);
+                        reported = dropped;
+                    }
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
     }
 
     /// The current config and authenticator; hold the `Arc` for the whole request.
@@ -241,6 +310,7 @@ impl AppState {
                 self.inner.cache.reconfigure(&new.cache);
             }
             let auth = Authenticator::new(&new.auth);
+            self.observer().prices.store(Arc::new(PriceTable::new(&new.prices)));
             self.inner.runtime.store(Arc::new(Runtime {
                 config: Arc::new(new),
                 auth,
@@ -261,6 +331,7 @@ impl AppState {
         self.spawn_housekeeping(stop.clone());
         telemetry::spawn_flusher(stop.clone());
         self.spawn_keyring_poller(stop.clone());
+        self.spawn_ledger_writer(stop.clone());
         if let Some(redis) = &self.inner.redis {
             redis.start_prober();
         }

@@ -22,14 +22,17 @@ mod decide;
 mod memory;
 mod plan;
 mod redis_buckets;
+mod seed;
 
 use std::time::Duration;
 
 pub use admission::Admission;
 use admission::Hold;
+use arc_swap::ArcSwap;
 pub use memory::Limiter;
 pub use plan::{Plan, reservation};
 use redis_buckets::RedisBuckets;
+pub use seed::DaySeed;
 
 use crate::{auth::Caller, config::RateLimitsConfig, error::LimitExceeded, redis::Redis};
 
@@ -38,6 +41,8 @@ use crate::{auth::Caller, config::RateLimitsConfig, error::LimitExceeded, redis:
 pub struct Limits {
     memory: Limiter,
     shared: Option<Shared>,
+    /// The ledger's last day, for day buckets created from now on.
+    seed: ArcSwap<DaySeed>,
 }
 
 struct Shared {
@@ -51,6 +56,7 @@ impl Limits {
         Self {
             memory: Limiter::new(),
             shared: None,
+            seed: ArcSwap::from_pointee(DaySeed::default()),
         }
     }
 
@@ -63,6 +69,7 @@ impl Limits {
                 buckets: RedisBuckets::new(redis, lease),
                 replicas: replicas.max(1),
             }),
+            seed: ArcSwap::from_pointee(DaySeed::default()),
         }
     }
 
@@ -102,7 +109,8 @@ impl Limits {
         let Some(shared) = &self.shared else {
             return self.admit_locally(&plan, tokens);
         };
-        match shared.buckets.admit(&plan, tokens).await {
+        let seed = self.seed.load();
+        match shared.buckets.admit(&plan, tokens, &seed).await {
             Ok(answer) => {
                 let share = plan.local_share(shared.replicas);
                 let admitted = answer.decision.is_ok();
@@ -118,8 +126,14 @@ impl Limits {
     }
 
     fn admit_locally(&self, plan: &Plan, tokens: u64) -> Result<Admission, Box<LimitExceeded>> {
-        let (hold, headers) = self.memory.admit_plan(plan, tokens)?;
+        let (hold, headers) = self.memory.admit_plan(plan, tokens, &self.seed.load())?;
         Ok(Admission::new(Hold::Memory(hold), tokens, headers))
+    }
+
+    /// What the usage ledger says was used over the last day: day buckets created from now on
+    /// (a new scope in memory, a key missing in Redis) start from it.
+    pub fn seed(&self, seed: DaySeed) {
+        self.seed.store(std::sync::Arc::new(seed));
     }
 
     /// How many scopes this replica holds in memory (a gauge: housekeeping keeps it small).

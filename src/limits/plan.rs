@@ -25,6 +25,8 @@ pub(super) struct Planned {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub(super) caller: Arc<str>,
+    /// Who the ledger counts the caller as, for per-day limits seeded from it.
+    pub(super) subject: Arc<str>,
     pub(super) scopes: Vec<Planned>,
 }
 
@@ -67,6 +69,7 @@ impl Plan {
         }
         Plan {
             caller: caller.name.clone(),
+            subject: caller.subject().clone(),
             scopes,
         }
     }
@@ -96,6 +99,7 @@ impl Plan {
             .collect();
         Plan {
             caller: self.caller.clone(),
+            subject: self.subject.clone(),
             scopes,
         }
     }

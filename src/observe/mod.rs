@@ -12,6 +12,7 @@ mod layer;
 mod ledger;
 mod metrics;
 mod observer;
+mod persist;
 mod record;
 mod report;
 mod request_id;

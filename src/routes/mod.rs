@@ -11,6 +11,7 @@ mod guard;
 mod health;
 mod ops;
 pub mod table;
+mod usage_report;
 
 use axum::{
     Router, middleware,

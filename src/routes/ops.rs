@@ -1,8 +1,10 @@
 //! The operator's endpoints: `/metrics` for Prometheus, and behind the admin key `/admin/usage`, `/admin/stats`, `/admin/reload` and the `/dashboard` page.
 
+use std::collections::HashMap;
+
 use axum::{
     Json,
-    extract::State,
+    extract::{Query, State},
     response::{IntoResponse, Response},
 };
 use http::{HeaderValue, header};
@@ -41,10 +43,17 @@ pub async fn metrics(State(state): State<AppState>, method: http::Method, uri: h
         .into_response()
 }
 
-/// `GET /admin/usage`: requests and tokens per client key and model, for the current minute,
-/// the current UTC day and since start.
-pub async fn usage(State(state): State<AppState>) -> Response {
-    Json(observe::usage_document(state.observer())).into_response()
+/// `GET /admin/usage`: without parameters, this replica's live counters per client key and
+/// model (the current minute, the current UTC day, since start); with `from`, `to`, `group`
+/// or `format`, the persistent ledger over that range ([`super::usage_report`]).
+pub async fn usage(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, GatewayError> {
+    if super::usage_report::wants_ledger(&query) {
+        return super::usage_report::report(&state, &query).await;
+    }
+    Ok(Json(observe::usage_document(state.observer())).into_response())
 }
 
 /// `GET /admin/stats`: everything the dashboard draws, in one document.

@@ -12,6 +12,7 @@
 mod accounting_hardening;
 mod accounts;
 mod accounts_db;
+mod accounts_ledger;
 mod answers_hardening;
 mod auth;
 mod binary;
