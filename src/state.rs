@@ -23,7 +23,7 @@ use crate::{
     intake::Intake,
     keyring::Keyring,
     lifecycle::Lifecycle,
-    limits::{DaySeed, Limits},
+    limits::{DaySeed, Limits, SpendSeed},
     observe::{Gauges, Observer},
     prices::PriceTable,
     redis::Redis,
@@ -88,22 +88,32 @@ impl AppState {
     /// not written yet included), so a restart of groxy or of Redis resets none of them.
     async fn load_from_ledger(&self) {
         let now = calendar::now();
-        match self
-            .inner
-            .store
-            .usage(
-                now - calendar::DAY - calendar::HOUR,
-                now + calendar::HOUR,
-                calendar::HOUR,
-            )
-            .await
-        {
+        let store = &self.inner.store;
+        let pending = self.observer().pending.snapshot();
+        let day = store.usage(
+            now - calendar::DAY - calendar::HOUR,
+            now + calendar::HOUR,
+            calendar::HOUR,
+        );
+        match day.await {
             Ok(mut rows) => {
-                rows.extend(self.observer().pending.snapshot());
+                rows.extend(pending.iter().cloned());
                 self.inner.limiter.seed(DaySeed::from_rows(&rows, now));
             }
             Err(error) => {
                 tracing::warn!(%error, "the usage ledger could not be read: per-day limits start from what this replica sees")
+            }
+        }
+        match store
+            .usage(calendar::month_start(now), now + calendar::HOUR, calendar::DAY)
+            .await
+        {
+            Ok(mut rows) => {
+                rows.extend(pending);
+                self.inner.limiter.seed_spend(SpendSeed::from_rows(&rows, now));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the usage ledger could not be read: budgets start from what this replica sees")
             }
         }
     }
@@ -172,9 +182,9 @@ impl AppState {
         &self.inner.store
     }
 
-    /// What a key (by ledger subject) spent today and this month, for the admin API.
-    pub fn spend_of(&self, _subject: &str) -> serde_json::Value {
-        serde_json::Value::Null
+    /// The prices requests are costed at now.
+    pub fn prices(&self) -> Arc<PriceTable> {
+        self.observer().prices.load_full()
     }
 
     pub fn keyring(&self) -> &Keyring {

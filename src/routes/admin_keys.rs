@@ -4,6 +4,8 @@
 //! SHA-256. After a change this replica reloads its key table at once; the others within
 //! `database.poll_interval`.
 
+use std::collections::HashMap;
+
 use axum::{
     Json,
     body::Bytes,
@@ -176,8 +178,38 @@ fn ms_time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |ms| json!(calendar::timestamp(ms.div_euclid(1000))))
 }
 
+/// Nanodollars spent today and this month, per ledger subject.
+type Spend = HashMap<String, (i64, i64)>;
+
+/// What each key spent today and this month, from the ledger (every replica's, as written)
+/// and this replica's rows not written yet.
+async fn spend_now(state: &AppState) -> Spend {
+    let now = calendar::now();
+    let today = calendar::day_start(now);
+    let mut rows = state
+        .store()
+        .usage(calendar::month_start(now), now + calendar::HOUR, calendar::DAY)
+        .await
+        .unwrap_or_default();
+    rows.extend(state.observer().pending.snapshot());
+    let mut spend = Spend::new();
+    for row in rows {
+        let entry = spend.entry(row.key).or_default();
+        entry.1 += row.cost_nanos;
+        if row.hour >= today {
+            entry.0 += row.cost_nanos;
+        }
+    }
+    spend
+}
+
+fn spend_json(spend: &Spend, subject: &str) -> Value {
+    let (today, month) = spend.get(subject).copied().unwrap_or_default();
+    json!({"today_usd": today as f64 / NANOS_PER_USD, "month_usd": month as f64 / NANOS_PER_USD})
+}
+
 /// A stored key as the API shows it (never its hash).
-fn key_json(state: &AppState, row: &KeyRow) -> Value {
+fn key_json(spend: &Spend, row: &KeyRow) -> Value {
     let now = calendar::now_ms();
     let status = match (row.revoked_at, row.expires_at) {
         (Some(_), _) => "revoked",
@@ -204,12 +236,12 @@ fn key_json(state: &AppState, row: &KeyRow) -> Value {
         "monthly_budget_usd": usd(row.monthly_budget_nanos),
         "allowed_models": models,
         "metadata": metadata,
-        "spend": state.spend_of(&row.id),
+        "spend": spend_json(spend, &row.id),
     })
 }
 
 /// A key of the config file: shown, never changed here.
-fn config_key_json(state: &AppState, config: &Config, name: &str) -> Value {
+fn config_key_json(spend: &Spend, config: &Config, name: &str) -> Value {
     let limits = config.rate_limits.keys.get(name).copied().unwrap_or_default();
     let budget: BudgetSet = config.budgets.keys.get(name).copied().unwrap_or_default();
     let nanos = |usd: Option<f64>| usd.map(|v| (v * NANOS_PER_USD).round() as i64);
@@ -230,7 +262,7 @@ fn config_key_json(state: &AppState, config: &Config, name: &str) -> Value {
         "monthly_budget_usd": usd(nanos(budget.monthly_usd)),
         "allowed_models": [],
         "metadata": {},
-        "spend": state.spend_of(name),
+        "spend": spend_json(spend, name),
     })
 }
 
@@ -298,7 +330,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
     state.store().insert_key(&row).await.map_err(store_error)?;
     refreshed(&state).await;
     tracing::info!(id = %row.id, name = %row.name, "key created");
-    let mut shown = key_json(&state, &row);
+    let mut shown = key_json(&spend_now(&state).await, &row);
     shown["key"] = json!(secret);
     Ok((StatusCode::CREATED, Json(shown)).into_response())
 }
@@ -307,13 +339,14 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
 pub async fn list(State(state): State<AppState>) -> Result<Response, GatewayError> {
     let rows = state.store().all_keys().await.map_err(store_error)?;
     let config = state.config();
+    let spend = spend_now(&state).await;
     let mut data: Vec<Value> = config
         .auth
         .keys
         .iter()
-        .map(|k| config_key_json(&state, &config, &k.name))
+        .map(|k| config_key_json(&spend, &config, &k.name))
         .collect();
-    data.extend(rows.iter().map(|row| key_json(&state, row)));
+    data.extend(rows.iter().map(|row| key_json(&spend, row)));
     Ok(Json(json!({"object": "list", "data": data})).into_response())
 }
 
@@ -347,11 +380,11 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
     if let Some(name) = id.strip_prefix(CONFIG_PREFIX) {
         let config = state.config();
         if config.auth.keys.iter().any(|k| k.name == name) {
-            return Ok(Json(config_key_json(&state, &config, name)).into_response());
+            return Ok(Json(config_key_json(&spend_now(&state).await, &config, name)).into_response());
         }
     }
     let row = stored(&state, &id).await?;
-    Ok(Json(key_json(&state, &row)).into_response())
+    Ok(Json(key_json(&spend_now(&state).await, &row)).into_response())
 }
 
 /// `PATCH /admin/keys/{id}`: changes the fields given.
@@ -370,7 +403,7 @@ pub async fn update(
     row.updated_at = calendar::now_ms();
     state.store().update_key(&row).await.map_err(store_error)?;
     refreshed(&state).await;
-    Ok(Json(key_json(&state, &row)).into_response())
+    Ok(Json(key_json(&spend_now(&state).await, &row)).into_response())
 }
 
 /// `DELETE /admin/keys/{id}`: revokes the key (kept, so its usage keeps its name).
@@ -384,7 +417,7 @@ pub async fn revoke(State(state): State<AppState>, Path(id): Path<String>) -> Re
         refreshed(&state).await;
         tracing::info!(id = %row.id, name = %row.name, "key revoked");
     }
-    Ok(Json(key_json(&state, &row)).into_response())
+    Ok(Json(key_json(&spend_now(&state).await, &row)).into_response())
 }
 
 /// `POST /admin/keys/{id}/rotate`: a new secret for the same key (id, name, limits, budgets
@@ -404,7 +437,7 @@ pub async fn rotate(State(state): State<AppState>, Path(id): Path<String>) -> Re
     state.store().update_key(&row).await.map_err(store_error)?;
     refreshed(&state).await;
     tracing::info!(id = %row.id, name = %row.name, "key rotated");
-    let mut shown = key_json(&state, &row);
+    let mut shown = key_json(&spend_now(&state).await, &row);
     shown["key"] = json!(secret);
     Ok(Json(shown).into_response())
 }

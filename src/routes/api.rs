@@ -12,6 +12,7 @@ use crate::{
     error::GatewayError,
     intake::{self, Intake},
     keyring,
+    limits::SpendHold,
     observe::{self, ExchangeTap, GenAiRequest, RequestRecord},
     relay::Taps,
     state::AppState,
@@ -65,23 +66,21 @@ pub async fn api(
         Some(key) => cache.stored(key, &controls).instrument(step_span("cache.lookup")).await,
         None => None,
     };
+    let model_max = catalog
+        .as_deref()
+        .zip(call.model.as_deref())
+        .and_then(|(catalog, model)| catalog.get(model))
+        .map(|model| model.max_completion_tokens);
     let reserved = match (&stored, route.endpoint) {
         (Some(_), _) => 0,
-        (None, Endpoint::ChatCompletions) => {
-            let model_max = catalog
-                .as_deref()
-                .zip(call.model.as_deref())
-                .and_then(|(catalog, model)| catalog.get(model))
-                .map(|model| model.max_completion_tokens);
-            state.limiter().reservation(
-                &config.rate_limits,
-                &caller,
-                call.model.as_deref(),
-                call.prompt_estimate,
-                call.max_completion,
-                model_max,
-            )
-        }
+        (None, Endpoint::ChatCompletions) => state.limiter().reservation(
+            &config.rate_limits,
+            &caller,
+            call.model.as_deref(),
+            call.prompt_estimate,
+            call.max_completion,
+            model_max,
+        ),
         // Elsewhere only a cap the request states is reserved; the usage Groq reports settles.
         (None, _) => call.max_completion.unwrap_or(0),
     };
@@ -92,11 +91,30 @@ pub async fn api(
         .await
         .map_err(GatewayError::RateLimited)?
         .for_request(call.prompt_estimate, call.stream);
+    // Budgets in dollars: the worst case is reserved (a stored answer costs nothing).
+    let price = call.model.as_deref().and_then(|model| state.prices().get(model));
+    let spend = match (&stored, price) {
+        (None, Some(price)) => {
+            let completion = call
+                .max_completion
+                .or(model_max)
+                .unwrap_or(config.rate_limits.completion_reservation);
+            // Every token is at least one byte: the body's length bounds the prompt.
+            let worst = price.cost(call.body.len() as u64, 0, completion);
+            let budgets = &config.budgets;
+            let reserve =
+                state
+                    .limiter()
+                    .reserve_spend(budgets, &caller, price, worst, call.prompt_estimate, call.stream);
+            reserve.await.map_err(GatewayError::InsufficientQuota)?
+        }
+        _ => None,
+    };
     record.admitted();
     let rate = admission.headers;
 
     // Only a request that goes to Groq gets an upstream span, its taps and its forward.
-    let exchange = |admission| {
+    let exchange = |admission, spend: Option<SpendHold>| {
         let upstream_span = observe::upstream_span(&record.span, &gen_ai_request(route.endpoint, &call));
         observe::inject(&upstream_span, &mut parts.headers);
         let mut taps = Taps::new();
@@ -109,22 +127,27 @@ pub async fn api(
             taps.push(cache.verified.tap(caller.partition));
         }
         taps.push(admission);
+        if let Some(spend) = spend {
+            taps.push(spend);
+        }
         let forward = state.forward(&route, &caller, parts.headers, &call, upload, record.started);
         (forward, taps)
     };
     let (mut response, status) = match (stored, key) {
         (Some(entry), _) => {
             admission.settle(Some(0));
+            drop(spend);
             (cache::replay(&entry), CacheStatus::Hit)
         }
         (None, None) => {
-            let (forward, taps) = exchange(admission);
+            let (forward, taps) = exchange(admission, spend);
             (forward.send(taps).await?, CacheStatus::Bypass)
         }
         (None, Some(key)) => match cache::serve_from_flight(cache, key, &controls)? {
             Served::Joined(reader) => {
-                // Coalesced: no upstream tokens either; the reservation goes back.
+                // Coalesced: no upstream tokens either; the reservations go back.
                 admission.settle(Some(0));
+                drop(spend);
                 record.set_cache(CacheStatus::Coalesced);
                 let joined = Instant::now();
                 let response = cache::join(reader).await?;
@@ -133,7 +156,7 @@ pub async fn api(
             }
             Served::Lead(lead) => {
                 record.set_cache(CacheStatus::Miss);
-                let (forward, taps) = exchange(admission);
+                let (forward, taps) = exchange(admission, spend);
                 (lead.start(forward, taps).await?, CacheStatus::Miss)
             }
         },

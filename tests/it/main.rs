@@ -11,6 +11,7 @@
 
 mod accounting_hardening;
 mod accounts;
+mod accounts_budget;
 mod accounts_db;
 mod accounts_ledger;
 mod answers_hardening;
