@@ -133,16 +133,6 @@ impl Keyring {
         self.version.store(version, Ordering::Release);
         Ok(true)
     }
-
-    /// Keys known now (for the gauges).
-    pub fn len(&self) -> usize {
-        self.table.load().len()
-    }
-
-    /// Every live account (for loading each key's spend at start).
-    pub fn accounts(&self) -> Vec<Arc<Account>> {
-        self.table.load().values().cloned().collect()
-    }
 }
 
 /// Whether the caller's key may call `model`: a 403 `model_not_allowed` if not. A request

@@ -63,7 +63,7 @@ pub struct Line {
 
 impl Line {
     /// The counter's identity.
-    pub fn id(&self) -> (Arc<str>, Period, i64) {
+    pub fn id(&self) -> Counter {
         (self.subject.clone(), self.period, self.start)
     }
 
@@ -113,7 +113,7 @@ impl SpendSeed {
                 continue;
             }
             let subject: Arc<str> = row.key.as_str().into();
-            let mut add = |map: &mut HashMap<Arc<str>, u64>| {
+            let add = |map: &mut HashMap<Arc<str>, u64>| {
                 *map.entry(subject.clone()).or_default() += cost;
                 *map.entry(GATEWAY.into()).or_default() += cost;
             };
@@ -167,11 +167,14 @@ impl SpendSeed {
 /// This replica's counters: the only ones without Redis, the fallback share with it.
 #[derive(Debug, Default)]
 pub struct LocalSpend {
-    counters: Mutex<HashMap<(Arc<str>, Period, i64), u64>>,
+    counters: Mutex<HashMap<Counter, u64>>,
 }
 
+/// A budget counter: whose, which period, from when.
+type Counter = (Arc<str>, Period, i64);
+
 impl LocalSpend {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, Period, i64), u64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Counter, u64>> {
         self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -16,7 +16,7 @@ use crate::{
 /// Where a request's reservation is held, so its settlement goes to the same place.
 pub(super) enum Held {
     Local(Arc<LocalSpend>),
-    Redis(super::spend_redis::SharedSpend),
+    Redis(SharedSpend),
 }
 
 /// A request's reservation against its budgets; settled with the real cost when its answer

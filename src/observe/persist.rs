@@ -2,8 +2,8 @@
 //!
 //! Rows, not requests, are buffered: a row per (key, model, hour) whatever the traffic, so
 //! the buffer's bound (`database.max_buffered_rows`) is about distinct keys and models over
-//! the hours of an outage, not about request rates. A batch the database refuses goes back
-//! into the buffer (summed with what arrived meanwhile) and is written when it answers again;
+//! the hours of an outage, not about request rates. A batch the database refuses stays
+//! in the buffer (rows leave it only once written) and is written when it answers again;
 //! a row that does not fit is dropped, counted in `groxy_ledger_dropped_rows_total` and
 //! logged once per outage.
 
@@ -59,6 +59,7 @@ pub struct Pending {
     dropped: AtomicU64,
     /// Set while rows are being dropped, so the warning is logged once per episode.
     overflowing: AtomicBool,
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl Pending {
@@ -68,6 +69,7 @@ impl Pending {
             max_rows: max_rows.max(1),
             dropped: AtomicU64::new(0),
             overflowing: AtomicBool::new(false),
+            flushing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -116,50 +118,41 @@ impl Pending {
         self.lock().iter().map(|(key, delta)| row(key, delta)).collect()
     }
 
-    fn take(&self) -> Vec<UsageRow> {
-        std::mem::take(&mut *self.lock())
-            .iter()
-            .map(|(key, delta)| row(key, delta))
-            .collect()
-    }
-
-    /// Puts back a batch the database did not take, summed with what arrived meanwhile.
-    fn restore(&self, rows: Vec<UsageRow>) {
-        for r in rows {
-            let key = (r.key.as_str().into(), r.model.as_str().into(), r.hour);
-            self.merge(
-                key,
-                Delta {
-                    requests: uint(r.requests),
-                    prompt_tokens: uint(r.prompt_tokens),
-                    completion_tokens: uint(r.completion_tokens),
-                    cached_tokens: uint(r.cached_tokens),
-                    refusals: uint(r.refusals),
-                    cost_nanos: uint(r.cost_nanos),
-                },
-            );
+    /// Takes back what a batch wrote: rows stay in the buffer while they are written (so
+    /// the bound counts them, and what arrives meanwhile adds to them), and go when written.
+    fn subtract(&self, written: &[UsageRow]) {
+        let mut rows = self.lock();
+        for w in written {
+            let key = (w.key.as_str().into(), w.model.as_str().into(), w.hour);
+            let Some(row) = rows.get_mut(&key) else { continue };
+            row.requests -= uint(w.requests).min(row.requests);
+            row.prompt_tokens -= uint(w.prompt_tokens).min(row.prompt_tokens);
+            row.completion_tokens -= uint(w.completion_tokens).min(row.completion_tokens);
+            row.cached_tokens -= uint(w.cached_tokens).min(row.cached_tokens);
+            row.refusals -= uint(w.refusals).min(row.refusals);
+            row.cost_nanos -= uint(w.cost_nanos).min(row.cost_nanos);
+            if *row == Delta::default() {
+                rows.remove(&key);
+            }
         }
     }
 
-    /// Writes every buffered row in one transaction; on failure they go back into the buffer.
-    /// `Ok(n)`: rows written.
+    /// Writes every buffered row in one transaction; what the database does not take stays
+    /// buffered for the next round. `Ok(n)`: rows written.
     pub async fn flush(&self, store: &Store) -> Result<usize, StoreError> {
-        let rows = self.take();
+        // One batch at a time (the writer's and the drain's): a row is subtracted only after
+        // its batch is written, so two batches in flight would write it twice.
+        let _one_at_a_time = self.flushing.lock().await;
+        let rows = self.snapshot();
         if rows.is_empty() {
             return Ok(0);
         }
-        match store.add_usage(&rows).await {
-            Ok(()) => {
-                if self.len() < self.max_rows {
-                    self.overflowing.store(false, Ordering::Relaxed);
-                }
-                Ok(rows.len())
-            }
-            Err(error) => {
-                self.restore(rows);
-                Err(error)
-            }
+        store.add_usage(&rows).await?;
+        self.subtract(&rows);
+        if self.len() < self.max_rows {
+            self.overflowing.store(false, Ordering::Relaxed);
         }
+        Ok(rows.len())
     }
 }
 
@@ -196,11 +189,14 @@ mod tests {
         pending.add(&c, &m, one);
         assert_eq!(pending.dropped(), 1);
         pending.add(&a, &m, one);
-        let rows = pending.take();
+        let rows = pending.snapshot();
         let a_row = rows.iter().find(|r| r.key == "a").expect("a");
         assert_eq!((a_row.requests, a_row.cost_nanos), (3, 15));
-        pending.restore(rows);
+        // Written while more arrived: the new part stays, the written rows go.
         pending.add(&a, &m, one);
-        assert_eq!(pending.snapshot().iter().map(|r| r.requests).sum::<i64>(), 5);
+        pending.subtract(&rows);
+        let left = pending.snapshot();
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].key.as_str(), left[0].requests), ("a", 1));
     }
 }

@@ -83,7 +83,7 @@ fn parse_fields(body: &Bytes) -> Result<KeyFields, GatewayError> {
 }
 
 fn usd_to_nanos(value: f64, param: &str) -> Result<i64, GatewayError> {
-    if !value.is_finite() || value < 0.0 || value > 1e9 {
+    if !value.is_finite() || !(0.0..=1e9).contains(&value) {
         return Err(invalid(
             format!("'{param}' must be a number of dollars from 0 to 1e9"),
             param,

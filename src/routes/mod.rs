@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/admin/usage", get(ops::usage))
         .route("/admin/stats", get(ops::stats))
+        .route("/admin/prices", get(ops::prices))
         .route("/admin/reload", post(ops::reload))
         .route("/admin/keys", get(admin_keys::list).post(admin_keys::create))
         .route(

@@ -32,6 +32,8 @@ pub async fn metrics(State(state): State<AppState>, method: http::Method, uri: h
             m.redis_state_changes.inc_by(changes - counted);
         }
     }
+    let database_up = state.store().state() == crate::store::StoreState::Up;
+    observer.metrics.database_up.set(i64::from(database_up));
     let body = observer.render_metrics(state.gauges());
     (
         [(
@@ -54,6 +56,24 @@ pub async fn usage(
         return super::usage_report::report(&state, &query).await;
     }
     Ok(Json(observe::usage_document(state.observer())).into_response())
+}
+
+/// `GET /admin/prices`: the prices requests are costed at (dollars per million tokens), and
+/// when the shipped ones were taken.
+pub async fn prices(State(state): State<AppState>) -> Response {
+    let table = state.prices();
+    let models: serde_json::Map<String, serde_json::Value> = table
+        .per_million()
+        .into_iter()
+        .map(|(model, [input, cached_input, output])| {
+            (
+                model.to_owned(),
+                json!({"input": input, "cached_input": cached_input, "output": output}),
+            )
+        })
+        .collect();
+    Json(json!({"taken": table.taken, "source": table.source, "unit": "USD per million tokens", "models": models}))
+        .into_response()
 }
 
 /// `GET /admin/stats`: everything the dashboard draws, in one document.

@@ -6,7 +6,7 @@ use std::{
     str::FromStr,
     sync::{
         Arc,
-        atomic::{AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicU8, Ordering},
     },
     time::Duration,
 };
@@ -111,7 +111,6 @@ pub(super) struct Inner {
     timeout: Duration,
     /// 0 up, 1 down.
     state: AtomicU8,
-    changes: AtomicU64,
 }
 
 /// The accounts database. Cheap to clone. Never called on the request path: the key table,
@@ -164,7 +163,6 @@ impl Store {
                 backend,
                 timeout,
                 state: AtomicU8::new(0),
-                changes: AtomicU64::new(0),
             }),
         };
         // A database still starting (a container started beside groxy) gets until the timeout.
@@ -193,16 +191,10 @@ impl Store {
         }
     }
 
-    /// Times the database went down or came back since start.
-    pub fn state_changes(&self) -> u64 {
-        self.inner.changes.load(Ordering::Relaxed)
-    }
-
     fn set_state(&self, up: bool) {
         let new = u8::from(!up);
         let old = self.inner.state.swap(new, Ordering::Relaxed);
         if old != new {
-            self.inner.changes.fetch_add(1, Ordering::Relaxed);
             if up {
                 tracing::info!(backend = self.inner.backend.as_str(), "the database is reachable again");
             } else {

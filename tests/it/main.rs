@@ -14,6 +14,7 @@ mod accounts;
 mod accounts_budget;
 mod accounts_db;
 mod accounts_ledger;
+mod accounts_outage;
 mod answers_hardening;
 mod auth;
 mod binary;
