@@ -189,7 +189,7 @@ pub enum GatewayError {
     },
     /// A budget in dollars is spent: OpenAI's exhausted-quota answer, not worth retrying soon.
     #[error(
-        "You exceeded the {} budget of {}: ${:.4} of ${:.4} spent, and this request may cost up to ${:.4}. It resets in {}.",
+        "You exceeded the {} budget of {}: ${:.6} of ${:.6} spent, and this request may cost up to ${:.6}. It resets in {}.",
         .0.period, .0.whose, .0.spent_usd, .0.limit_usd, .0.requested_usd, go_duration(.0.resets_in)
     )]
     InsufficientQuota(Box<BudgetRefusal>),

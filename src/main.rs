@@ -341,7 +341,7 @@ fn admin_keys(command: KeysCommand) -> ExitCode {
             let spent = |period: &str| {
                 key["spend"][period]
                     .as_f64()
-                    .map_or("-".to_owned(), |v| format!("{v:.4}"))
+                    .map_or("-".to_owned(), |v| format!("{v:.6}"))
             };
             println!(
                 "{:<22} {:<20} {:<8} {:<14} {:>12} {:>12}",

@@ -93,7 +93,28 @@ pub struct PrivatePostgres {
     dir: PathBuf,
 }
 
+/// `initdb` and `pg_ctl` from PATH, or from Debian's versioned directory when not there.
+fn tool(program: &str) -> String {
+    let in_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    if in_path {
+        return program.to_owned();
+    }
+    std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|versions| {
+            versions
+                .flatten()
+                .map(|v| v.path().join("bin").join(program))
+                .filter(|p| p.is_file())
+                .max()
+        })
+        .map_or_else(|| program.to_owned(), |p| p.to_string_lossy().into_owned())
+}
+
 fn as_postgres(program: &str) -> Command {
+    let program = tool(program);
+    let program = program.as_str();
     let root = Command::new("id")
         .arg("-u")
         .output()
