@@ -303,6 +303,7 @@ impl AppState {
             upstream_tokens: call.prompt_estimate.saturating_add(call.max_completion.unwrap_or(0)),
             started,
             span: tracing::Span::current(),
+            alternatives: Default::default(),
         }
     }
 

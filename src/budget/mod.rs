@@ -193,13 +193,33 @@ impl UpstreamBudget {
         self
     }
 
-    /// Picks a key with budget for `tokens` now, spending it locally; else the earliest time one may.
+    /// The keys in the order to try them: round-robin from the next start, `avoid` (the key
+    /// a retried attempt just failed on) last, so a retry goes to another key when one fits.
+    fn order(&self, avoid: Option<usize>) -> impl Iterator<Item = usize> + use<> {
+        let (keys, start) = (self.keys, self.next.fetch_add(1, Ordering::Relaxed));
+        let avoid = avoid.filter(|&key| key < keys && keys > 1);
+        (0..keys)
+            .map(move |offset| (start + offset) % keys)
+            .filter(move |&key| Some(key) != avoid)
+            .chain(avoid)
+    }
+
+    #[cfg(test)]
     fn try_pick(&self, model: &Arc<str>, tokens: u64, now: Instant) -> Result<usize, Instant> {
+        self.try_pick_avoiding(model, tokens, now, None)
+    }
+
+    /// Picks a key with budget for `tokens` now, spending it locally; else the earliest time one may.
+    fn try_pick_avoiding(
+        &self,
+        model: &Arc<str>,
+        tokens: u64,
+        now: Instant,
+        avoid: Option<usize>,
+    ) -> Result<usize, Instant> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut earliest: Option<Instant> = None;
-        for offset in 0..self.keys {
-            let key = (start + offset) % self.keys;
+        for key in self.order(avoid) {
             let entry = state
                 .entry((key, model.clone()))
                 .or_insert_with(|| KeyModel::from_preset(&self.preset, now));
@@ -216,10 +236,9 @@ impl UpstreamBudget {
 
     /// Picks a key in the shared budget, this replica's view following what Redis answered;
     /// without an answer from Redis, in this replica's view alone.
-    async fn pick(&self, model: &Arc<str>, tokens: u64) -> Result<usize, Instant> {
+    async fn pick(&self, model: &Arc<str>, tokens: u64, avoid: Option<usize>) -> Result<usize, Instant> {
         if let Some(shared) = &self.shared {
-            let start = self.next.fetch_add(1, Ordering::Relaxed);
-            let order: Vec<usize> = (0..self.keys).map(|offset| (start + offset) % self.keys).collect();
+            let order: Vec<usize> = self.order(avoid).collect();
             match shared
                 .acquire(&order, model, tokens, preset_windows(&self.preset))
                 .await
@@ -235,7 +254,7 @@ impl UpstreamBudget {
                 Err(error) => tracing::debug!(%error, "Groq's budget decided on this replica's view"),
             }
         }
-        self.try_pick(model, tokens, Instant::now())
+        self.try_pick_avoiding(model, tokens, Instant::now(), avoid)
     }
 
     /// Takes what Redis holds into this replica's view, the way Groq's headers are learned
@@ -258,12 +277,24 @@ impl UpstreamBudget {
         }
     }
 
-    /// A key for a request of `tokens` to `model`, waiting for Groq's reset if that is soon enough.
+    #[cfg(test)]
     pub async fn acquire(&self, model: &str, tokens: u64) -> Result<usize, BudgetExhausted> {
+        self.acquire_avoiding(model, tokens, None).await
+    }
+
+    /// A key for a request of `tokens` to `model`, waiting for Groq's reset if that is soon
+    /// enough; the key `avoid` only when no other fits, so a retry after a failure on one key
+    /// goes to another.
+    pub async fn acquire_avoiding(
+        &self,
+        model: &str,
+        tokens: u64,
+        avoid: Option<usize>,
+    ) -> Result<usize, BudgetExhausted> {
         let model: Arc<str> = model.into();
         let start = Instant::now();
         let deadline = start + self.queue_wait;
-        let available_at = match self.pick(&model, tokens).await {
+        let available_at = match self.pick(&model, tokens, avoid).await {
             Ok(key) => return Ok(key),
             Err(at) => at,
         };
@@ -285,7 +316,7 @@ impl UpstreamBudget {
             });
         };
         loop {
-            let picked = self.pick(&model, tokens).await;
+            let picked = self.pick(&model, tokens, avoid).await;
             let now = Instant::now();
             match picked {
                 Ok(key) => return Ok(key),
@@ -417,19 +448,6 @@ struct WaitingGuard<'a>(&'a AtomicUsize);
 impl Drop for WaitingGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Teaches the budget what Groq said about one upstream key and model.
-pub struct BudgetTap {
-    pub budget: Arc<UpstreamBudget>,
-    pub key: usize,
-    pub model: Arc<str>,
-}
-
-impl crate::relay::Tap for BudgetTap {
-    fn start(&mut self, status: StatusCode, headers: &HeaderMap) {
-        self.budget.observe(self.key, &self.model, status, headers);
     }
 }
 

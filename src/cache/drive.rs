@@ -18,7 +18,7 @@ use super::{
 use crate::{
     error::GatewayError,
     relay::Taps,
-    upstream::Forward,
+    upstream::{Forward, MODEL_HEADER},
     wire::headers::{GROQ_REQUEST_ID, is_coded, is_event_stream, is_json},
 };
 
@@ -166,10 +166,11 @@ async fn drive(
 
 /// Stores a flight's answer if it is one worth replaying: a success, whole, within the entry
 /// size, in no content coding (one groxy could not decode: its bytes are opaque and would be
-/// replayed without their header), and complete by its own framing: a stream that ended with
-/// `data: [DONE]` and no error event, or JSON that parses.
+/// replayed without their header), not a fallback model's, and complete by its own framing: a
+/// stream that ended with `data: [DONE]` and no error event, or JSON that parses.
 fn keep(cache: &Cache, key: CacheKey, flight: &Flight, parts: &http::response::Parts, ttl: Duration) {
-    if !parts.status.is_success() || is_coded(&parts.headers) {
+    // A fallback's answer stands in for the model asked for only while that one is over capacity.
+    if !parts.status.is_success() || is_coded(&parts.headers) || parts.headers.contains_key(MODEL_HEADER) {
         return;
     }
     let Some((chunks, size)) = flight.whole_body() else {

@@ -104,6 +104,31 @@ pub struct UpstreamConfig {
     pub pool_max_idle_per_host: usize,
     /// Request headers forwarded in addition to the built-in allowlist (lower-case names).
     pub forward_headers: Vec<String>,
+    pub retries: RetryConfig,
+}
+
+/// Another attempt for a request Groq did not answer usefully before anything went to the
+/// client: a failed or reset connection, 500/502/503/504, 498. Bounded twice (attempts, and the
+/// total wait between them), since a retry storm against an overloaded Groq only deepens it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct RetryConfig {
+    /// Retries after the first attempt (0: none).
+    pub attempts: u32,
+    /// The wait before the first retry; doubled for each next one, each a random 50–100 % of it.
+    pub backoff: HumanDuration,
+    /// Most time one request spends waiting between attempts, in total.
+    pub max_wait: HumanDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 2,
+            backoff: HumanDuration(std::time::Duration::from_millis(200)),
+            max_wait: HumanDuration::secs(2),
+        }
+    }
 }
 
 impl Default for UpstreamConfig {
@@ -119,6 +144,7 @@ impl Default for UpstreamConfig {
             pool_idle_timeout: HumanDuration::secs(90),
             pool_max_idle_per_host: 256,
             forward_headers: Vec::new(),
+            retries: RetryConfig::default(),
         }
     }
 }
@@ -397,6 +423,11 @@ pub struct ModelsConfig {
     /// Model names clients may use in place of Groq's, so OpenAI code runs unchanged.
     /// Setting this table replaces the defaults.
     pub aliases: std::collections::BTreeMap<String, String>,
+    /// Per model, the models to try in order when it is over capacity (498, 503) or its
+    /// retries are spent. Not followed transitively: each chain is listed whole.
+    pub fallbacks: std::collections::BTreeMap<String, Vec<String>>,
+    /// A `service_tier: "flex"` request Groq turns away with 498 is sent again at `on_demand`.
+    pub flex_fallback_to_on_demand: bool,
 }
 
 impl Default for ModelsConfig {
@@ -415,6 +446,8 @@ impl Default for ModelsConfig {
         Self {
             refresh_interval: HumanDuration::secs(600),
             aliases,
+            fallbacks: Default::default(),
+            flex_fallback_to_on_demand: false,
         }
     }
 }

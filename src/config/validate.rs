@@ -127,6 +127,47 @@ impl Config {
         }
     }
 
+    fn validate_retries_and_fallbacks(&self, errors: &mut Vec<String>) {
+        let retries = &self.upstream.retries;
+        if retries.attempts > 10 {
+            errors.push(
+                "upstream.retries.attempts must be at most 10 (each retry is another request to Groq)".to_owned(),
+            );
+        }
+        if retries.max_wait > self.upstream.first_byte_timeout {
+            errors.push(
+                "upstream.retries.max_wait must not exceed upstream.first_byte_timeout (every attempt ends by then)"
+                    .to_owned(),
+            );
+        }
+        for (model, chain) in &self.models.fallbacks {
+            let name = |m: &str| format!("models.fallbacks: {model:?} = {chain:?}: {m}");
+            if model.trim().is_empty() || chain.iter().any(|m| m.trim().is_empty()) {
+                errors.push(name("every model must be named"));
+            }
+            if chain.is_empty() {
+                errors.push(name("the chain is empty"));
+            }
+            if chain.iter().any(|m| m == model) {
+                errors.push(name("a model cannot be its own fallback"));
+            }
+            let distinct: std::collections::BTreeSet<_> = chain.iter().collect();
+            if distinct.len() != chain.len() {
+                errors.push(name("a fallback is listed twice"));
+            }
+            // Aliases are resolved before the request is checked; a fallback is sent as named.
+            for alias in std::iter::once(model)
+                .chain(chain)
+                .filter(|m| self.models.aliases.contains_key(*m))
+            {
+                errors.push(name(&format!(
+                    "{alias:?} is an alias: name the model it stands for ({:?})",
+                    self.models.aliases.get(alias).map_or("", String::as_str)
+                )));
+            }
+        }
+    }
+
     pub(super) fn validate(&mut self, errors: &mut Vec<String>, invalid: &[String]) {
         let invalid = Invalid(invalid);
         let url = self.upstream.url.trim_end_matches('/').to_owned();
@@ -254,6 +295,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_retries_and_fallbacks(errors);
         self.redis.validate(errors);
         self.database.validate(errors);
         super::accounts_config::validate_money(&self.budgets, &self.prices, errors);
@@ -318,6 +360,33 @@ mod tests {
         ] {
             assert!(joined.contains(needle), "missing {needle} in {joined}");
         }
+    }
+
+    #[test]
+    fn retries_are_bounded_and_fallback_chains_name_real_models() {
+        let toml = r#"
+            [upstream.retries]
+            attempts = 11
+            max_wait = "10m"
+            [models.fallbacks]
+            "a" = ["a", "b", "b"]
+            "c" = []
+            "d" = ["gpt-4o"]
+        "#;
+        let joined = problems(toml, &[("GROQ_API_KEY", "k")]).join("\n");
+        for needle in [
+            "upstream.retries.attempts must be at most 10",
+            "upstream.retries.max_wait must not exceed upstream.first_byte_timeout",
+            "a model cannot be its own fallback",
+            "a fallback is listed twice",
+            "the chain is empty",
+            "\"gpt-4o\" is an alias: name the model it stands for (\"openai/gpt-oss-120b\")",
+        ] {
+            assert!(joined.contains(needle), "missing {needle} in {joined}");
+        }
+        let fine =
+            "[upstream.retries]\nattempts = 0\n[models.fallbacks]\n\"openai/gpt-oss-120b\" = [\"openai/gpt-oss-20b\"]";
+        assert!(problems(fine, &[("GROQ_API_KEY", "k")]).is_empty());
     }
 
     #[test]

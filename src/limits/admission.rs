@@ -115,6 +115,12 @@ impl Tap for Admission {
         self.sent = true;
     }
 
+    /// The attempt Groq was working on is over (it refused or failed before answering): until
+    /// the next one leaves, a hang-up costs nothing.
+    fn retried(&mut self, _retry: &crate::relay::tap::Retry<'_>) {
+        self.sent = false;
+    }
+
     fn end(&mut self, report: &Report) {
         let used = self.consumed(report);
         self.finish(Some(used));

@@ -33,6 +33,10 @@ pub struct Line<'a> {
     pub upstream_key: Option<&'a str>,
     pub upstream_status: Option<u16>,
     pub upstream_request_id: Option<&'a str>,
+    /// Requests sent to Groq for this one; absent when none was.
+    pub attempts: Option<u32>,
+    /// The fallback model that answered.
+    pub upstream_model: Option<&'a str>,
     pub limit: Option<&'a str>,
     pub outcome: &'a str,
     pub trace_id: Option<&'a str>,
@@ -160,6 +164,8 @@ fn render(line: &Line<'_>, info: bool, now: SystemTime) -> Vec<u8> {
     o.opt_str("upstream_key", line.upstream_key);
     o.opt_num("upstream_status", line.upstream_status);
     o.opt_str("upstream_request_id", line.upstream_request_id);
+    o.opt_num("attempts", line.attempts);
+    o.opt_str("upstream_model", line.upstream_model);
     o.opt_str("limit", line.limit);
     o.str("outcome", line.outcome);
     o.opt_str("trace_id", line.trace_id);
@@ -217,6 +223,8 @@ mod tests {
             upstream_key: None,
             upstream_status: None,
             upstream_request_id: Some("req_1"),
+            attempts: Some(2),
+            upstream_model: None,
             limit: None,
             outcome: "complete",
             trace_id: None,
@@ -228,6 +236,7 @@ mod tests {
         assert_eq!(v["status"], 200);
         assert_eq!(v["stream"], true);
         assert_eq!(v["latency_ms"], 1.25);
+        assert_eq!(v["attempts"], 2);
         assert_eq!(v["target"], "groxy::access");
         assert!(v.get("model").is_none(), "absent fields are left out");
     }

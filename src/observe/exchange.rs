@@ -6,7 +6,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use super::{metrics, observer::Observer, record::Record, trace};
-use crate::relay::{Outcome, Report, Tap};
+use crate::relay::{Outcome, Report, Retry, Tap};
 
 /// Watches one exchange with Groq on behalf of one request's record: the wait for Groq's
 /// budget, when the request left and its answer was ready (groxy's overhead is the rest), Groq's
@@ -39,16 +39,30 @@ impl ExchangeTap {
         }
     }
 
+    /// The model that answered (a fallback's, after one) as a label.
     fn model(&self) -> Arc<str> {
-        let model = self.record.data().model.clone();
+        let model = {
+            let data = self.record.data();
+            data.upstream_model.clone().or_else(|| data.model.clone())
+        };
         self.observer.metrics.models.get(model.as_deref().unwrap_or(""))
     }
 }
 
 impl Tap for ExchangeTap {
     fn queued(&mut self, waited: Duration) {
-        self.record.queued(waited);
+        // A retry's wait for Groq's budget falls within the time already counted as Groq's.
+        if self.sent.is_none() {
+            self.record.queued(waited);
+        }
         trace::queued(&self.span, waited);
+    }
+
+    fn retried(&mut self, retry: &Retry<'_>) {
+        self.observer.metrics.retry(retry.reason, retry.next);
+        if let Some(model) = retry.model {
+            self.record.data().upstream_model = Some(model.into());
+        }
     }
 
     fn sent(&mut self, upstream_key: Option<usize>) {

@@ -75,6 +75,14 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    /// Why the attempt was given up: `unreachable`, `reset`, `status_498`, `status_503`, …
+    pub reason: &'static str,
+    /// What the next attempt changed: `same_model`, `on_demand`, `fallback`.
+    pub next: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BudgetLabels {
     /// `key-1`, `key-2`, … in config order: never the key itself.
     pub upstream_key: Arc<str>,
@@ -183,6 +191,7 @@ pub struct Metrics {
     pub cache: Family<ResultLabels, Counter>,
     pub rate_limited: Family<LimitLabels, Counter>,
     pub upstream_errors: Family<KindLabels, Counter>,
+    pub upstream_retries: Family<RetryLabels, Counter>,
     pub active_streams: Gauge,
     pub in_flight: Gauge,
     pub connections: Gauge,
@@ -285,6 +294,12 @@ impl Metrics {
             "upstream_errors",
             "Failed exchanges with Groq by kind: unreachable, timeout, idle_timeout, total_timeout, truncated, non_json, status_5xx, status_429, stream_broken",
             upstream_errors.clone(),
+        );
+        let upstream_retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "upstream_retries",
+            "Attempts given up before any byte reached the client and made again, by reason (unreachable, reset, status_498, status_500, status_502, status_503, status_504) and by what the next attempt changed (same_model, on_demand, fallback)",
+            upstream_retries.clone(),
         );
         let active_streams = Gauge::default();
         registry.register(
@@ -405,6 +420,7 @@ impl Metrics {
             cache,
             rate_limited,
             upstream_errors,
+            upstream_retries,
             active_streams,
             in_flight,
             connections,
@@ -439,6 +455,10 @@ impl Metrics {
 
     pub fn upstream_error(&self, kind: &'static str) {
         self.upstream_errors.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    pub fn retry(&self, reason: &'static str, next: &'static str) {
+        self.upstream_retries.get_or_create(&RetryLabels { reason, next }).inc();
     }
 }
 

@@ -81,14 +81,18 @@ impl Observer {
     /// Token usage Groq reported for a request: counted when it is known, which for a flight
     /// whose client left may be after that client's access line.
     pub fn usage(&self, record: &Record, usage: Usage) {
-        let raw_model = record.data().model.clone();
-        let price = raw_model.as_deref().and_then(|m| self.prices.load().get(m));
+        // Tokens count, and cost, for the model that spent them: a fallback's, after one.
+        let spent_by = {
+            let data = record.data();
+            data.upstream_model.clone().or_else(|| data.model.clone())
+        };
+        let price = spent_by.as_deref().and_then(|m| self.prices.load().get(m));
         let cost = price.map(|p| p.cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens));
         let (key, model, subject) = {
             let mut data = record.data();
             data.usage = Some(usage);
             data.cost_nanos = cost;
-            (data.key.clone(), data.model.clone(), data.subject.clone())
+            (data.key.clone(), spent_by, data.subject.clone())
         };
         if let Some(subject) = &subject {
             self.pending.add(
@@ -277,6 +281,8 @@ impl Observer {
             upstream_key: data.upstream_key.as_deref(),
             upstream_status: data.upstream_status,
             upstream_request_id: data.upstream_request_id.as_deref(),
+            attempts: (data.attempts > 0).then_some(data.attempts),
+            upstream_model: data.upstream_model.as_deref(),
             limit: head.refused_by.map(RefusingLimit::label),
             outcome: end.as_str(),
             trace_id: record.trace_id.as_deref(),
@@ -307,6 +313,8 @@ impl Observer {
                     upstream_key = line.upstream_key,
                     upstream_status = line.upstream_status,
                     upstream_request_id = line.upstream_request_id,
+                    attempts = line.attempts,
+                    upstream_model = line.upstream_model,
                     limit = line.limit,
                     outcome = line.outcome,
                     trace_id = line.trace_id,

@@ -69,6 +69,10 @@ pub struct Data {
     /// How the exchange with Groq ended: a stream Groq cut ends the client's body normally
     /// (after an error event), yet the request failed.
     pub upstream_outcome: Option<Outcome>,
+    /// Requests sent to Groq for this one (retries and fallbacks included).
+    pub attempts: u32,
+    /// The fallback model that answered, when it was not the one requested.
+    pub upstream_model: Option<Arc<str>>,
 }
 
 /// Shared by the middleware that opens it and every handler and tap that adds to it.
@@ -139,8 +143,12 @@ impl Record {
         self.data().queued += waited;
     }
 
+    /// An attempt left for Groq. The first one starts the time spent on Groq: failed attempts
+    /// and the waits between them are Groq's share, not groxy's overhead.
     pub fn upstream_sent(&self) {
-        self.data().upstream_sent = Some(Instant::now());
+        let mut data = self.data();
+        data.attempts += 1;
+        data.upstream_sent.get_or_insert_with(Instant::now);
     }
 
     pub fn upstream_ready(&self) {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 pub use body::{Framing, RelayBody, RelayError};
 pub use deadlines::Deadlines;
-pub use tap::{Outcome, Report, Tap, Taps};
+pub use tap::{Outcome, Report, Retry, Tap, Taps};
 
 use crate::{
     error::GatewayError,
@@ -28,61 +28,104 @@ pub struct RelayContext {
     pub taps: Taps,
 }
 
-/// Builds the client's response from Groq's.
-///
-/// - An error whose body is not JSON (a plain-text 503 from a load balancer) becomes an
-///   OpenAI-shaped 502, because the SDKs cannot read anything else.
-/// - A successful event stream waits for its first bytes before answering, so a failure that
-///   early is still an ordinary HTTP error; after that, every chunk goes out as read.
-/// - Everything else is relayed as is, body streamed.
-pub async fn respond(upstream: reqwest::Response, mut ctx: RelayContext) -> Result<Response, GatewayError> {
+type UpstreamStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+/// Groq's answer while nothing of it has gone to the client (so it may still be given up for
+/// another attempt): its head and, for a successful event stream, its first bytes.
+pub struct Early {
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+    stream: UpstreamStream,
+    first: Option<bytes::Bytes>,
+    is_sse: bool,
+}
+
+/// A successful event stream that failed before its first bytes; its head, for the taps.
+pub struct EarlyFailure {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub error: GatewayError,
+}
+
+/// Builds the client's response from Groq's, in two steps: this one reads Groq's head and
+/// waits for a successful event stream's first bytes, so a stream that fails that early is
+/// still an ordinary HTTP error (or worth another attempt); then [`Early::respond`].
+pub async fn early(
+    mut upstream: reqwest::Response,
+    deadlines: &Deadlines,
+    started: Instant,
+) -> Result<Early, EarlyFailure> {
     let status = upstream.status();
-    ctx.taps.start(status, upstream.headers());
-    let kept = headers::response_headers(upstream.headers());
-    if (status.is_client_error() || status.is_server_error()) && !headers::is_json(upstream.headers()) {
-        tracing::warn!(
-            status = status.as_u16(),
-            "upstream error with a non-JSON body; answering 502"
-        );
-        let error = GatewayError::UpstreamNonJson {
-            status: status.as_u16(),
-        };
-        ctx.taps.fail(&error);
-        let mut response = axum::response::IntoResponse::into_response(error);
-        for (name, value) in &kept {
-            // groxy's own JSON body replaces Groq's: what described Groq's body does not apply.
-            if name != header::CONTENT_TYPE && name != header::CONTENT_ENCODING {
-                response.headers_mut().append(name.clone(), value.clone());
-            }
-        }
-        return Ok(response);
-    }
-
-    let is_sse = status.is_success() && headers::is_event_stream(upstream.headers());
-    let mut stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>> =
-        upstream.bytes_stream().boxed();
-    let (first, framing) = if is_sse {
-        let first = match body::first_chunk(&mut stream, &ctx.deadlines, ctx.started).await {
+    let headers = std::mem::take(upstream.headers_mut());
+    let is_sse = status.is_success() && headers::is_event_stream(&headers);
+    let mut stream: UpstreamStream = upstream.bytes_stream().boxed();
+    let first = if is_sse {
+        match body::first_chunk(&mut stream, deadlines, started).await {
             Ok(first) => first,
-            Err(error) => {
-                ctx.taps.fail(&error);
-                return Err(error);
-            }
-        };
-        (first, Framing::Sse(BoundaryTracker::default()))
+            Err(error) => return Err(EarlyFailure { status, headers, error }),
+        }
     } else {
-        (None, Framing::Opaque)
+        None
     };
-    ctx.taps.ready();
-    let relay = RelayBody::new(stream, first, framing, &ctx.deadlines, ctx.started, ctx.abort, ctx.taps);
+    Ok(Early {
+        status,
+        headers,
+        stream,
+        first,
+        is_sse,
+    })
+}
 
-    let mut response = Response::new(Body::from_stream(relay));
-    *response.status_mut() = status;
-    *response.headers_mut() = kept;
-    if is_sse {
-        let h = response.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+impl Early {
+    /// The client's response.
+    ///
+    /// - An error whose body is not JSON (a plain-text 503 from a load balancer) becomes an
+    ///   OpenAI-shaped 502, because the SDKs cannot read anything else.
+    /// - Everything else is relayed as is, body streamed; after the first byte, every chunk goes
+    ///   out as read.
+    pub fn respond(self, mut ctx: RelayContext) -> Response {
+        let Early {
+            status,
+            headers: upstream_headers,
+            stream,
+            first,
+            is_sse,
+        } = self;
+        ctx.taps.start(status, &upstream_headers);
+        let kept = headers::response_headers(&upstream_headers);
+        if (status.is_client_error() || status.is_server_error()) && !headers::is_json(&upstream_headers) {
+            tracing::warn!(
+                status = status.as_u16(),
+                "upstream error with a non-JSON body; answering 502"
+            );
+            let error = GatewayError::UpstreamNonJson {
+                status: status.as_u16(),
+            };
+            ctx.taps.fail(&error);
+            let mut response = axum::response::IntoResponse::into_response(error);
+            for (name, value) in &kept {
+                // groxy's own JSON body replaces Groq's: what described Groq's body does not apply.
+                if name != header::CONTENT_TYPE && name != header::CONTENT_ENCODING {
+                    response.headers_mut().append(name.clone(), value.clone());
+                }
+            }
+            return response;
+        }
+        let framing = if is_sse {
+            Framing::Sse(BoundaryTracker::default())
+        } else {
+            Framing::Opaque
+        };
+        ctx.taps.ready();
+        let relay = RelayBody::new(stream, first, framing, &ctx.deadlines, ctx.started, ctx.abort, ctx.taps);
+        let mut response = Response::new(Body::from_stream(relay));
+        *response.status_mut() = status;
+        *response.headers_mut() = kept;
+        if is_sse {
+            let h = response.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        }
+        response
     }
-    Ok(response)
 }

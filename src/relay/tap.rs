@@ -3,7 +3,8 @@
 //! A tap is told, in order: how long the request waited for Groq's budget (`queued`), that it
 //! left for Groq (`sent`), Groq's status and headers (`start`), that the answer is ready to go
 //! to the client (`ready`), every chunk (`chunk`), and once how it all ended (`end`, with the
-//! token usage read from the answer). The usage is read here, once, for every tap.
+//! token usage read from the answer). The usage is read here, once, for every tap. An attempt
+//! given up before its answer was relayed is told as `retried`, between its `sent` and the next.
 
 use std::time::Duration;
 
@@ -52,11 +53,27 @@ pub struct Report {
     pub upstream_error: Option<&'static str>,
 }
 
+/// An attempt given up while nothing of its answer had reached the client, told before the
+/// next one is sent (see `upstream::Forward`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry<'a> {
+    /// Why, as a metrics label: `unreachable`, `reset`, `status_503`, …
+    pub reason: &'static str,
+    /// What the next attempt changes: `same_model`, `on_demand` or `fallback`.
+    pub next: &'static str,
+    /// The model the next attempt asks for, when it is not the one requested.
+    pub model: Option<&'a str>,
+}
+
 /// An observer of one exchange. Methods run inline on the relay path, so they must be cheap:
 /// anything slow belongs in a task the tap spawns.
 pub trait Tap: Send + 'static {
     fn queued(&mut self, _waited: Duration) {}
+    /// Once per attempt: one exchange may take several (see [`Tap::retried`]).
     fn sent(&mut self, _upstream_key: Option<usize>) {}
+    /// An attempt failed before its answer was relayed and another follows; `start` and the
+    /// rest are told of the last attempt only.
+    fn retried(&mut self, _retry: &Retry<'_>) {}
     fn start(&mut self, _status: StatusCode, _headers: &HeaderMap) {}
     fn ready(&mut self) {}
     fn chunk(&mut self, _chunk: &Bytes) {}
@@ -90,6 +107,10 @@ impl Taps {
     /// The request left for Groq, under a configured key (its index) or the caller's own.
     pub fn sent(&mut self, upstream_key: Option<usize>) {
         self.taps.iter_mut().for_each(|tap| tap.sent(upstream_key));
+    }
+
+    pub fn retried(&mut self, retry: &Retry<'_>) {
+        self.taps.iter_mut().for_each(|tap| tap.retried(retry));
     }
 
     pub fn start(&mut self, status: StatusCode, headers: &HeaderMap) {

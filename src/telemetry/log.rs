@@ -99,42 +99,59 @@ pub fn init(config: &LogConfig, rust_log: Option<&str>, otel: Option<opentelemet
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    let otel = otel.map(|tracer| {
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            .with_level(false)
-            .with_tracked_inactivity(false)
-            .with_filter(Targets::new().with_target(OTEL_TARGET, Level::TRACE))
-    });
-    let registry = tracing_subscriber::registry().with(otel);
-    if json {
-        let installed = registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_writer(LogWriter)
-                    .with_filter(filter),
-            )
-            .try_init();
-        if installed.is_ok() {
-            JSON_OUTPUT.store(true, Ordering::Relaxed);
+    let installed = match otel {
+        // Without OpenTelemetry the filter stays global, as a plain log setup: a disabled call
+        // site (every `groxy::otel` span, debug events) then costs one cached check, where a
+        // per-layer filter would build and drop span data for every one.
+        None => {
+            let registry = tracing_subscriber::registry().with(filter);
+            if json {
+                registry.with(json_layer()).try_init()
+            } else {
+                registry.with(compact_layer()).try_init()
+            }
         }
-    } else {
-        let _ = registry
-            .with(
-                fmt::layer()
-                    .compact()
-                    .with_ansi(std::io::stdout().is_terminal())
-                    .with_writer(LogWriter)
-                    .with_filter(filter),
-            )
-            .try_init();
+        Some(tracer) => {
+            let otel = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_level(false)
+                .with_tracked_inactivity(false)
+                .with_filter(Targets::new().with_target(OTEL_TARGET, Level::TRACE));
+            let registry = tracing_subscriber::registry().with(otel);
+            if json {
+                registry.with(json_layer().with_filter(filter)).try_init()
+            } else {
+                registry.with(compact_layer().with_filter(filter)).try_init()
+            }
+        }
+    };
+    if installed.is_ok() && json {
+        JSON_OUTPUT.store(true, Ordering::Relaxed);
     }
+}
+
+fn json_layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_writer(LogWriter)
+}
+
+fn compact_layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fmt::layer()
+        .compact()
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(LogWriter)
 }
 
 /// The target of the spans that go to OpenTelemetry (`observe::trace` and the step spans).

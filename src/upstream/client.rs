@@ -44,6 +44,8 @@ pub struct Upstream {
     first_byte_timeout: Duration,
     idle_timeout: Duration,
     total_timeout: Duration,
+    /// Read at start, like the rest of `[upstream]`.
+    retries: crate::config::RetryConfig,
 }
 
 impl Upstream {
@@ -79,12 +81,17 @@ impl Upstream {
             first_byte_timeout: config.first_byte_timeout.0,
             idle_timeout: config.idle_timeout.0,
             total_timeout: config.total_timeout.0,
+            retries: config.retries,
         })
     }
 
     /// How many upstream keys are configured (zero in pure passthrough mode).
     pub fn key_count(&self) -> usize {
         self.keys.len()
+    }
+
+    pub fn retries(&self) -> crate::config::RetryConfig {
+        self.retries
     }
 
     pub fn deadlines(&self, started: Instant) -> Deadlines {

@@ -102,6 +102,19 @@ pub fn check(
     })
 }
 
+/// The checked request with only `model` (and `service_tier`, when given) changed, serialised
+/// the way a compatibility rewrite is: the body of a fallback attempt, or of a flex request sent
+/// again at `on_demand`. `None` for an endpoint whose request is not kept as a tree.
+pub fn with_model(call: &Call, model: &str, service_tier: Option<&str>) -> Option<Bytes> {
+    let mut tree = call.cacheable.clone()?;
+    // With `preserve_order`, replacing a key's value keeps its place.
+    tree.insert("model".to_owned(), Value::String(model.to_owned()));
+    if let Some(tier) = service_tier {
+        tree.insert("service_tier".to_owned(), Value::String(tier.to_owned()));
+    }
+    serde_json::to_vec(&tree).ok().map(Bytes::from)
+}
+
 /// A request that passed validation, with what later steps need to know about it.
 #[derive(Debug, Clone)]
 pub struct ValidatedChat {

@@ -14,6 +14,8 @@ async fn every_groq_error_fixture_passes_through_intact() {
     // Otherwise the 429 fixtures teach groxy that Groq's budget is spent, and it (rightly)
     // stops forwarding; that behaviour has its own tests in `ratelimit`.
     config.rate_limits.upstream_aware = false;
+    // Each fixture is Groq's last word here, not a first attempt to retry (see `retries`).
+    config.upstream.retries.attempts = 0;
     let gw = gateway(config).await;
     let mut checked = 0;
     for name in fixtures::error_names() {
@@ -63,7 +65,10 @@ async fn every_groq_error_fixture_passes_through_intact() {
 
 #[tokio::test]
 async fn a_plain_text_upstream_error_becomes_a_json_502() {
-    let (sim, gw) = pair().await;
+    let sim = sim().await;
+    let mut config = config_for(&sim);
+    config.upstream.retries.attempts = 0;
+    let gw = gateway(config).await;
     sim.push(fixtures::error("503-plain").expect("fixture"));
     let response = post_chat(&gw, chat_body(false)).await;
     assert_eq!(response.status(), 502);
@@ -127,7 +132,10 @@ async fn no_headers_by_the_first_byte_deadline_is_a_504() {
 
 #[tokio::test]
 async fn upstream_closing_without_a_response_is_a_502() {
-    let (sim, gw) = pair().await;
+    let sim = sim().await;
+    let mut config = config_for(&sim);
+    config.upstream.retries.attempts = 0;
+    let gw = gateway(config).await;
     sim.push(Reply::Drop);
     let response = post_chat(&gw, chat_body(false)).await;
     assert_eq!(response.status(), 502);

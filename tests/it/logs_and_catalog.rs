@@ -90,14 +90,7 @@ async fn a_stream_groq_cuts_is_logged_failed_and_a_client_that_leaves_early_is_l
         (Some(499), Some("cancelled")),
         "{line}"
     );
-    let metrics = client()
-        .get(format!("{}/metrics", groxy.base))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&groxy.base).await;
     assert!(
         metrics
             .lines()

@@ -35,6 +35,7 @@ mod ratelimit;
 mod redis;
 mod redis_server;
 mod replica_hardening;
+mod retries;
 mod sdk;
 mod shutdown;
 mod streaming;

@@ -624,7 +624,10 @@ async fn canary_keys_never_reach_logs_metrics_or_admin_output() {
     assert_eq!(send_chat(&base, CANARY_CLIENT, "{\"model\":1}", None).await.0, 400);
     let unknown = r#"{"model":"no-such-model","messages":[{"role":"user","content":"x"}]}"#;
     assert_eq!(send_chat(&base, CANARY_CLIENT, unknown, None).await.0, 404);
-    sim.push(fixtures::error("503-plain").expect("fixture"));
+    // The first attempt and its two retries.
+    for _ in 0..3 {
+        sim.push(fixtures::error("503-plain").expect("fixture"));
+    }
     let other = r#"{"model":"openai/gpt-oss-20b","messages":[{"role":"user","content":"fail please"}]}"#;
     assert_eq!(send_chat(&base, CANARY_CLIENT, other, None).await.0, 502);
     sim.push(Reply::Stream {

@@ -303,14 +303,7 @@ async fn a_shared_cache_answers_only_callers_whose_key_groq_accepted() {
 
 /// Scrapes one unlabelled gauge from `/metrics`.
 async fn gauge(gw: &Gateway, name: &str) -> f64 {
-    let text = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&format!("http://{}", gw.addr)).await;
     text.lines()
         .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or_else(|| panic!("no {name} in the scrape"))

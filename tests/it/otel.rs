@@ -238,14 +238,7 @@ async fn spans_carry_the_http_and_genai_conventions_and_continue_the_clients_tra
     .await;
     assert!(line.is_some(), "{}", groxy.output());
     // And the latency histogram carries it as an exemplar (OpenMetrics).
-    let metrics = client()
-        .get(format!("{}/metrics", groxy.base))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&groxy.base).await;
     assert!(
         metrics
             .lines()

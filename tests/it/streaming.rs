@@ -203,6 +203,8 @@ async fn an_error_before_the_first_byte_is_plain_json_even_for_stream_requests()
     let sim = sim().await;
     let mut config = config_for(&sim);
     config.rate_limits.upstream_aware = false;
+    // The early failure is the answer here, not a first attempt to retry (see `retries`).
+    config.upstream.retries.attempts = 0;
     let gw = gateway(config).await;
     sim.push(fixtures::error("429-tpm").expect("fixture"));
     let response = post_chat(&gw, chat_body(true)).await;

@@ -290,3 +290,15 @@ pub async fn wait_idle(gw: &Gateway) {
     .await;
     assert!(idle.is_some(), "the gateway never became idle");
 }
+
+/// The `/metrics` text of the groxy at `base` (`http://127.0.0.1:port`).
+pub async fn metrics_text(base: &str) -> String {
+    client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text")
+}

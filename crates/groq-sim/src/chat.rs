@@ -17,6 +17,7 @@ use super::fixtures;
 use super::frames::{self, Ids, Intent, SynthStream};
 use super::record::Track;
 use super::reply::{Reply, SliceMode, Slicer, StreamEnd, first_events};
+use super::retired;
 use super::routes::{full, full_reply, groq_error};
 use super::state::{State, ok_headers};
 
@@ -123,17 +124,14 @@ pub(crate) async fn chat(
     if let Some(reply) = state.next_scripted() {
         return play(reply, track).await;
     }
-    let fault = match headers.get("x-sim-reply") {
-        None => Fault::default(),
-        Some(value) => match value.to_str().map_err(|e| e.to_string()).and_then(faults::parse) {
-            Ok(fault) => fault,
-            Err(e) => {
-                let message = format!("groq-sim: bad x-sim-reply ({e}). {}", faults::HELP);
-                return Ok(groq_error(StatusCode::BAD_REQUEST, &message, None, track));
-            }
-        },
+    let fault = match requested_fault(state, headers) {
+        Ok(fault) => fault,
+        Err(message) => return Ok(groq_error(StatusCode::BAD_REQUEST, &message, None, track)),
     };
     if let Some(reply) = fault.reply {
+        return play(reply, track).await;
+    }
+    if let Some(reply) = probe.model.as_deref().and_then(retired::answer) {
         return play(reply, track).await;
     }
     let intent = probe.intent(headers);
@@ -232,9 +230,36 @@ pub(crate) async fn chat(
     Ok(response)
 }
 
+/// The `x-sim-reply` of this request, or why it is bad. A `first:N` fault past its first N
+/// requests is no fault at all.
+pub(crate) fn requested_fault(state: &State, headers: &HeaderMap) -> Result<Fault, String> {
+    let Some(value) = headers.get("x-sim-reply") else {
+        return Ok(Fault::default());
+    };
+    let text = value.to_str().map_err(|e| e.to_string());
+    let fault = text
+        .and_then(faults::parse)
+        .map_err(|e| format!("groq-sim: bad x-sim-reply ({e}). {}", faults::HELP))?;
+    match fault.first {
+        Some(n) => {
+            let key = fault
+                .per_key
+                .then(|| headers.get(http::header::AUTHORIZATION).map(HeaderValue::as_bytes))
+                .flatten();
+            let value = String::from_utf8_lossy(value.as_bytes());
+            Ok(if state.among_first(&value, key, n) {
+                fault
+            } else {
+                Fault::default()
+            })
+        }
+        None => Ok(fault),
+    }
+}
+
 /// gzip-codes each slice as it goes out (the trailer only if the body ends normally: a cut
 /// stream is a truncated gzip member, as from a real server).
-fn encode(units: Units, end: StreamEnd, coding: Option<&Coding>) -> Units {
+pub(crate) fn encode(units: Units, end: StreamEnd, coding: Option<&Coding>) -> Units {
     match coding {
         Some(Coding::Gzip) => Units::Gzip {
             inner: Box::new(units),
@@ -246,7 +271,7 @@ fn encode(units: Units, end: StreamEnd, coding: Option<&Coding>) -> Units {
 }
 
 /// `content-encoding` for a coded (or labelled) answer.
-fn label(headers: &mut HeaderMap, coding: Option<&Coding>) {
+pub(crate) fn label(headers: &mut HeaderMap, coding: Option<&Coding>) {
     if let Some(value) = coding.and_then(|c| HeaderValue::from_str(c.header_value()).ok()) {
         headers.insert(http::header::CONTENT_ENCODING, value);
     }
@@ -260,13 +285,13 @@ fn write_limits(headers: &mut HeaderMap, limits: Option<&Limits>) {
 }
 
 /// Undoes a per-frame `Slicer` (cheap: the fixture streams are a few kB).
-fn join(mut acc: BytesMut, b: Bytes) -> BytesMut {
+pub(crate) fn join(mut acc: BytesMut, b: Bytes) -> BytesMut {
     acc.extend_from_slice(&b);
     acc
 }
 
 /// Applies `drop-after`/`stall-after` (events for SSE, bytes for JSON) and `slice:`.
-fn reshape(body: Bytes, fault: &Fault, sse: bool) -> (Units, StreamEnd) {
+pub(crate) fn reshape(body: Bytes, fault: &Fault, sse: bool) -> (Units, StreamEnd) {
     let (body, end) = match fault.cut {
         Some((n, end)) if sse => (first_events(&body, n), end),
         Some((n, end)) => (body.slice(..n.min(body.len())), end),
@@ -279,7 +304,12 @@ fn reshape(body: Bytes, fault: &Fault, sse: bool) -> (Units, StreamEnd) {
 
 /// A 200 whose body is paced out, with Groq's success headers. `x-request-id` follows the
 /// stream's `x_groq.id`, as Groq's does.
-fn streamed(paced: Paced, content_type: &'static str, request_id: Option<&str>, track: Track) -> Response<SimBody> {
+pub(crate) fn streamed(
+    paced: Paced,
+    content_type: &'static str,
+    request_id: Option<&str>,
+    track: Track,
+) -> Response<SimBody> {
     let mut headers = ok_headers(content_type);
     set_request_id(&mut headers, request_id);
     let mut response = Response::new(SimBody::paced(paced, None, track));
@@ -307,7 +337,7 @@ pub(crate) async fn play(reply: Reply, mut track: Track) -> Result<Response<SimB
 }
 
 /// Groq's `x-request-id` equals the body's `x_groq.id`; keep them in step.
-fn set_request_id(headers: &mut HeaderMap, request_id: Option<&str>) {
+pub(crate) fn set_request_id(headers: &mut HeaderMap, request_id: Option<&str>) {
     if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
         headers.insert("x-request-id", id);
     }

@@ -6,13 +6,16 @@
 //! ([`faults::HELP`]).
 //!
 //! Routes (under `/openai/v1/` and `/v1/`): `POST chat/completions` (JSON, or SSE when the body
-//! says `"stream": true`), `GET models`, `GET models/{id}`, an echo for the upload, file, batch
-//! and responses routes, and Groq's `unknown_url` 404 for everything else.
+//! says `"stream": true`), `POST responses` (the Responses API: a `response` object, or named
+//! events), `GET models`, `GET models/{id}`, an echo for the upload, file and batch routes, and
+//! Groq's `unknown_url` 404 for everything else. A retired model (see [`retired`]) gets Groq's
+//! `400 model_decommissioned`.
 //!
 //! With [`SimConfig::budget`] it also enforces and reports Groq's per-key, per-model rate limits
 //! (429 and 413 answers, computed `x-ratelimit-*` headers; see [`SimBudget`]).
 //!
-//! Module map: `state` (config), `routes` and `chat` (answers), `budget` (rate limits), `reply`
+//! Module map: `state` (config), `routes`, `chat` and `responses` (answers), `retired` (Groq's
+//! deprecations), `budget` (rate limits), `reply`
 //! (scripts and slicing), `frames` and `completion` (synthesized answers), `body` (pacing),
 //! `coding` (the gzip and content-coding faults),
 //! `record` (the log), `fixtures`, `faults`, `server` (accept loop).
@@ -27,6 +30,8 @@ pub mod fixtures;
 mod frames;
 mod record;
 mod reply;
+mod responses;
+pub mod retired;
 mod routes;
 mod server;
 mod state;
@@ -91,10 +96,10 @@ impl Simulator {
         format!("http://{}/openai/v1", self.addr)
     }
 
-    /// Queues a reply: each chat completion request takes the oldest queued one, if any, instead
-    /// of the default answer (other routes never consume it). A scripted stream is paced by its
-    /// own `Slicing`, not by the config's `ttft`/`chunk_interval`; auth and JSON checks still
-    /// come first.
+    /// Queues a reply: each chat completion (and Responses API) request takes the oldest queued
+    /// one, if any, instead of the default answer (other routes never consume it). A scripted
+    /// stream is paced by its own `Slicing`, not by the config's `ttft`/`chunk_interval`; auth
+    /// and JSON checks still come first.
     pub fn push(&self, reply: Reply) {
         self.state.push(reply);
     }

@@ -13,6 +13,7 @@ use super::fixtures;
 use super::frames::go_json_string;
 use super::record::{RECORDED_BODY_CAP, Track};
 use super::reply::{Reply, StreamEnd};
+use super::responses;
 use super::state::{State, ok_headers};
 
 /// Chat bodies are kept whole (they are parsed); beyond this the simulator answers 413.
@@ -21,9 +22,11 @@ const DEFAULT_DOWNLOAD_BYTES: u64 = 1 << 20;
 
 enum Route<'a> {
     Chat,
+    /// `POST responses`: the Responses API.
+    Responses,
     Models,
     Model(&'a str),
-    /// Uploads, batches, files, responses: answered with a description of what arrived.
+    /// Uploads, batches, files: answered with a description of what arrived.
     Echo,
     /// `GET …/files/{id}/content`: a body of `x-sim-bytes` bytes.
     Download,
@@ -39,6 +42,7 @@ impl<'a> Route<'a> {
         let get = method == Method::GET;
         match rest {
             "chat/completions" if method == Method::POST => return Route::Chat,
+            "responses" if method == Method::POST => return Route::Responses,
             "models" if get => return Route::Models,
             _ => {}
         }
@@ -67,11 +71,18 @@ impl<'a> Route<'a> {
 }
 
 /// The hyper service: one call per request. An `Err` makes hyper close the connection without
-/// a response, which is how `Reply::Drop` is played.
-pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<SimBody>, SimError> {
+/// a response, which is how `Reply::Drop` is played (with a reset: see `server`).
+/// `reset` makes the connection end with a reset rather than a FIN once hyper drops it.
+pub(crate) async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    reset: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Response<SimBody>, SimError> {
     let answer = answer(&state, req).await;
-    if let Ok(response) = &answer {
-        state.count_if_rate_limited(response.status());
+    match &answer {
+        Ok(response) => state.count_if_rate_limited(response.status()),
+        Err(SimError::Dropped) => reset.store(true, std::sync::atomic::Ordering::Relaxed),
+        Err(_) => {}
     }
     answer
 }
@@ -81,7 +92,7 @@ async fn answer(state: &State, req: Request<Incoming>) -> Result<Response<SimBod
     let mut track = Track::new(&state.recorder, &parts);
     let route = Route::parse(&parts.method, parts.uri.path());
     let keep = match route {
-        Route::Chat => CHAT_BODY_LIMIT,
+        Route::Chat | Route::Responses => CHAT_BODY_LIMIT,
         _ => RECORDED_BODY_CAP,
     };
     // Reading to the end also matters for cancellation: only then does hyper watch the socket
@@ -103,6 +114,13 @@ async fn answer(state: &State, req: Request<Incoming>) -> Result<Response<SimBod
             track,
         )),
         Route::Chat => chat::chat(state, &parts.headers, body, track).await,
+        Route::Responses if body_len > CHAT_BODY_LIMIT => Ok(groq_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request Entity Too Large",
+            None,
+            track,
+        )),
+        Route::Responses => responses::responses(state, &parts.headers, body, track).await,
         Route::Models => Ok(full(
             StatusCode::OK,
             ok_headers("application/json"),
@@ -110,7 +128,15 @@ async fn answer(state: &State, req: Request<Incoming>) -> Result<Response<SimBod
             track,
         )),
         Route::Model(id) => Ok(model(id, track)),
-        Route::Echo => Ok(echo(&parts, body_len, track)),
+        Route::Echo => match chat::requested_fault(state, &parts.headers) {
+            // Uploads fail as chat does (error, stall, drop, fail), so a test can see that a
+            // request whose body is gone once sent is not sent again.
+            Ok(fault) => match fault.reply {
+                Some(reply) => chat::play(reply, track).await,
+                None => Ok(echo(&parts, body_len, track)),
+            },
+            Err(message) => Ok(groq_error(StatusCode::BAD_REQUEST, &message, None, track)),
+        },
         Route::Download => Ok(download(&parts.headers, track)),
         Route::Unknown => {
             let message = format!(
@@ -271,6 +297,7 @@ mod tests {
     fn route(method: Method, path: &str) -> &'static str {
         match Route::parse(&method, path) {
             Route::Chat => "chat",
+            Route::Responses => "responses",
             Route::Models => "models",
             Route::Model(_) => "model",
             Route::Echo => "echo",
@@ -291,7 +318,8 @@ mod tests {
             (M::GET, "/openai/v1/models/", "unknown"),
             (M::POST, "/openai/v1/audio/transcriptions", "echo"),
             (M::POST, "/v1/audio/speech", "echo"),
-            (M::POST, "/openai/v1/responses", "echo"),
+            (M::POST, "/openai/v1/responses", "responses"),
+            (M::POST, "/v1/responses", "responses"),
             (M::GET, "/openai/v1/files", "echo"),
             (M::DELETE, "/openai/v1/files/file_1", "echo"),
             (M::GET, "/openai/v1/files/file_1/content", "download"),

@@ -1,6 +1,6 @@
 //! Configuration and the state every connection of one simulator shares.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
@@ -63,7 +63,13 @@ pub(crate) struct State {
     pub(crate) budget: Option<BudgetState>,
     /// 429 and 413 answers sent, whatever their cause.
     rate_limited: AtomicUsize,
+    /// Requests seen per `x-sim-reply` value (and key, with `per-key`), for `first:N`.
+    seen: Mutex<HashMap<(String, Vec<u8>), usize>>,
 }
+
+/// The most distinct `first:N` counters kept; past it they all start again (a long-running
+/// simulator fed ever new values must not grow without bound).
+const MAX_COUNTERS: usize = 4096;
 
 /// The budgets, and the usage each canned answer reports (what admitting it costs).
 pub(crate) struct BudgetState {
@@ -102,6 +108,7 @@ impl State {
             seq: AtomicU64::new(1),
             budget,
             rate_limited: AtomicUsize::new(0),
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -133,6 +140,20 @@ impl State {
 
     pub(crate) fn next_scripted(&self) -> Option<Reply> {
         self.script.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
+    }
+
+    /// Counts one more request with this `x-sim-reply` value (under this key, if given) and
+    /// says whether it is among the first `n`.
+    pub(crate) fn among_first(&self, value: &str, key: Option<&[u8]>, n: usize) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= MAX_COUNTERS {
+            seen.clear();
+        }
+        let count = seen
+            .entry((value.to_owned(), key.unwrap_or_default().to_vec()))
+            .or_insert(0);
+        *count += 1;
+        *count <= n
     }
 
     pub(crate) fn next_seq(&self) -> u64 {

@@ -561,3 +561,5 @@ async fn budget_refusals_over_http() {
     assert_eq!(call(&sim, "POST", CHAT, &a, JSON_BODY).await.status(), 429);
     assert_eq!(sim.rate_limited_count(), 4);
 }
+
+mod retries_and_responses;
