@@ -306,11 +306,13 @@ fn admin_keys(command: KeysCommand) -> ExitCode {
     let url = format!("{}{}", admin.url.trim_end_matches('/'), path);
     let answer = runtime.block_on(async {
         let client = reqwest::Client::builder().no_proxy().build()?;
-        let mut request = client.request(method, &url).bearer_auth(&admin.admin_key);
+        // Writes say JSON even without a body (groxy refuses them otherwise: see the admin API).
+        let mut request = client
+            .request(method, &url)
+            .bearer_auth(&admin.admin_key)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
         if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string());
+            request = request.body(body.to_string());
         }
         let response = request.send().await?;
         let status = response.status();

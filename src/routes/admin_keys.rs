@@ -12,7 +12,7 @@ use axum::{
     extract::{Path, State},
     response::{IntoResponse, Response},
 };
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
@@ -73,6 +73,24 @@ fn store_error(error: StoreError) -> GatewayError {
             GatewayError::DatabaseUnavailable
         }
     }
+}
+
+/// Writes must say `content-type: application/json`: a page of another site cannot send that
+/// without a CORS preflight (which groxy does not grant), so it cannot use a browser's cached
+/// admin login to make, change or rotate a key.
+fn require_json(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let got = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = got.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        return Ok(());
+    }
+    Err(GatewayError::UnsupportedMediaType {
+        got: got.chars().take(64).collect(),
+        wanted: "application/json".to_owned(),
+    })
 }
 
 fn parse_fields(body: &Bytes) -> Result<KeyFields, GatewayError> {
@@ -301,7 +319,8 @@ fn fresh_secret() -> Result<(String, String, String), GatewayError> {
 }
 
 /// `POST /admin/keys`: a new key; the answer carries its secret, once.
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, GatewayError> {
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, GatewayError> {
+    require_json(&headers)?;
     let fields = parse_fields(&body)?;
     if fields.name.is_none() {
         return Err(invalid("'name' is required", "name"));
@@ -391,8 +410,10 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resu
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
+    require_json(&headers)?;
     let fields = parse_fields(&body)?;
     let mut row = stored(&state, &id).await?;
     let renamed = fields.name.is_some();
@@ -422,7 +443,12 @@ pub async fn revoke(State(state): State<AppState>, Path(id): Path<String>) -> Re
 
 /// `POST /admin/keys/{id}/rotate`: a new secret for the same key (id, name, limits, budgets
 /// and usage unchanged); the old secret stops working.
-pub async fn rotate(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, GatewayError> {
+pub async fn rotate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, GatewayError> {
+    require_json(&headers)?;
     let mut row = stored(&state, &id).await?;
     if row.revoked_at.is_some() {
         return Err(GatewayError::Conflict {

@@ -45,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/dashboard/", get(ops::dashboard))
         .route("/dashboard/dashboard.css", get(ops::dashboard_css))
         .route("/dashboard/dashboard.js", get(ops::dashboard_js))
+        .route("/dashboard/keys", get(ops::keys_page))
+        .route("/dashboard/keys.js", get(ops::keys_js))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard::require_admin));
     Router::new()
         .route("/healthz", get(health::healthz))

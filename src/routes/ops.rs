@@ -95,6 +95,8 @@ pub async fn reload(State(state): State<AppState>) -> Response {
 const INDEX: &str = include_str!("../dashboard/index.html");
 const CSS: &str = include_str!("../dashboard/dashboard.css");
 const JS: &str = include_str!("../dashboard/dashboard.js");
+const KEYS_PAGE: &str = include_str!("../dashboard/keys.html");
+const KEYS_JS: &str = include_str!("../dashboard/keys.js");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
@@ -124,4 +126,13 @@ pub async fn dashboard_css() -> Response {
 
 pub async fn dashboard_js() -> Response {
     asset("text/javascript; charset=utf-8", JS)
+}
+
+/// `GET /dashboard/keys`: the keys page (list, create, revoke, edit; spend per key and model).
+pub async fn keys_page() -> Response {
+    asset("text/html; charset=utf-8", KEYS_PAGE)
+}
+
+pub async fn keys_js() -> Response {
+    asset("text/javascript; charset=utf-8", KEYS_JS)
 }

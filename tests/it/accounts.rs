@@ -73,11 +73,10 @@ pub fn accounts_config(sim: &groq_sim::Simulator, backend: &Backend) -> Config {
 pub async fn admin(gw: &Gateway, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut request = client()
         .request(method.parse().expect("method"), gw.url(path))
-        .bearer_auth(ADMIN_KEY);
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "application/json");
     if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_string());
+        request = request.body(body.to_string());
     }
     let response = request.send().await.expect("send");
     let status = response.status().as_u16();
@@ -174,6 +173,16 @@ async fn keys_live_on_every_replica(backend: Backend) {
     assert_eq!((status, body["error"]["code"].clone()), (409, json!("name_taken")));
     let (status, _) = admin(&a, "POST", "/admin/keys", Some(json!({"name": "z", "colour": 1}))).await;
     assert_eq!(status, 400, "unknown fields are refused");
+    // A form post (what a page of another site can send with a cached login) is refused.
+    let form = client()
+        .post(a.url("/admin/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "text/plain")
+        .body(r#"{"name":"csrf"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(form.status(), 415);
 
     // Update: allowed models widened, on A; B follows.
     let (status, patched) = admin(
