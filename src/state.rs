@@ -202,8 +202,9 @@ impl AppState {
     /// Writes the usage ledger's buffer to the store every `database.flush_interval`, in one
     /// transaction per batch; a batch the database refuses stays buffered for the next round.
     ///
-    /// Every minute it also reloads the ledger's last day for the per-day limits, so a Redis
-    /// restarted empty while groxy runs starts from what the team used.
+    /// After a batch is written (and at least every minute) it reloads the ledger's last day and
+    /// this month's spend for the per-day limits and budgets, so a Redis restarted empty while
+    /// groxy runs starts from what the team used, within one flush interval.
     fn spawn_ledger_writer(&self, stop: CancellationToken) {
         let state = self.clone();
         let observer = Arc::clone(&self.inner.observer);
@@ -217,12 +218,18 @@ impl AppState {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        if seeded.elapsed() >= Duration::from_secs(60) {
+                        let wrote = match observer.pending.flush(&store).await {
+                            Ok(rows) => rows > 0,
+                            Err(error) => {
+                                tracing::debug!(%error, rows = observer.pending.len(), "usage rows kept for the next flush");
+                                false
+                            }
+                        };
+                        // What was just written (and, every minute, what other replicas
+                        // wrote) is where a bucket or budget Redis lost starts again.
+                        if wrote || seeded.elapsed() >= Duration::from_secs(60) {
                             seeded = Instant::now();
                             state.load_from_ledger().await;
-                        }
-                        if let Err(error) = observer.pending.flush(&store).await {
-                            tracing::debug!(%error, rows = observer.pending.len(), "usage rows kept for the next flush");
                         }
                         let dropped = observer.pending.dropped();
                         observer.metrics.ledger_dropped.inc_by(dropped - reported);

@@ -206,3 +206,95 @@ async fn two_replicas_share_one_budget_through_redis_and_postgres() {
     );
     let _ = ADMIN_KEY;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_resets_no_per_day_count_and_no_budget() {
+    let sim = sim().await;
+    let mut redis = RedisServer::start();
+    let backend = Backend::sqlite().await;
+    let mut config = accounts_config(&sim, &backend);
+    config.redis.url = Some(RedisUrl::new(redis.url()));
+    config.redis.timeout = HumanDuration::secs(2);
+    config.redis.probe_interval = HumanDuration::millis(100);
+    config.database.flush_interval = HumanDuration::millis(100);
+    config.rate_limits.keys.insert(
+        "alice".into(),
+        groxy::config::LimitSet {
+            requests_per_day: Some(10),
+            ..Default::default()
+        },
+    );
+    let gw = gateway(config).await;
+    let budget = worst_case_usd() * 2.5;
+    let (_, bob) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "bob", "daily_budget_usd": budget})),
+    )
+    .await;
+    let bob = bob["key"].as_str().expect("key").to_owned();
+    let remaining = |headers: &http::HeaderMap| {
+        headers["x-ratelimit-remaining-requests"]
+            .to_str()
+            .expect("ascii")
+            .to_owned()
+    };
+    for expected in ["9", "8", "7"] {
+        let (status, headers, _) = spend(&gw, "gxy_alice").await;
+        assert_eq!((status, remaining(&headers).as_str()), (200, expected));
+    }
+    while spend(&gw, &bob).await.0 == 200 {}
+    // Wait until both keys' rows are in the database, and one more flush for the reload.
+    let db = backend_file(&backend);
+    let started = std::time::Instant::now();
+    loop {
+        let written: i64 = {
+            let mut connection = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db)
+                .await
+                .expect("sqlite");
+            sqlx::query_scalar("SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT) FROM groxy_usage")
+                .fetch_one(&mut connection)
+                .await
+                .expect("sum")
+        };
+        if written >= 5 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the ledger was not written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    redis.restart();
+    assert!(redis.keys("*").is_empty(), "Redis came back empty");
+    let started = std::time::Instant::now();
+    let (status, headers, _) = loop {
+        let answer = spend(&gw, "gxy_alice").await;
+        if redis.keys("*rl:*").len() > 0 || started.elapsed() > Duration::from_secs(10) {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 200);
+    assert!(
+        remaining(&headers).parse::<u64>().expect("number") <= 6,
+        "per-day count kept: {headers:?}"
+    );
+    let (status, _, body) = spend(&gw, &bob).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (429, json!("insufficient_quota")),
+        "budget kept"
+    );
+}
+
+fn backend_file(backend: &Backend) -> String {
+    match backend {
+        Backend::Sqlite(dir) => format!("sqlite://{}", dir.0.join("groxy.db").display()),
+        Backend::Postgres(db) => db.url.clone(),
+    }
+}
