@@ -87,6 +87,8 @@ pub mod bench {
         auth::Caller,
         catalog::Catalog,
         limits::Limits,
+        observe::{Delta, Pending},
+        prices::PriceTable,
         redis::{Redis, RedisState},
         validate::validate_chat,
     };

@@ -113,6 +113,10 @@ impl Pending {
         self.lock().len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// Everything buffered, as rows (for a report that must include what is not written yet).
     pub fn snapshot(&self) -> Vec<UsageRow> {
         self.lock().iter().map(|(key, delta)| row(key, delta)).collect()

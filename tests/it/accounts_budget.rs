@@ -274,7 +274,7 @@ async fn a_restarted_redis_resets_no_per_day_count_and_no_budget() {
     let started = std::time::Instant::now();
     let (status, headers, _) = loop {
         let answer = spend(&gw, "gxy_alice").await;
-        if redis.keys("*rl:*").len() > 0 || started.elapsed() > Duration::from_secs(10) {
+        if !redis.keys("*rl:*").is_empty() || started.elapsed() > Duration::from_secs(10) {
             break answer;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
