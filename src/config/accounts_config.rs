@@ -138,3 +138,41 @@ pub(super) fn validate_money(
         check(format!("prices.\"{model}\".cached_input"), price.cached_input);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_name_the_key_and_never_the_password() {
+        let config = DatabaseConfig {
+            url: Some(RedisUrl::new("mysql://u:hunter2-canary@db/x")),
+            flush_interval: HumanDuration::secs(0),
+            max_buffered_rows: 0,
+            ..DatabaseConfig::default()
+        };
+        let mut errors = Vec::new();
+        config.validate(&mut errors);
+        let joined = errors.join("\n");
+        assert_eq!(errors.len(), 3, "{joined}");
+        assert!(
+            joined.contains("database.url") && !joined.contains("hunter2"),
+            "{joined}"
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let mut budgets = BudgetsConfig {
+            daily_usd: Some(-1.0),
+            ..BudgetsConfig::default()
+        };
+        budgets.keys.insert(
+            "a".into(),
+            BudgetSet {
+                monthly_usd: Some(f64::NAN),
+                ..BudgetSet::default()
+            },
+        );
+        let mut errors = Vec::new();
+        validate_money(&budgets, &BTreeMap::new(), &mut errors);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+}
