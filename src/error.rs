@@ -157,6 +157,11 @@ pub enum GatewayError {
     TotalTimeout { seconds: u64 },
     #[error("groxy is shutting down; retry the request")]
     ShuttingDown,
+    /// Other requests held `validation.max_bytes_in_flight` for as long as this one could wait.
+    #[error(
+        "groxy is validating as many request bytes as it takes at once ({limit}) and could not start this one before its deadline; retry the request"
+    )]
+    ValidationBusy { limit: usize },
     #[error("internal error in groxy")]
     Internal,
     #[error("Content-Type {got:?} is not supported here: send the request body as {wanted}")]
@@ -293,7 +298,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamIdle { .. }
             | GatewayError::TotalTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::ShuttingDown | GatewayError::ValidationBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::Rejected(Rejection::Invalid { .. } | Rejection::ContextLength { .. }) => {
@@ -345,6 +350,7 @@ impl GatewayError {
             | GatewayError::UpstreamIdle { .. }
             | GatewayError::TotalTimeout { .. }
             | GatewayError::ShuttingDown
+            | GatewayError::ValidationBusy { .. }
             | GatewayError::Internal
             | GatewayError::UnsupportedMediaType { .. }
             | GatewayError::Rejected(_)
@@ -373,6 +379,7 @@ impl GatewayError {
             | GatewayError::InvalidPath { .. }
             | GatewayError::BodyNotAllowed { .. }
             | GatewayError::ShuttingDown
+            | GatewayError::ValidationBusy { .. }
             | GatewayError::Internal
             | GatewayError::UnsupportedMediaType { .. }
             | GatewayError::Rejected(_)
@@ -399,7 +406,9 @@ impl GatewayError {
             }
             GatewayError::RateLimited(limit) => limit.wait,
             GatewayError::InsufficientQuota(refusal) => Some(refusal.resets_in),
-            GatewayError::ShuttingDown | GatewayError::DatabaseUnavailable => Some(Duration::from_secs(1)),
+            GatewayError::ShuttingDown | GatewayError::DatabaseUnavailable | GatewayError::ValidationBusy { .. } => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         }
     }
@@ -454,6 +463,7 @@ impl GatewayError {
             GatewayError::UpstreamIdle { .. } => ("api_error", "upstream_idle_timeout"),
             GatewayError::TotalTimeout { .. } => ("api_error", "total_timeout"),
             GatewayError::ShuttingDown => ("api_error", "server_shutting_down"),
+            GatewayError::ValidationBusy { .. } => ("api_error", "server_busy"),
             GatewayError::Internal => ("api_error", "internal_error"),
         };
         (kind, Some(code))

@@ -32,7 +32,7 @@ use crate::{
     store::Store,
     telemetry,
     upstream::{Forward, ForwardBody, Upstream},
-    validate::Call,
+    validate::{Call, Gate},
 };
 
 /// Cheap to clone: one `Arc` shared by every handler.
@@ -64,6 +64,8 @@ struct Shared {
     store: Store,
     /// The store's keys as the request path sees them (memory only).
     keyring: Arc<Keyring>,
+    /// The request bytes under validation (`validation.max_bytes_in_flight`).
+    validation: Gate,
 }
 
 impl AppState {
@@ -174,6 +176,7 @@ impl AppState {
                 redis,
                 store,
                 keyring: Arc::new(Keyring::new()),
+                validation: Gate::default(),
             }),
         })
     }
@@ -263,6 +266,10 @@ impl AppState {
     /// The shared Redis, if configured: its `state()` is what `/readyz` reports.
     pub fn redis(&self) -> Option<&Redis> {
         self.inner.redis.as_ref()
+    }
+
+    pub fn validation(&self) -> &Gate {
+        &self.inner.validation
     }
 
     pub fn cache(&self) -> &Arc<Cache> {

@@ -402,6 +402,9 @@ pub struct ValidationConfig {
     pub reject_nul: bool,
     /// Most messages in one request.
     pub max_messages: usize,
+    /// Most request-body bytes being validated at once. A request waits its turn (first come,
+    /// first served) while others hold the rest; one body larger than the whole is validated alone.
+    pub max_bytes_in_flight: ByteSize,
 }
 
 impl Default for ValidationConfig {
@@ -411,6 +414,7 @@ impl Default for ValidationConfig {
             unknown_fields: FieldPolicy::Forward,
             reject_nul: true,
             max_messages: 4096,
+            max_bytes_in_flight: ByteSize::mib(64),
         }
     }
 }

@@ -284,6 +284,9 @@ impl Config {
         if self.validation.max_messages == 0 {
             errors.push("validation.max_messages must be at least 1".to_owned());
         }
+        if self.validation.max_bytes_in_flight.0 == 0 {
+            errors.push("validation.max_bytes_in_flight must be greater than zero".to_owned());
+        }
         for (alias, target) in &self.models.aliases {
             if alias.trim().is_empty() || target.trim().is_empty() {
                 errors.push(format!(

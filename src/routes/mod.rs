@@ -7,6 +7,7 @@
 
 mod admin_keys;
 mod api;
+mod fallback;
 mod guard;
 mod health;
 mod ops;

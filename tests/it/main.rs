@@ -42,3 +42,4 @@ mod shutdown;
 mod streaming;
 mod support;
 mod validation;
+mod validation_memory;
