@@ -65,10 +65,12 @@ pub enum RefusingLimit {
     Concurrency,
     UpstreamBudget,
     AuthFailures,
+    /// A budget in dollars (a key's or the gateway's, per day or per month).
+    Budget,
 }
 
 impl RefusingLimit {
-    pub const ALL: [RefusingLimit; 7] = [
+    pub const ALL: [RefusingLimit; 8] = [
         RefusingLimit::RequestsPerMinute,
         RefusingLimit::RequestsPerDay,
         RefusingLimit::TokensPerMinute,
@@ -76,6 +78,7 @@ impl RefusingLimit {
         RefusingLimit::Concurrency,
         RefusingLimit::UpstreamBudget,
         RefusingLimit::AuthFailures,
+        RefusingLimit::Budget,
     ];
 
     pub fn label(self) -> &'static str {
@@ -87,8 +90,24 @@ impl RefusingLimit {
             RefusingLimit::Concurrency => "concurrency",
             RefusingLimit::UpstreamBudget => "upstream_budget",
             RefusingLimit::AuthFailures => "auth_failures",
+            RefusingLimit::Budget => "budget",
         }
     }
+}
+
+/// A spent budget: whose, over which period, and when that period ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetRefusal {
+    /// `key `alice`` or `the gateway`.
+    pub whose: String,
+    /// `daily` or `monthly`.
+    pub period: &'static str,
+    pub limit_usd: f64,
+    pub spent_usd: f64,
+    /// The request's worst-case cost, which did not fit.
+    pub requested_usd: f64,
+    /// Until the period ends (UTC midnight, or the first of next month).
+    pub resets_in: Duration,
 }
 
 /// Left in a response's extensions when a limit refused the request, for observation to count.
@@ -173,6 +192,24 @@ pub enum GatewayError {
         retry_after: Duration,
         headers: Box<RateHeaders>,
     },
+    /// A budget in dollars is spent: OpenAI's exhausted-quota answer, not worth retrying soon.
+    #[error(
+        "You exceeded the {} budget of {}: ${:.6} of ${:.6} spent, and this request may cost up to ${:.6}. It resets in {}.",
+        .0.period, .0.whose, .0.spent_usd, .0.limit_usd, .0.requested_usd, go_duration(.0.resets_in)
+    )]
+    InsufficientQuota(Box<BudgetRefusal>),
+    /// The caller's key may not use this model.
+    #[error("This key is not allowed to use the model `{model}`.")]
+    ModelNotAllowed { model: String },
+    /// An admin API object that does not exist.
+    #[error("No {what} with id `{id}`.")]
+    NotFound { what: &'static str, id: String },
+    /// An admin API change that cannot be made (a read-only key, a name in use).
+    #[error("{message}")]
+    Conflict { message: String, code: &'static str },
+    /// The accounts database did not answer; an admin call that needs it cannot be served.
+    #[error("the accounts database is unavailable; retry shortly")]
+    DatabaseUnavailable,
 }
 
 fn limit_message(limit: &LimitExceeded) -> String {
@@ -274,7 +311,11 @@ impl GatewayError {
             GatewayError::AuthThrottled { .. } | GatewayError::UpstreamBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
             // Like Groq: a request bigger than the whole budget is 413, since retrying cannot help.
             GatewayError::RateLimited(limit) if limit.wait.is_none() => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::RateLimited(_) | GatewayError::InsufficientQuota(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            GatewayError::NotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::Conflict { .. } => StatusCode::CONFLICT,
+            GatewayError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -290,7 +331,12 @@ impl GatewayError {
             },
             GatewayError::UpstreamBudget { .. } => RefusingLimit::UpstreamBudget,
             GatewayError::AuthThrottled { .. } => RefusingLimit::AuthFailures,
-            GatewayError::BodyTooLarge { .. }
+            GatewayError::InsufficientQuota(_) => RefusingLimit::Budget,
+            GatewayError::ModelNotAllowed { .. }
+            | GatewayError::NotFound { .. }
+            | GatewayError::Conflict { .. }
+            | GatewayError::DatabaseUnavailable
+            | GatewayError::BodyTooLarge { .. }
             | GatewayError::BodyRead
             | GatewayError::BodyTimeout { .. }
             | GatewayError::UnknownUrl { .. }
@@ -343,7 +389,12 @@ impl GatewayError {
             | GatewayError::AdminDisabled
             | GatewayError::InvalidAdminKey
             | GatewayError::ConfigRejected(_)
-            | GatewayError::UpstreamBudget { .. } => return None,
+            | GatewayError::UpstreamBudget { .. }
+            | GatewayError::InsufficientQuota(_)
+            | GatewayError::ModelNotAllowed { .. }
+            | GatewayError::NotFound { .. }
+            | GatewayError::Conflict { .. }
+            | GatewayError::DatabaseUnavailable => return None,
         })
     }
 
@@ -354,7 +405,10 @@ impl GatewayError {
                 Some(*retry_after)
             }
             GatewayError::RateLimited(limit) => limit.wait,
-            GatewayError::ShuttingDown | GatewayError::ValidationBusy { .. } => Some(Duration::from_secs(1)),
+            GatewayError::InsufficientQuota(refusal) => Some(refusal.resets_in),
+            GatewayError::ShuttingDown | GatewayError::DatabaseUnavailable | GatewayError::ValidationBusy { .. } => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         }
     }
@@ -363,7 +417,9 @@ impl GatewayError {
         match self {
             GatewayError::Rejected(Rejection::Invalid { param, .. }) => param.as_deref(),
             GatewayError::Rejected(Rejection::ContextLength { .. }) => Some("messages"),
-            GatewayError::Rejected(Rejection::ModelNotFound { .. }) => Some("model"),
+            GatewayError::Rejected(Rejection::ModelNotFound { .. }) | GatewayError::ModelNotAllowed { .. } => {
+                Some("model")
+            }
             _ => None,
         }
     }
@@ -388,6 +444,11 @@ impl GatewayError {
                 Kind::Requests | Kind::Concurrency => ("requests", "rate_limit_exceeded"),
             },
             GatewayError::UpstreamBudget { .. } => ("requests", "rate_limit_exceeded"),
+            GatewayError::InsufficientQuota(_) => ("insufficient_quota", "insufficient_quota"),
+            GatewayError::ModelNotAllowed { .. } => ("invalid_request_error", "model_not_allowed"),
+            GatewayError::NotFound { .. } => ("invalid_request_error", "not_found"),
+            GatewayError::Conflict { code, .. } => ("invalid_request_error", *code),
+            GatewayError::DatabaseUnavailable => ("api_error", "database_unavailable"),
             GatewayError::BodyRead => ("invalid_request_error", "invalid_body"),
             GatewayError::BodyTimeout { .. } => ("invalid_request_error", "request_timeout"),
             GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
@@ -444,8 +505,11 @@ impl IntoResponse for GatewayError {
         if let GatewayError::UpstreamBudget { headers: budget, .. } = &self {
             budget.apply(headers);
         }
-        // Every 429 groxy makes is worth retrying after its `retry-after`; its 413 never is.
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        // Every 429 groxy makes is worth retrying after its `retry-after`, but a spent budget
+        // (which lasts until the period ends); its 413 never is.
+        if matches!(self, GatewayError::InsufficientQuota(_)) {
+            should_retry(headers, false);
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
             should_retry(headers, true);
         } else if self.refused_by().is_some() {
             should_retry(headers, false);

@@ -14,6 +14,8 @@ use crate::{
     cache::{self, CacheStatus, Controls, Served},
     error::GatewayError,
     intake::{self, Intake},
+    keyring,
+    limits::SpendHold,
     observe::{self, ExchangeTap, GenAiRequest, RequestRecord},
     relay::Taps,
     state::AppState,
@@ -35,6 +37,7 @@ pub async fn api(
     let catalog = state.catalog().snapshot();
     let (call, upload) = read_call(&state, &route, &parts.headers, body, catalog.as_deref(), record.started).await?;
     record.set_request(call.model.clone(), call.stream);
+    keyring::check_model(caller.account.as_deref(), call.model.as_deref())?;
 
     // A stored answer is looked up before admission: a hit counts as a request but reserves
     // no tokens, since it spends none upstream.
@@ -62,10 +65,12 @@ pub async fn api(
         .await
         .map_err(GatewayError::RateLimited)?
         .for_request(call.prompt_estimate, call.stream);
+    let spend = reserve_spend(&state, &config, &caller, &call, catalog.as_deref(), stored.is_some()).await?;
+    record.admitted();
     let rate = admission.headers;
 
     // Only a request that goes to Groq gets an upstream span, its taps and its forward.
-    let exchange = |admission| {
+    let exchange = |admission, spend: Option<SpendHold>| {
         let upstream_span = observe::upstream_span(&record.span, &gen_ai_request(route.endpoint, &call));
         observe::inject(&upstream_span, &mut parts.headers);
         let mut taps = Taps::new();
@@ -78,6 +83,9 @@ pub async fn api(
             taps.push(cache.verified.tap(caller.partition));
         }
         taps.push(admission);
+        if let Some(spend) = spend {
+            taps.push(spend);
+        }
         let mut forward = state.forward(&route, &caller, parts.headers, &call, upload, record.started);
         forward.alternatives = fallback::alternatives(&state, &config, &caller, &call, catalog.as_deref());
         (forward, taps)
@@ -85,16 +93,18 @@ pub async fn api(
     let (mut response, status) = match (stored, key) {
         (Some(entry), _) => {
             admission.settle(Some(0));
+            drop(spend);
             (cache::replay(&entry), CacheStatus::Hit)
         }
         (None, None) => {
-            let (forward, taps) = exchange(admission);
+            let (forward, taps) = exchange(admission, spend);
             (forward.send(taps).await?, CacheStatus::Bypass)
         }
         (None, Some(key)) => match cache::serve_from_flight(cache, key, &controls)? {
             Served::Joined(reader) => {
-                // Coalesced: no upstream tokens either; the reservation goes back.
+                // Coalesced: no upstream tokens either; the reservations go back.
                 admission.settle(Some(0));
+                drop(spend);
                 record.set_cache(CacheStatus::Coalesced);
                 let joined = Instant::now();
                 let response = cache::join(reader).await?;
@@ -103,7 +113,7 @@ pub async fn api(
             }
             Served::Lead(lead) => {
                 record.set_cache(CacheStatus::Miss);
-                let (forward, taps) = exchange(admission);
+                let (forward, taps) = exchange(admission, spend);
                 (lead.start(forward, taps).await?, CacheStatus::Miss)
             }
         },
@@ -186,6 +196,39 @@ fn reservation(
         // Elsewhere only a cap the request states is reserved; the usage Groq reports settles.
         (false, _) => call.max_completion.unwrap_or(0),
     }
+}
+
+/// Budgets in dollars: the request's worst-case cost reserved against every budget that
+/// applies (none for a stored answer, which costs nothing, or an unpriced model).
+async fn reserve_spend(
+    state: &AppState,
+    config: &crate::config::Config,
+    caller: &Caller,
+    call: &validate::Call,
+    catalog: Option<&crate::catalog::Catalog>,
+    hit: bool,
+) -> Result<Option<SpendHold>, GatewayError> {
+    let Some(price) = call
+        .model
+        .as_deref()
+        .filter(|_| !hit)
+        .and_then(|m| state.prices().get(m))
+    else {
+        return Ok(None);
+    };
+    let model_max = catalog
+        .zip(call.model.as_deref())
+        .and_then(|(catalog, model)| catalog.get(model))
+        .map(|model| model.max_completion_tokens);
+    let completion = call
+        .max_completion
+        .or(model_max)
+        .unwrap_or(config.rate_limits.completion_reservation);
+    // Every token is at least one byte: the body's length bounds the prompt.
+    let worst = price.cost(call.body.len() as u64, 0, completion);
+    let limiter = state.limiter();
+    let reserve = limiter.reserve_spend(&config.budgets, caller, price, worst, call.prompt_estimate, call.stream);
+    reserve.await.map_err(GatewayError::InsufficientQuota)
 }
 
 /// A child span of the request's for one step that takes time (disabled when tracing is off).
