@@ -213,6 +213,49 @@ def wait_until(cond, timeout: float, interval: float = 0.001) -> float | None:
     return None
 
 
+def nginx_config(d: Path, sim_port: int, port: int, port_h2: int, nofile: int, single_process: bool = False) -> str:
+    """nginx.conf for a proxy in directory d (which holds tmp/); single_process adds
+    `master_process off;` (one process, for running it under valgrind: bench/instructions)."""
+    conns = max(1024, nofile - 200)
+    single = "\nmaster_process off;" if single_process else ""
+    return f"""
+# nginx as a plain reverse proxy in front of the simulator: one worker (pinned like groxy),
+# upstream keep-alive, no response buffering, no access log (groxy, by default, writes one JSON
+# access line per request).
+user root;
+worker_processes 1;
+worker_rlimit_nofile {nofile};
+daemon off;{single}
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections {conns}; multi_accept on; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    keepalive_requests 1000000;
+    http2_max_concurrent_streams 256;
+    upstream groq {{ server 127.0.0.1:{sim_port}; keepalive 256; keepalive_requests 1000000; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port_h2} http2 backlog=4096;
+        client_max_body_size 8m;
+        location = /nginx-ready {{ return 200 "ready"; }}
+        location / {{
+            proxy_pass http://groq;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 600s;
+        }}
+    }}
+}}
+"""
+
+
 # ---------------------------------------------------------------------------------------------
 # The systems under test
 # ---------------------------------------------------------------------------------------------
@@ -316,43 +359,8 @@ class Bench:
         port, port_h2 = free_port(), free_port()
         d = self.work / f"{name}-{port}"
         (d / "tmp").mkdir(parents=True)
-        conns = max(1024, self.nofile - 200)
         conf = d / "nginx.conf"
-        conf.write_text(f"""
-# nginx as a plain reverse proxy in front of the simulator: one worker (pinned like groxy),
-# upstream keep-alive, no response buffering, no access log (groxy logs no request either).
-user root;
-worker_processes 1;
-worker_rlimit_nofile {self.nofile};
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections {conns}; multi_accept on; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp/body;
-    proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi;
-    uwsgi_temp_path {d}/tmp/uwsgi;
-    scgi_temp_path {d}/tmp/scgi;
-    keepalive_requests 1000000;
-    http2_max_concurrent_streams 256;
-    upstream groq {{ server 127.0.0.1:{sim_port}; keepalive 256; keepalive_requests 1000000; }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        listen 127.0.0.1:{port_h2} http2 backlog=4096;
-        client_max_body_size 8m;
-        location = /nginx-ready {{ return 200 "ready"; }}
-        location / {{
-            proxy_pass http://groq;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-            proxy_read_timeout 600s;
-        }}
-    }}
-}}
-""")
+        conf.write_text(nginx_config(d, sim_port, port, port_h2, self.nofile))
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         p = Proc(name, [nginx, "-p", str(d), "-c", str(conf)], PROXY_CPUS, self.raw)
         t = wait_until(lambda: probe(port, "/nginx-ready")[0] == 200, 10)

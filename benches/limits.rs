@@ -29,6 +29,7 @@ fn callers(n: usize) -> Vec<Caller> {
                 partition: sha256(name.as_bytes()),
                 name: name.into(),
                 upstream_authorization: None,
+                account: None,
             }
         })
         .collect()

@@ -107,6 +107,7 @@ fn main() {
                     partition: sha256(name.as_bytes()),
                     name: name.into(),
                     upstream_authorization: None,
+                    account: None,
                 }
             })
             .collect();

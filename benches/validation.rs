@@ -1,4 +1,4 @@
-//! Cost of validating a chat request: a typical 2 KB one and a 200 KB conversation.
+//! Cost of validating a chat request: a typical 2 KB one, a 200 KB conversation, and an 8 MiB body of tiny content parts (the shape that once cost 15-20 times its size).
 //!
 //! `cargo bench --bench validation`. Under `cargo test` each benchmark runs once as a smoke test.
 
@@ -59,9 +59,22 @@ fn large() -> Bytes {
     Bytes::from(serde_json::to_vec(&body).expect("json"))
 }
 
-#[divan::bench(args = ["typical_2kb", "large_200kb"])]
+/// Just under the default 8 MiB limit, of `{"type":"text","text":""}` parts.
+fn parts() -> Bytes {
+    let part = r#"{"type":"text","text":""},"#;
+    let head = r#"{"model":"openai/gpt-oss-20b","messages":[{"role":"user","content":["#;
+    let tail = r#"{"type":"text","text":"hi"}]}]}"#;
+    let count = (8 * 1024 * 1024 - 1024 - head.len() - tail.len()) / part.len();
+    Bytes::from(format!("{head}{}{tail}", part.repeat(count)))
+}
+
+#[divan::bench(args = ["typical_2kb", "large_200kb", "parts_8mib"])]
 fn validate(bencher: divan::Bencher, size: &str) {
-    let body = if size == "typical_2kb" { typical() } else { large() };
+    let body = match size {
+        "typical_2kb" => typical(),
+        "large_200kb" => large(),
+        _ => parts(),
+    };
     let config = ValidationConfig::default();
     let aliases = BTreeMap::new();
     let catalog = catalog();

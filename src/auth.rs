@@ -6,6 +6,7 @@ use crate::{
     config::{AuthConfig, AuthMode},
     digest::{hex, same, sha256, unhex},
     error::GatewayError,
+    keyring::{Account, Keyring},
 };
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{HeaderMap, HeaderValue, header};
@@ -20,6 +21,16 @@ pub struct Caller {
     pub partition: [u8; 32],
     /// In passthrough mode, the caller's own `Authorization`, sent to Groq instead of ours.
     pub upstream_authorization: Option<HeaderValue>,
+    /// A key made with the admin API: its id, limits, budgets and allowed models.
+    pub account: Option<Arc<Account>>,
+}
+
+impl Caller {
+    /// Who the usage ledger and the budgets count this caller as: a stored key's id (stable
+    /// across renames and rotations), or the name.
+    pub fn subject(&self) -> &Arc<str> {
+        self.account.as_ref().map_or(&self.name, |account| &account.id)
+    }
 }
 
 /// A new client key and the config lines that admit it.
@@ -85,24 +96,39 @@ impl Authenticator {
     }
 
     /// The caller, or the error to answer with. `peer` is the client's address, used to throttle
-    /// repeated failures.
-    pub fn authenticate(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<Caller, GatewayError> {
+    /// repeated failures. `stored` holds the keys made at run time (memory only: no database
+    /// call here); a revoked or expired one is refused like an unknown one.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+        stored: &Keyring,
+    ) -> Result<Caller, GatewayError> {
         match self.mode {
             AuthMode::None => Ok(Caller {
                 name: self.anonymous.clone(),
                 partition: [0; 32],
                 upstream_authorization: None,
+                account: None,
             }),
             AuthMode::Keys => {
-                let found = bearer(headers).and_then(|token| {
-                    let hash = sha256(token.as_bytes());
-                    self.keys.get(&hash).filter(|entry| same(&entry.hash, &hash))
-                });
-                match found {
-                    Some(entry) => Ok(Caller {
+                let Some(hash) = bearer(headers).map(|token| sha256(token.as_bytes())) else {
+                    return Err(self.failed(peer));
+                };
+                if let Some(entry) = self.keys.get(&hash).filter(|entry| same(&entry.hash, &hash)) {
+                    return Ok(Caller {
                         name: entry.name.clone(),
                         partition: entry.hash,
                         upstream_authorization: None,
+                        account: None,
+                    });
+                }
+                match stored.find(&hash) {
+                    Some(account) => Ok(Caller {
+                        name: account.name.clone(),
+                        partition: hash,
+                        upstream_authorization: None,
+                        account: Some(account),
                     }),
                     None => Err(self.failed(peer)),
                 }
@@ -116,6 +142,7 @@ impl Authenticator {
                         name: format!("passthrough-{}", &hex(&partition)[..8]).into(),
                         partition,
                         upstream_authorization: Some(value),
+                        account: None,
                     })
                 }
                 _ => Err(self.failed(peer)),
@@ -191,33 +218,36 @@ mod tests {
         });
         let ip: IpAddr = [127, 0, 0, 1].into();
         let caller = auth
-            .authenticate(&headers(&format!("Bearer {key}")), Some(ip))
+            .authenticate(&headers(&format!("Bearer {key}")), Some(ip), &Keyring::new())
             .expect("valid");
         assert_eq!(&*caller.name, "alice");
         assert!(matches!(
-            auth.authenticate(&headers("Bearer gxy_wrong"), Some(ip)),
+            auth.authenticate(&headers("Bearer gxy_wrong"), Some(ip), &Keyring::new()),
             Err(GatewayError::InvalidApiKey)
         ));
         assert!(matches!(
-            auth.authenticate(&HeaderMap::new(), Some(ip)),
+            auth.authenticate(&HeaderMap::new(), Some(ip), &Keyring::new()),
             Err(GatewayError::InvalidApiKey)
         ));
         assert!(matches!(
-            auth.authenticate(&headers("Basic abc"), Some(ip)),
+            auth.authenticate(&headers("Basic abc"), Some(ip), &Keyring::new()),
             Err(GatewayError::InvalidApiKey)
         ));
         // The fourth failure within the minute is throttled; other addresses are not.
         assert!(matches!(
-            auth.authenticate(&headers("Bearer x"), Some(ip)),
+            auth.authenticate(&headers("Bearer x"), Some(ip), &Keyring::new()),
             Err(GatewayError::AuthThrottled { .. })
         ));
         let other: IpAddr = [127, 0, 0, 2].into();
         assert!(matches!(
-            auth.authenticate(&headers("Bearer x"), Some(other)),
+            auth.authenticate(&headers("Bearer x"), Some(other), &Keyring::new()),
             Err(GatewayError::InvalidApiKey)
         ));
         // A valid key still works from the throttled address.
-        assert!(auth.authenticate(&headers(&format!("Bearer {key}")), Some(ip)).is_ok());
+        assert!(
+            auth.authenticate(&headers(&format!("Bearer {key}")), Some(ip), &Keyring::new())
+                .is_ok()
+        );
     }
 
     #[test]
@@ -226,14 +256,18 @@ mod tests {
             mode: AuthMode::Passthrough,
             ..AuthConfig::default()
         });
-        let a = auth.authenticate(&headers("Bearer gsk_a"), None).expect("a");
-        let b = auth.authenticate(&headers("Bearer gsk_b"), None).expect("b");
+        let a = auth
+            .authenticate(&headers("Bearer gsk_a"), None, &Keyring::new())
+            .expect("a");
+        let b = auth
+            .authenticate(&headers("Bearer gsk_b"), None, &Keyring::new())
+            .expect("b");
         assert_ne!(a.partition, b.partition);
         assert!(a.name.starts_with("passthrough-") && !a.name.contains("gsk"));
         assert_eq!(
             a.upstream_authorization.as_ref().map(|v| v.as_bytes()),
             Some(&b"Bearer gsk_a"[..])
         );
-        assert!(auth.authenticate(&HeaderMap::new(), None).is_err());
+        assert!(auth.authenticate(&HeaderMap::new(), None, &Keyring::new()).is_err());
     }
 }

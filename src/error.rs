@@ -65,10 +65,12 @@ pub enum RefusingLimit {
     Concurrency,
     UpstreamBudget,
     AuthFailures,
+    /// A budget in dollars (a key's or the gateway's, per day or per month).
+    Budget,
 }
 
 impl RefusingLimit {
-    pub const ALL: [RefusingLimit; 7] = [
+    pub const ALL: [RefusingLimit; 8] = [
         RefusingLimit::RequestsPerMinute,
         RefusingLimit::RequestsPerDay,
         RefusingLimit::TokensPerMinute,
@@ -76,6 +78,7 @@ impl RefusingLimit {
         RefusingLimit::Concurrency,
         RefusingLimit::UpstreamBudget,
         RefusingLimit::AuthFailures,
+        RefusingLimit::Budget,
     ];
 
     pub fn label(self) -> &'static str {
@@ -87,8 +90,24 @@ impl RefusingLimit {
             RefusingLimit::Concurrency => "concurrency",
             RefusingLimit::UpstreamBudget => "upstream_budget",
             RefusingLimit::AuthFailures => "auth_failures",
+            RefusingLimit::Budget => "budget",
         }
     }
+}
+
+/// A spent budget: whose, over which period, and when that period ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetRefusal {
+    /// `key `alice`` or `the gateway`.
+    pub whose: String,
+    /// `daily` or `monthly`.
+    pub period: &'static str,
+    pub limit_usd: f64,
+    pub spent_usd: f64,
+    /// The request's worst-case cost, which did not fit.
+    pub requested_usd: f64,
+    /// Until the period ends (UTC midnight, or the first of next month).
+    pub resets_in: Duration,
 }
 
 /// Left in a response's extensions when a limit refused the request, for observation to count.
@@ -138,6 +157,11 @@ pub enum GatewayError {
     TotalTimeout { seconds: u64 },
     #[error("groxy is shutting down; retry the request")]
     ShuttingDown,
+    /// Other requests held `validation.max_bytes_in_flight` for as long as this one could wait.
+    #[error(
+        "groxy is validating as many request bytes as it takes at once ({limit}) and could not start this one before its deadline; retry the request"
+    )]
+    ValidationBusy { limit: usize },
     #[error("internal error in groxy")]
     Internal,
     #[error("Content-Type {got:?} is not supported here: send the request body as {wanted}")]
@@ -168,6 +192,24 @@ pub enum GatewayError {
         retry_after: Duration,
         headers: Box<RateHeaders>,
     },
+    /// A budget in dollars is spent: OpenAI's exhausted-quota answer, not worth retrying soon.
+    #[error(
+        "You exceeded the {} budget of {}: ${:.6} of ${:.6} spent, and this request may cost up to ${:.6}. It resets in {}.",
+        .0.period, .0.whose, .0.spent_usd, .0.limit_usd, .0.requested_usd, go_duration(.0.resets_in)
+    )]
+    InsufficientQuota(Box<BudgetRefusal>),
+    /// The caller's key may not use this model.
+    #[error("This key is not allowed to use the model `{model}`.")]
+    ModelNotAllowed { model: String },
+    /// An admin API object that does not exist.
+    #[error("No {what} with id `{id}`.")]
+    NotFound { what: &'static str, id: String },
+    /// An admin API change that cannot be made (a read-only key, a name in use).
+    #[error("{message}")]
+    Conflict { message: String, code: &'static str },
+    /// The accounts database did not answer; an admin call that needs it cannot be served.
+    #[error("the accounts database is unavailable; retry shortly")]
+    DatabaseUnavailable,
 }
 
 fn limit_message(limit: &LimitExceeded) -> String {
@@ -256,7 +298,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamIdle { .. }
             | GatewayError::TotalTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::ShuttingDown | GatewayError::ValidationBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             GatewayError::Rejected(Rejection::Invalid { .. } | Rejection::ContextLength { .. }) => {
@@ -269,7 +311,11 @@ impl GatewayError {
             GatewayError::AuthThrottled { .. } | GatewayError::UpstreamBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
             // Like Groq: a request bigger than the whole budget is 413, since retrying cannot help.
             GatewayError::RateLimited(limit) if limit.wait.is_none() => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::RateLimited(_) | GatewayError::InsufficientQuota(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            GatewayError::NotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::Conflict { .. } => StatusCode::CONFLICT,
+            GatewayError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -285,7 +331,12 @@ impl GatewayError {
             },
             GatewayError::UpstreamBudget { .. } => RefusingLimit::UpstreamBudget,
             GatewayError::AuthThrottled { .. } => RefusingLimit::AuthFailures,
-            GatewayError::BodyTooLarge { .. }
+            GatewayError::InsufficientQuota(_) => RefusingLimit::Budget,
+            GatewayError::ModelNotAllowed { .. }
+            | GatewayError::NotFound { .. }
+            | GatewayError::Conflict { .. }
+            | GatewayError::DatabaseUnavailable
+            | GatewayError::BodyTooLarge { .. }
             | GatewayError::BodyRead
             | GatewayError::BodyTimeout { .. }
             | GatewayError::UnknownUrl { .. }
@@ -299,6 +350,7 @@ impl GatewayError {
             | GatewayError::UpstreamIdle { .. }
             | GatewayError::TotalTimeout { .. }
             | GatewayError::ShuttingDown
+            | GatewayError::ValidationBusy { .. }
             | GatewayError::Internal
             | GatewayError::UnsupportedMediaType { .. }
             | GatewayError::Rejected(_)
@@ -327,6 +379,7 @@ impl GatewayError {
             | GatewayError::InvalidPath { .. }
             | GatewayError::BodyNotAllowed { .. }
             | GatewayError::ShuttingDown
+            | GatewayError::ValidationBusy { .. }
             | GatewayError::Internal
             | GatewayError::UnsupportedMediaType { .. }
             | GatewayError::Rejected(_)
@@ -336,7 +389,12 @@ impl GatewayError {
             | GatewayError::AdminDisabled
             | GatewayError::InvalidAdminKey
             | GatewayError::ConfigRejected(_)
-            | GatewayError::UpstreamBudget { .. } => return None,
+            | GatewayError::UpstreamBudget { .. }
+            | GatewayError::InsufficientQuota(_)
+            | GatewayError::ModelNotAllowed { .. }
+            | GatewayError::NotFound { .. }
+            | GatewayError::Conflict { .. }
+            | GatewayError::DatabaseUnavailable => return None,
         })
     }
 
@@ -347,7 +405,10 @@ impl GatewayError {
                 Some(*retry_after)
             }
             GatewayError::RateLimited(limit) => limit.wait,
-            GatewayError::ShuttingDown => Some(Duration::from_secs(1)),
+            GatewayError::InsufficientQuota(refusal) => Some(refusal.resets_in),
+            GatewayError::ShuttingDown | GatewayError::DatabaseUnavailable | GatewayError::ValidationBusy { .. } => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         }
     }
@@ -356,7 +417,9 @@ impl GatewayError {
         match self {
             GatewayError::Rejected(Rejection::Invalid { param, .. }) => param.as_deref(),
             GatewayError::Rejected(Rejection::ContextLength { .. }) => Some("messages"),
-            GatewayError::Rejected(Rejection::ModelNotFound { .. }) => Some("model"),
+            GatewayError::Rejected(Rejection::ModelNotFound { .. }) | GatewayError::ModelNotAllowed { .. } => {
+                Some("model")
+            }
             _ => None,
         }
     }
@@ -381,6 +444,11 @@ impl GatewayError {
                 Kind::Requests | Kind::Concurrency => ("requests", "rate_limit_exceeded"),
             },
             GatewayError::UpstreamBudget { .. } => ("requests", "rate_limit_exceeded"),
+            GatewayError::InsufficientQuota(_) => ("insufficient_quota", "insufficient_quota"),
+            GatewayError::ModelNotAllowed { .. } => ("invalid_request_error", "model_not_allowed"),
+            GatewayError::NotFound { .. } => ("invalid_request_error", "not_found"),
+            GatewayError::Conflict { code, .. } => ("invalid_request_error", *code),
+            GatewayError::DatabaseUnavailable => ("api_error", "database_unavailable"),
             GatewayError::BodyRead => ("invalid_request_error", "invalid_body"),
             GatewayError::BodyTimeout { .. } => ("invalid_request_error", "request_timeout"),
             GatewayError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
@@ -395,6 +463,7 @@ impl GatewayError {
             GatewayError::UpstreamIdle { .. } => ("api_error", "upstream_idle_timeout"),
             GatewayError::TotalTimeout { .. } => ("api_error", "total_timeout"),
             GatewayError::ShuttingDown => ("api_error", "server_shutting_down"),
+            GatewayError::ValidationBusy { .. } => ("api_error", "server_busy"),
             GatewayError::Internal => ("api_error", "internal_error"),
         };
         (kind, Some(code))
@@ -436,8 +505,11 @@ impl IntoResponse for GatewayError {
         if let GatewayError::UpstreamBudget { headers: budget, .. } = &self {
             budget.apply(headers);
         }
-        // Every 429 groxy makes is worth retrying after its `retry-after`; its 413 never is.
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        // Every 429 groxy makes is worth retrying after its `retry-after`, but a spent budget
+        // (which lasts until the period ends); its 413 never is.
+        if matches!(self, GatewayError::InsufficientQuota(_)) {
+            should_retry(headers, false);
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
             should_retry(headers, true);
         } else if self.refused_by().is_some() {
             should_retry(headers, false);

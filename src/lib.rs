@@ -18,20 +18,24 @@ mod app;
 mod auth;
 mod budget;
 mod cache;
+mod calendar;
 mod catalog;
 pub mod config;
 mod digest;
 mod error;
 mod intake;
+mod keyring;
 mod lifecycle;
 mod limits;
 mod observe;
+mod prices;
 mod redis;
 mod relay;
 mod reload;
 mod routes;
 mod server;
 mod state;
+mod store;
 mod telemetry;
 mod upstream;
 mod validate;
@@ -83,6 +87,8 @@ pub mod bench {
         auth::Caller,
         catalog::Catalog,
         limits::Limits,
+        observe::{Delta, Pending},
+        prices::PriceTable,
         redis::{Redis, RedisState},
         validate::validate_chat,
     };
@@ -108,7 +114,7 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let lifecycle = lifecycle::Lifecycle::new();
-    let state = state::AppState::new(config, lifecycle.clone(), source)?;
+    let state = state::AppState::open(config, lifecycle.clone(), source).await?;
     let router = app::app(state.clone());
     let stop_background = CancellationToken::new();
     let _stop_background_on_return = stop_background.clone().drop_guard();
@@ -116,7 +122,10 @@ pub async fn run_with(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, upstream = %state.config().upstream.url, "groxy listening");
     }
-    server::serve(listener, router, lifecycle, &state.config().server, shutdown)
+    let served = server::serve(listener, router, lifecycle, &state.config().server, shutdown)
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("server error: {e}"));
+    // What the drain left in the ledger's buffer is written before the process goes.
+    state.close().await;
+    served
 }

@@ -35,6 +35,9 @@ use groxy::{
                   GROXY_ADMIN_KEY     admin key for /admin/* and /dashboard\n  \
                   GROXY_REDIS_URL     redis://[:password@]host:6379 to share limits and cache between replicas\n  \
                   GROXY_REDIS_REPLICAS  replicas sharing the limits (each keeps limit/replicas while Redis is down)\n  \
+                  GROXY_DATA_DIR      directory of the SQLite file that keeps keys and usage (same as --data-dir)\n  \
+                  GROXY_DATABASE_URL  postgres://... to keep keys and usage in PostgreSQL (several replicas)\n  \
+                  GROXY_ADMIN_URL     the gateway `groxy keys create|list|revoke|rotate` talk to\n  \
                   OTEL_EXPORTER_OTLP_ENDPOINT  OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318 (off when unset)\n  \
                   OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER(_ARG), OTEL_RESOURCE_ATTRIBUTES  as in every OpenTelemetry SDK\n  \
                   RUST_LOG            log filter, e.g. info or groxy=debug"
@@ -54,6 +57,9 @@ enum Command {
         /// Listen address; overrides GROXY_LISTEN and the file.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Directory of the SQLite file keeping keys and usage; overrides GROXY_DATA_DIR.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Manage client keys (for `auth.mode = "keys"`).
     Keys {
@@ -95,6 +101,70 @@ enum KeysCommand {
         #[arg(long)]
         name: String,
     },
+    /// Create a key in a running gateway (admin API); its secret is printed once.
+    Create {
+        #[command(flatten)]
+        admin: AdminTarget,
+        /// A name for the key's holder: shown in logs, metrics and limit messages.
+        #[arg(long)]
+        name: String,
+        /// Dollars this key may spend per UTC day.
+        #[arg(long)]
+        daily_budget: Option<f64>,
+        /// Dollars this key may spend per UTC month.
+        #[arg(long)]
+        monthly_budget: Option<f64>,
+        /// Models this key may use, comma-separated (a trailing * matches a prefix); default all.
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// When the key stops working: 2026-12-31, 2026-12-31T18:00:00Z or Unix seconds.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Requests per minute across models.
+        #[arg(long)]
+        rpm: Option<u64>,
+        /// Requests per day across models.
+        #[arg(long)]
+        rpd: Option<u64>,
+        /// Tokens per minute across models.
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// Tokens per day across models.
+        #[arg(long)]
+        tpd: Option<u64>,
+    },
+    /// List the keys of a running gateway (the config file's ones too, marked read-only).
+    List {
+        #[command(flatten)]
+        admin: AdminTarget,
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: every replica refuses it within a second.
+    Revoke {
+        #[command(flatten)]
+        admin: AdminTarget,
+        /// The key's id (`key_...`, from `groxy keys list`).
+        id: String,
+    },
+    /// Give a key a new secret (printed once); the old one stops working.
+    Rotate {
+        #[command(flatten)]
+        admin: AdminTarget,
+        id: String,
+    },
+}
+
+/// Which gateway the `keys` commands talk to, and with what.
+#[derive(clap::Args)]
+struct AdminTarget {
+    /// The gateway's base URL.
+    #[arg(long, env = "GROXY_ADMIN_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The admin key (the key itself, as for GROXY_ADMIN_KEY).
+    #[arg(long, env = "GROXY_ADMIN_KEY", hide_env_values = true)]
+    admin_key: String,
 }
 
 fn environment() -> HashMap<String, String> {
@@ -126,6 +196,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Keys { command } => admin_keys(command),
         Command::CheckConfig { config } => match Config::load(config.as_deref(), &vars) {
             Ok(config) => {
                 println!("config OK");
@@ -160,7 +231,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
+            let mut vars = vars;
+            if let Some(dir) = data_dir {
+                // Through the environment map, so a reload reads it the same way.
+                vars.insert(env::DATA_DIR.to_owned(), dir.to_string_lossy().into_owned());
+            }
             let source = ConfigSource {
                 path: config,
                 vars,
@@ -279,6 +359,130 @@ fn serve(config: Config, source: ConfigSource) -> ExitCode {
             }
         }
     })
+}
+
+/// The `keys` commands that talk to a running gateway's admin API.
+#[expect(clippy::print_stdout, clippy::print_stderr, reason = "the command line's own output")]
+fn admin_keys(command: KeysCommand) -> ExitCode {
+    let (admin, method, path, body) = match command {
+        KeysCommand::New { .. } => return ExitCode::FAILURE,
+        KeysCommand::Create {
+            admin,
+            name,
+            daily_budget,
+            monthly_budget,
+            models,
+            expires,
+            rpm,
+            rpd,
+            tpm,
+            tpd,
+        } => {
+            let mut body = serde_json::json!({"name": name});
+            let limits: serde_json::Map<String, serde_json::Value> = [
+                ("requests_per_minute", rpm),
+                ("requests_per_day", rpd),
+                ("tokens_per_minute", tpm),
+                ("tokens_per_day", tpd),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.into())))
+            .collect();
+            if !limits.is_empty() {
+                body["limits"] = limits.into();
+            }
+            if let Some(v) = daily_budget {
+                body["daily_budget_usd"] = v.into();
+            }
+            if let Some(v) = monthly_budget {
+                body["monthly_budget_usd"] = v.into();
+            }
+            if !models.is_empty() {
+                body["allowed_models"] = models.into();
+            }
+            if let Some(v) = expires {
+                body["expires_at"] = v.into();
+            }
+            (admin, reqwest::Method::POST, "/admin/keys".to_owned(), Some(body))
+        }
+        KeysCommand::List { admin, json } => {
+            let path = if json { "/admin/keys?json" } else { "/admin/keys" };
+            (admin, reqwest::Method::GET, path.to_owned(), None)
+        }
+        KeysCommand::Revoke { admin, id } => (admin, reqwest::Method::DELETE, format!("/admin/keys/{id}"), None),
+        KeysCommand::Rotate { admin, id } => (admin, reqwest::Method::POST, format!("/admin/keys/{id}/rotate"), None),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = format!("{}{}", admin.url.trim_end_matches('/'), path);
+    let answer = runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build()?;
+        // Writes say JSON even without a body (groxy refuses them otherwise: see the admin API).
+        let mut request = client
+            .request(method, &url)
+            .bearer_auth(&admin.admin_key)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        Ok::<_, reqwest::Error>((status, response.bytes().await?))
+    });
+    let (status, bytes) = match answer {
+        Ok(answer) => answer,
+        Err(error) => {
+            eprintln!("cannot reach groxy at {}: {error}", admin.url);
+            return ExitCode::FAILURE;
+        }
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if !status.is_success() {
+        let message = value["error"]["message"].as_str().unwrap_or("no error message");
+        eprintln!("groxy answered {status}: {message}");
+        return ExitCode::FAILURE;
+    }
+    if path.ends_with("?json") {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else if let Some(keys) = value["data"].as_array() {
+        println!(
+            "{:<22} {:<20} {:<8} {:<14} {:>12} {:>12}",
+            "ID", "NAME", "STATUS", "PREFIX", "TODAY $", "MONTH $"
+        );
+        for key in keys {
+            let text = |field: &str| key[field].as_str().unwrap_or("-").to_owned();
+            let spent = |period: &str| {
+                key["spend"][period]
+                    .as_f64()
+                    .map_or("-".to_owned(), |v| format!("{v:.6}"))
+            };
+            println!(
+                "{:<22} {:<20} {:<8} {:<14} {:>12} {:>12}",
+                text("id"),
+                text("name"),
+                text("status"),
+                text("prefix"),
+                spent("today_usd"),
+                spent("month_usd")
+            );
+        }
+    } else {
+        let text = |field: &str| value[field].as_str().unwrap_or("-").to_owned();
+        match value["key"].as_str() {
+            Some(secret) => println!(
+                "Key {} ({}), shown once (groxy keeps only its hash):\n\n  {secret}\n",
+                text("id"),
+                text("name")
+            ),
+            None => println!("Key {} ({}) is {}.", text("id"), text("name"), text("status")),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Resolves on the first SIGTERM (Docker, Kubernetes) or SIGINT (Ctrl-C).

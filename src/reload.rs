@@ -51,6 +51,7 @@ const START_BOUND: &[StartBound] = start_bound! {
     "admin.watch_config" => admin.watch_config;
     "redis" => redis;
     "tracing" => tracing;
+    "database" => database;
 };
 
 /// Every top-level section, for the report of what applied. The exhaustive destructuring below
@@ -70,6 +71,9 @@ fn live_sections(old: &Config, new: &Config) -> Vec<&'static str> {
         admin,
         redis,
         tracing,
+        database,
+        budgets,
+        prices,
     } = new;
     let changed = [
         ("server", *server != old.server),
@@ -85,6 +89,9 @@ fn live_sections(old: &Config, new: &Config) -> Vec<&'static str> {
         ("admin", *admin != old.admin),
         ("redis", *redis != old.redis),
         ("tracing", *tracing != old.tracing),
+        ("database", *database != old.database),
+        ("budgets", *budgets != old.budgets),
+        ("prices", *prices != old.prices),
     ];
     changed.iter().filter(|(_, c)| *c).map(|(name, _)| *name).collect()
 }

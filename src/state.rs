@@ -16,19 +16,23 @@ use crate::{
     auth::{Authenticator, Caller},
     budget::UpstreamBudget,
     cache::Cache,
+    calendar,
     catalog::CatalogCache,
     config::{Config, ConfigErrors, source::ConfigSource},
     digest::{hex, sha256},
     intake::Intake,
+    keyring::Keyring,
     lifecycle::Lifecycle,
-    limits::Limits,
+    limits::{DaySeed, Limits, SpendSeed},
     observe::{Gauges, Observer},
+    prices::PriceTable,
     redis::Redis,
     reload::{self, ReloadReport},
     routes::table::Route,
+    store::Store,
     telemetry,
     upstream::{Forward, ForwardBody, Upstream},
-    validate::Call,
+    validate::{Call, Gate},
 };
 
 /// Cheap to clone: one `Arc` shared by every handler.
@@ -56,11 +60,73 @@ struct Shared {
     source: Option<ConfigSource>,
     /// `None` without `redis.url`: every replica keeps its own state.
     redis: Option<Redis>,
+    /// Keys made at run time and the usage ledger.
+    store: Store,
+    /// The store's keys as the request path sees them (memory only).
+    keyring: Arc<Keyring>,
+    /// The request bytes under validation (`validation.max_bytes_in_flight`).
+    validation: Gate,
 }
 
 impl AppState {
+    /// Opens the accounts store (running its migrations), builds the state, and loads the
+    /// store's keys, so the first request already knows them.
+    pub async fn open(config: Config, lifecycle: Arc<Lifecycle>, source: Option<ConfigSource>) -> Result<Self, String> {
+        let store = Store::open(&config.database).await?;
+        if store.backend() == crate::store::Backend::Memory {
+            tracing::warn!(
+                "no database.url or data directory (--data-dir, GROXY_DATA_DIR): keys made at run time and the usage ledger are kept in memory and lost at exit"
+            );
+        }
+        let state = Self::new(config, lifecycle, source, store)?;
+        if let Err(error) = state.inner.keyring.refresh(&state.inner.store).await {
+            tracing::warn!(%error, "the stored keys could not be loaded yet; they will be as soon as the database answers");
+        }
+        state.load_from_ledger().await;
+        Ok(state)
+    }
+
+    /// Seeds the per-day limits from the usage ledger's last day (what this replica has
+    /// not written yet included), so a restart of groxy or of Redis resets none of them.
+    async fn load_from_ledger(&self) {
+        let now = calendar::now();
+        let store = &self.inner.store;
+        let pending = self.observer().pending.snapshot();
+        let day = store.usage(
+            now - calendar::DAY - calendar::HOUR,
+            now + calendar::HOUR,
+            calendar::HOUR,
+        );
+        match day.await {
+            Ok(mut rows) => {
+                rows.extend(pending.iter().cloned());
+                self.inner.limiter.seed(DaySeed::from_rows(&rows, now));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the usage ledger could not be read: per-day limits start from what this replica sees")
+            }
+        }
+        match store
+            .usage(calendar::month_start(now), now + calendar::HOUR, calendar::DAY)
+            .await
+        {
+            Ok(mut rows) => {
+                rows.extend(pending);
+                self.inner.limiter.seed_spend(SpendSeed::from_rows(&rows, now));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the usage ledger could not be read: budgets start from what this replica sees")
+            }
+        }
+    }
+
     /// `source` is where the config came from, so a reload can read it again.
-    pub fn new(config: Config, lifecycle: Arc<Lifecycle>, source: Option<ConfigSource>) -> Result<Self, String> {
+    pub fn new(
+        config: Config,
+        lifecycle: Arc<Lifecycle>,
+        source: Option<ConfigSource>,
+        store: Store,
+    ) -> Result<Self, String> {
         let upstream = Upstream::new(&config.upstream)?;
         let catalog = CatalogCache::new(config.models.refresh_interval.0);
         let auth = Authenticator::new(&config.auth);
@@ -72,7 +138,11 @@ impl AppState {
             limits.queue_length,
         );
         let mut cache = Cache::new(&config.cache);
-        let observer = Arc::new(Observer::new(config.metrics.per_key_labels));
+        let observer = Arc::new(Observer::new(
+            config.metrics.per_key_labels,
+            config.database.max_buffered_rows,
+            PriceTable::new(&config.prices),
+        ));
         let redis = Redis::connect(&config.redis)?;
         let limiter = match &redis {
             None => Limits::in_memory(),
@@ -104,8 +174,74 @@ impl AppState {
                 observer,
                 source,
                 redis,
+                store,
+                keyring: Arc::new(Keyring::new()),
+                validation: Gate::default(),
             }),
         })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The prices requests are costed at now.
+    pub fn prices(&self) -> Arc<PriceTable> {
+        self.observer().prices.load_full()
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+
+    /// Writes what is left to write and closes the database (after the drain).
+    pub async fn close(&self) {
+        if let Err(error) = self.observer().pending.flush(&self.inner.store).await {
+            tracing::warn!(%error, rows = self.observer().pending.len(), "the last usage rows could not be written");
+        }
+        self.inner.store.close().await;
+    }
+
+    /// Writes the usage ledger's buffer to the store every `database.flush_interval`, in one
+    /// transaction per batch; a batch the database refuses stays buffered for the next round.
+    ///
+    /// After a batch is written (and at least every minute) it reloads the ledger's last day and
+    /// this month's spend for the per-day limits and budgets, so a Redis restarted empty while
+    /// groxy runs starts from what the team used, within one flush interval.
+    fn spawn_ledger_writer(&self, stop: CancellationToken) {
+        let state = self.clone();
+        let observer = Arc::clone(&self.inner.observer);
+        let store = self.inner.store.clone();
+        let every = self.config().database.flush_interval.0;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut reported = 0;
+            let mut seeded = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let wrote = match observer.pending.flush(&store).await {
+                            Ok(rows) => rows > 0,
+                            Err(error) => {
+                                tracing::debug!(%error, rows = observer.pending.len(), "usage rows kept for the next flush");
+                                false
+                            }
+                        };
+                        // What was just written (and, every minute, what other replicas
+                        // wrote) is where a bucket or budget Redis lost starts again.
+                        if wrote || seeded.elapsed() >= Duration::from_secs(60) {
+                            seeded = Instant::now();
+                            state.load_from_ledger().await;
+                        }
+                        let dropped = observer.pending.dropped();
+                        observer.metrics.ledger_dropped.inc_by(dropped - reported);
+                        reported = dropped;
+                    }
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
     }
 
     /// The current config and authenticator; hold the `Arc` for the whole request.
@@ -130,6 +266,10 @@ impl AppState {
     /// The shared Redis, if configured: its `state()` is what `/readyz` reports.
     pub fn redis(&self) -> Option<&Redis> {
         self.inner.redis.as_ref()
+    }
+
+    pub fn validation(&self) -> &Gate {
+        &self.inner.validation
     }
 
     pub fn cache(&self) -> &Arc<Cache> {
@@ -195,6 +335,7 @@ impl AppState {
                 self.inner.cache.reconfigure(&new.cache);
             }
             let auth = Authenticator::new(&new.auth);
+            self.observer().prices.store(Arc::new(PriceTable::new(&new.prices)));
             self.inner.runtime.store(Arc::new(Runtime {
                 config: Arc::new(new),
                 auth,
@@ -214,6 +355,8 @@ impl AppState {
         self.spawn_reloader(stop.clone());
         self.spawn_housekeeping(stop.clone());
         telemetry::spawn_flusher(stop.clone());
+        self.spawn_keyring_poller(stop.clone());
+        self.spawn_ledger_writer(stop.clone());
         if let Some(redis) = &self.inner.redis {
             redis.start_prober();
         }
@@ -255,6 +398,29 @@ impl AppState {
                 };
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Every `database.poll_interval`, asks the store whether any key changed (one tiny query)
+    /// and swaps in the new table when one did: how a key revoked on another replica stops
+    /// working here. Never on the request path; a database that is down leaves the last table.
+    fn spawn_keyring_poller(&self, stop: CancellationToken) {
+        let keyring = Arc::clone(&self.inner.keyring);
+        let store = self.inner.store.clone();
+        let every = self.config().database.poll_interval.0;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(error) = keyring.refresh(&store).await {
+                            tracing::debug!(%error, "stored keys not refreshed");
+                        }
+                    }
                     () = stop.cancelled() => return,
                 }
             }

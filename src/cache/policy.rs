@@ -87,11 +87,7 @@ impl Cache {
     /// The key for a request the cache may answer, or `None` for one it must not touch:
     /// cache off (globally or for this key), or a request not meant to repeat in
     /// `deterministic` mode (no `temperature: 0` and no `seed`).
-    pub fn key_for(
-        &self,
-        caller: &Caller,
-        request: Option<&serde_json::Map<String, serde_json::Value>>,
-    ) -> Option<CacheKey> {
+    pub fn key_for(&self, caller: &Caller, request: Option<&crate::validate::Checked>) -> Option<CacheKey> {
         let request = request?;
         // A caller with its own Groq key is served from the cache only once Groq has accepted
         // that key: until then it goes upstream and gets Groq's verdict.

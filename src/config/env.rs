@@ -19,6 +19,8 @@ pub const ALLOW_UNAUTHENTICATED: &str = "GROXY_ALLOW_UNAUTHENTICATED";
 pub const ADMIN_KEY: &str = "GROXY_ADMIN_KEY";
 pub const REDIS_URL: &str = "GROXY_REDIS_URL";
 pub const REDIS_REPLICAS: &str = "GROXY_REDIS_REPLICAS";
+pub const DATABASE_URL: &str = "GROXY_DATABASE_URL";
+pub const DATA_DIR: &str = "GROXY_DATA_DIR";
 pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
@@ -116,6 +118,12 @@ impl Config {
         self.apply_otel_env(&get, errors);
         if let Some(url) = get(REDIS_URL) {
             self.redis.url = Some(RedisUrl::new(url));
+        }
+        if let Some(url) = get(DATABASE_URL) {
+            self.database.url = Some(RedisUrl::new(url));
+        }
+        if let Some(dir) = get(DATA_DIR) {
+            self.database.data_dir = Some(dir.into());
         }
         if let Some(replicas) = get(REDIS_REPLICAS) {
             match replicas.parse() {

@@ -1,5 +1,6 @@
 //! Typed configuration: defaults, then the TOML file, then environment variables; every problem reported at once.
 
+mod accounts_config;
 mod parse;
 mod redis_config;
 mod schema;
@@ -14,6 +15,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub use accounts_config::{BudgetSet, BudgetsConfig, DatabaseConfig, PriceConfig};
 pub use redis_config::{RedisConfig, RedisUrl};
 pub use schema::*;
 pub use secret::Secret;
@@ -85,14 +87,20 @@ impl Config {
         for key in self.upstream_keys() {
             secret::collect(key.expose(), out);
         }
-        if let Some(url) = &self.redis.url {
+        for url in self.redis.url.iter().chain(self.database.url.iter()) {
             secret::collect(url.expose(), out);
         }
         let hashes = self.auth.keys.iter().map(|k| k.sha256.as_str());
         for value in hashes.chain(self.admin.key_sha256.as_deref()) {
             secret::collect(value, out);
         }
-        for name in [env::API_KEY, env::API_KEYS, env::ADMIN_KEY, env::REDIS_URL] {
+        for name in [
+            env::API_KEY,
+            env::API_KEYS,
+            env::ADMIN_KEY,
+            env::REDIS_URL,
+            env::DATABASE_URL,
+        ] {
             if let Some(value) = vars.get(name) {
                 secret::collect(value, out);
                 value.split(',').for_each(|part| secret::collect(part, out));

@@ -5,6 +5,7 @@ use std::{fmt, net::SocketAddr};
 use serde::Deserialize;
 
 use super::{
+    accounts_config::{BudgetsConfig, DatabaseConfig, PriceConfig},
     redis_config::RedisConfig,
     secret::Secret,
     units::{ByteSize, HumanDuration},
@@ -28,6 +29,10 @@ pub struct Config {
     pub admin: AdminConfig,
     pub redis: RedisConfig,
     pub tracing: TracingConfig,
+    pub database: DatabaseConfig,
+    pub budgets: BudgetsConfig,
+    /// Overrides of the price table groxy ships, by model.
+    pub prices: std::collections::BTreeMap<String, PriceConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -215,7 +220,7 @@ pub struct ClientKeyConfig {
 }
 
 /// One set of limits; absent fields are unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct LimitSet {
     pub requests_per_minute: Option<u64>,
@@ -241,7 +246,7 @@ impl LimitSet {
         *self == LimitSet::default()
     }
 
-    pub(super) fn fields(&self) -> [(&'static str, Option<u64>); 5] {
+    pub fn fields(&self) -> [(&'static str, Option<u64>); 5] {
         [
             ("requests_per_minute", self.requests_per_minute),
             ("requests_per_day", self.requests_per_day),
@@ -397,6 +402,9 @@ pub struct ValidationConfig {
     pub reject_nul: bool,
     /// Most messages in one request.
     pub max_messages: usize,
+    /// Most request-body bytes being validated at once. A request waits its turn (first come,
+    /// first served) while others hold the rest; one body larger than the whole is validated alone.
+    pub max_bytes_in_flight: ByteSize,
 }
 
 impl Default for ValidationConfig {
@@ -406,6 +414,7 @@ impl Default for ValidationConfig {
             unknown_fields: FieldPolicy::Forward,
             reject_nul: true,
             max_messages: 4096,
+            max_bytes_in_flight: ByteSize::mib(64),
         }
     }
 }

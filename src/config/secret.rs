@@ -16,6 +16,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "upstream.api_key",
     "upstream.api_keys",
     "redis.url",
+    "database.url",
     "admin.key_sha256",
     "auth.keys.sha256",
 ];

@@ -41,8 +41,9 @@ impl Config {
             ));
         }
         let keys_known = mode_known && !invalid.any(&["auth.keys"]);
-        if keys_known && auth.mode == AuthMode::Keys && auth.keys.is_empty() {
-            errors.push("auth.mode = \"keys\" but no [[auth.keys]] are configured (create one with `groxy keys new --name NAME`)".to_owned());
+        // Keys may also be made at run time with the admin API, which needs the admin key.
+        if keys_known && auth.mode == AuthMode::Keys && auth.keys.is_empty() && self.admin.key_sha256.is_none() {
+            errors.push("auth.mode = \"keys\" but no [[auth.keys]] are configured (create one with `groxy keys new --name NAME`), and no admin key is set to create them with `groxy keys create`".to_owned());
         }
         if auth.failures_per_minute == 0 {
             errors.push("auth.failures_per_minute must be at least 1".to_owned());
@@ -283,6 +284,9 @@ impl Config {
         if self.validation.max_messages == 0 {
             errors.push("validation.max_messages must be at least 1".to_owned());
         }
+        if self.validation.max_bytes_in_flight.0 == 0 {
+            errors.push("validation.max_bytes_in_flight must be greater than zero".to_owned());
+        }
         for (alias, target) in &self.models.aliases {
             if alias.trim().is_empty() || target.trim().is_empty() {
                 errors.push(format!(
@@ -296,6 +300,8 @@ impl Config {
         }
         self.validate_retries_and_fallbacks(errors);
         self.redis.validate(errors);
+        self.database.validate(errors);
+        super::accounts_config::validate_money(&self.budgets, &self.prices, errors);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             errors.push(format!(
                 "log.level {:?} is not a valid filter such as \"info\"",

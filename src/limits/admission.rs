@@ -146,6 +146,7 @@ mod tests {
                 prompt_tokens: 0,
                 completion_tokens: total,
                 total_tokens: total,
+                cached_tokens: 0,
             }),
             streamed_tokens: streamed,
             error_event: false,

@@ -11,6 +11,7 @@ use super::{
     bucket::Bucket,
     decide::{self, ScopeState, WINDOWS, bucket_limits},
     plan::{Plan, ScopeKey},
+    seed::DaySeed,
 };
 use crate::{error::LimitExceeded, wire::ratelimit::RateHeaders};
 
@@ -31,23 +32,56 @@ impl Limiter {
         Self::default()
     }
 
-    fn scope(&self, key: &ScopeKey, now: Instant, set: &crate::config::LimitSet) -> Arc<Mutex<ScopeState>> {
+    /// The scope's state; a new one starts its day buckets from `seed` (what the ledger saw).
+    fn scope(
+        &self,
+        key: &ScopeKey,
+        now: Instant,
+        set: &crate::config::LimitSet,
+        seed: impl FnOnce() -> [Option<f64>; 2],
+    ) -> Arc<Mutex<ScopeState>> {
         if let Some(found) = self.scopes.read().unwrap_or_else(|p| p.into_inner()).get(key) {
             return found.clone();
         }
         let mut scopes = self.scopes.write().unwrap_or_else(|p| p.into_inner());
         scopes
             .entry(key.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(ScopeState::new(set, now))))
+            .or_insert_with(|| {
+                let mut state = ScopeState::new(set, now);
+                let [requests, tokens] = seed();
+                for (slot, level) in [(&mut state.requests[1], requests), (&mut state.tokens[1], tokens)] {
+                    if let (Some(bucket), Some(level)) = (slot.as_mut(), level) {
+                        *bucket = Bucket::at_level(bucket.limit(), WINDOWS[1].1, level, now);
+                    }
+                }
+                Arc::new(Mutex::new(state))
+            })
             .clone()
     }
 
-    pub(super) fn admit_plan(&self, plan: &Plan, tokens: u64) -> Result<(MemoryHold, RateHeaders), Box<LimitExceeded>> {
+    pub(super) fn admit_plan(
+        &self,
+        plan: &Plan,
+        tokens: u64,
+        seed: &DaySeed,
+    ) -> Result<(MemoryHold, RateHeaders), Box<LimitExceeded>> {
         let now = Instant::now();
+        let secs = crate::calendar::now();
         let scopes: Vec<_> = plan
             .scopes
             .iter()
-            .map(|planned| self.scope(&planned.key, now, &planned.set))
+            .map(|planned| {
+                self.scope(&planned.key, now, &planned.set, || {
+                    let set = &planned.set;
+                    seed.levels(
+                        &plan.subject,
+                        planned.key.model.as_ref(),
+                        set.requests_per_day,
+                        set.tokens_per_day,
+                        secs,
+                    )
+                })
+            })
             .collect();
         // Always global before per-model (the plan's order), so two requests never wait on
         // each other's locks.
@@ -82,7 +116,7 @@ impl Limiter {
         let now = Instant::now();
         let mut held = Vec::new();
         for ((planned, local), levels) in full.scopes.iter().zip(&share.scopes).zip(levels) {
-            let scope = self.scope(&local.key, now, &local.set);
+            let scope = self.scope(&local.key, now, &local.set, || [None, None]);
             {
                 let mut state = lock(&scope);
                 state.apply(&local.set, now);
@@ -176,6 +210,7 @@ mod tests {
             name: "carol".into(),
             partition: crate::digest::sha256(b"carol"),
             upstream_authorization: None,
+            account: None,
         };
         let full = Plan::new(&config, &caller, None);
         let share = full.local_share(2);
@@ -183,16 +218,22 @@ mod tests {
         // Redis said 4 of 10 are left after admitting one: this replica's 5 start at 2, and
         // the request it admitted holds one of its 2 concurrency slots.
         let slots = limiter.remember(&full, &share, &[[None, Some(4.0), None, None]], true);
-        let (hold, headers) = limiter.admit_plan(&share, 0).expect("one left of 2");
+        let (hold, headers) = limiter
+            .admit_plan(&share, 0, &DaySeed::default())
+            .expect("one left of 2");
         let requests = headers.requests.expect("requests per day");
         assert_eq!((requests.limit, requests.remaining), (5, 1));
-        let refused = limiter.admit_plan(&share, 0).expect_err("both slots held");
+        let refused = limiter
+            .admit_plan(&share, 0, &DaySeed::default())
+            .expect_err("both slots held");
         assert_eq!(refused.kind, crate::error::Kind::Concurrency);
         drop(slots);
-        let (_hold, _) = limiter.admit_plan(&share, 0).expect("the Redis-held request ended");
+        let (_hold, _) = limiter
+            .admit_plan(&share, 0, &DaySeed::default())
+            .expect("the Redis-held request ended");
         hold.settle(0);
         assert!(
-            limiter.admit_plan(&share, 0).is_err(),
+            limiter.admit_plan(&share, 0, &DaySeed::default()).is_err(),
             "2 of the share were all that was left"
         );
     }

@@ -25,17 +25,19 @@ pub(super) struct Planned {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub(super) caller: Arc<str>,
+    /// Who the ledger counts the caller as, for per-day limits seeded from it.
+    pub(super) subject: Arc<str>,
     pub(super) scopes: Vec<Planned>,
 }
 
 impl Plan {
     pub fn new(config: &RateLimitsConfig, caller: &Caller, model: Option<&str>) -> Plan {
-        let global = config
-            .keys
-            .get(&*caller.name)
-            .copied()
-            .unwrap_or_default()
-            .over(config.default);
+        // A key made at run time carries its own limits; a key of the file has them there.
+        let own = match &caller.account {
+            Some(account) => account.limits,
+            None => config.keys.get(&*caller.name).copied().unwrap_or_default(),
+        };
+        let global = own.over(config.default);
         // A request that names no model (files, batches, the model list) has only the
         // caller's scope across models.
         let per_model = model.map_or_else(LimitSet::default, |model| {
@@ -67,6 +69,7 @@ impl Plan {
         }
         Plan {
             caller: caller.name.clone(),
+            subject: caller.subject().clone(),
             scopes,
         }
     }
@@ -96,6 +99,7 @@ impl Plan {
             .collect();
         Plan {
             caller: self.caller.clone(),
+            subject: self.subject.clone(),
             scopes,
         }
     }
@@ -151,6 +155,7 @@ mod tests {
             name: "alice".into(),
             partition: [7; 32],
             upstream_authorization: None,
+            account: None,
         }
     }
 

@@ -26,6 +26,7 @@ use super::{
     decide::{self, ScopeState, WINDOWS, bucket_limits},
     memory::LocalSlots,
     plan::Plan,
+    seed::DaySeed,
 };
 use crate::{
     error::LimitExceeded,
@@ -48,14 +49,21 @@ local levels = {}
 local counts = {}
 for s = 1, n do
   local key, ckey = KEYS[2 * s - 1], KEYS[2 * s]
-  local base = 4 + (s - 1) * 5
+  local base = 4 + (s - 1) * 7
   levels[s] = {}
   for i = 1, 4 do
     local limit = tonumber(ARGV[base + i])
     if limit > 0 then
       local f = redis.call('HMGET', key, slots[i] .. 'l', slots[i] .. 't', slots[i] .. 'm')
       local level, ts, m = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
-      if level == nil or ts == nil or m == nil then level = limit; ts = now; m = limit end
+      if level == nil or ts == nil or m == nil then
+        level = limit; ts = now; m = limit
+        -- A day bucket Redis does not hold (never made, or Redis restarted empty) starts from
+        -- what the usage ledger saw over the last day.
+        local seed = ''
+        if i == 2 then seed = ARGV[base + 6] elseif i == 4 then seed = ARGV[base + 7] end
+        if seed ~= '' then level = math.min(tonumber(seed), limit) end
+      end
       local elapsed = math.max(now - ts, 0) / 1000
       level = math.min(level + elapsed * (m / (windows[i] / 1000)), m)
       if m ~= limit then level = math.min(limit - (m - level), limit) end
@@ -76,7 +84,7 @@ end
 if ok == 1 then
   for s = 1, n do
     local key, ckey = KEYS[2 * s - 1], KEYS[2 * s]
-    local base = 4 + (s - 1) * 5
+    local base = 4 + (s - 1) * 7
     local keep = 1000
     for i = 1, 4 do
       local limit = tonumber(ARGV[base + i])
@@ -240,7 +248,8 @@ impl RedisBuckets {
     }
 
     /// `Ok`: what the script decided; `Err`: Redis gave no answer.
-    pub async fn admit(&self, plan: &Plan, tokens: u64) -> Result<Answer, RedisError> {
+    pub async fn admit(&self, plan: &Plan, tokens: u64, seed: &DaySeed) -> Result<Answer, RedisError> {
+        let secs = crate::calendar::now();
         let keys = self.keys(plan);
         let member = format!(
             "{:016x}{:016x}",
@@ -261,6 +270,17 @@ impl RedisBuckets {
                 invocation.arg(limit.unwrap_or(0));
             }
             invocation.arg(planned.set.max_concurrent.unwrap_or(0));
+            let set = &planned.set;
+            let levels = seed.levels(
+                &plan.subject,
+                planned.key.model.as_ref(),
+                set.requests_per_day,
+                set.tokens_per_day,
+                secs,
+            );
+            for level in levels {
+                invocation.arg(level.map_or_else(String::new, |l| format!("{l:.6}")));
+            }
         }
         let values: Vec<String> = self
             .redis

@@ -13,6 +13,7 @@ fn caller(name: &str) -> Caller {
         name: name.into(),
         partition: crate::digest::sha256(name.as_bytes()),
         upstream_authorization: None,
+        account: None,
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Line<'a> {
     pub queued_ms: Option<f64>,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// What Groq's usage cost in US dollars, priced with the price table.
+    pub cost_usd: Option<f64>,
     pub upstream_key: Option<&'a str>,
     pub upstream_status: Option<u16>,
     pub upstream_request_id: Option<&'a str>,
@@ -158,6 +160,7 @@ fn render(line: &Line<'_>, info: bool, now: SystemTime) -> Vec<u8> {
     o.opt_num("queued_ms", line.queued_ms);
     o.opt_num("prompt_tokens", line.prompt_tokens);
     o.opt_num("completion_tokens", line.completion_tokens);
+    o.opt_num("cost_usd", line.cost_usd);
     o.opt_str("upstream_key", line.upstream_key);
     o.opt_num("upstream_status", line.upstream_status);
     o.opt_str("upstream_request_id", line.upstream_request_id);
@@ -216,6 +219,7 @@ mod tests {
             queued_ms: None,
             prompt_tokens: Some(3),
             completion_tokens: Some(4),
+            cost_usd: None,
             upstream_key: None,
             upstream_status: None,
             upstream_request_id: Some("req_1"),

@@ -199,6 +199,7 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 5,
             total_tokens: 15,
+            cached_tokens: 0,
         };
         let event = Event {
             request: true,

@@ -208,6 +208,11 @@ pub struct Metrics {
     pub trace_spans: Family<ResultLabels, Counter>,
     pub redis_up: Gauge,
     pub redis_state_changes: Counter,
+    /// What Groq's usage cost, priced with the price table, by model.
+    pub cost: Family<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// Ledger rows dropped because the buffer was full while the database was down.
+    pub ledger_dropped: Counter,
+    pub database_up: Gauge,
     pub models: LabelBound,
     pub keys: LabelBound,
     /// Whether per-client-key series exist at all (`metrics.per_key_labels`; fixed at start,
@@ -377,6 +382,24 @@ impl Metrics {
             "Times the Redis backend went down or came back",
             redis_state_changes.clone(),
         );
+        let cost = Family::<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "cost_usd",
+            "US dollars Groq's reported usage cost, priced with groxy's price table, by model",
+            cost.clone(),
+        );
+        let ledger_dropped = Counter::default();
+        registry.register(
+            "ledger_dropped_rows",
+            "Usage-ledger rows dropped because the buffer was full while the database was unreachable",
+            ledger_dropped.clone(),
+        );
+        let database_up = Gauge::default();
+        registry.register(
+            "database_up",
+            "1 while the accounts database answers, 0 while it does not",
+            database_up.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -412,6 +435,9 @@ impl Metrics {
             trace_spans,
             redis_up,
             redis_state_changes,
+            cost,
+            ledger_dropped,
+            database_up,
             models: LabelBound::default(),
             keys: LabelBound::default(),
             per_key,

@@ -5,17 +5,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 use tokio::time::Instant;
 
+use arc_swap::ArcSwap;
+
 use super::{
     access,
     groq_budget::GroqBudget,
     ledger::{self, Ledger},
-    metrics::{self, Metrics, ResultLabels},
+    metrics::{self, Metrics, ResultLabels, bounded_arc},
+    persist::{Delta, Pending},
     record::{Record, is_api},
     stats::{self, Stats},
 };
 use crate::{
     cache::CacheStatus,
     error::RefusingLimit,
+    prices::PriceTable,
     relay::{Outcome, usage::Usage},
 };
 
@@ -25,6 +29,10 @@ pub struct Observer {
     pub stats: Stats,
     pub groq_budget: GroqBudget,
     pub started_at: SystemTime,
+    /// The persistent ledger's rows not written yet.
+    pub pending: Pending,
+    /// Prices Groq's usage is costed at (replaced on reload).
+    pub prices: ArcSwap<PriceTable>,
 }
 
 /// Gauges read at scrape time rather than counted.
@@ -58,29 +66,54 @@ fn ms(d: Duration) -> f64 {
 }
 
 impl Observer {
-    pub fn new(per_key_metrics: bool) -> Self {
+    pub fn new(per_key_metrics: bool, ledger_rows: usize, prices: PriceTable) -> Self {
         Self {
             metrics: Metrics::new(per_key_metrics),
             ledger: Ledger::default(),
             stats: Stats::default(),
             groq_budget: GroqBudget::default(),
             started_at: SystemTime::now(),
+            pending: Pending::new(ledger_rows),
+            prices: ArcSwap::from_pointee(prices),
         }
     }
 
     /// Token usage Groq reported for a request: counted when it is known, which for a flight
     /// whose client left may be after that client's access line.
     pub fn usage(&self, record: &Record, usage: Usage) {
-        // Tokens count for the model that spent them: a fallback's, after one.
-        let (key, model) = {
+        // Tokens count, and cost, for the model that spent them: a fallback's, after one.
+        let spent_by = {
+            let data = record.data();
+            data.upstream_model.clone().or_else(|| data.model.clone())
+        };
+        let price = spent_by.as_deref().and_then(|m| self.prices.load().get(m));
+        let cost = price.map(|p| p.cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens));
+        let (key, model, subject) = {
             let mut data = record.data();
             data.usage = Some(usage);
-            (
-                data.key.clone(),
-                data.upstream_model.clone().or_else(|| data.model.clone()),
-            )
+            data.cost_nanos = cost;
+            (data.key.clone(), spent_by, data.subject.clone())
         };
+        if let Some(subject) = &subject {
+            self.pending.add(
+                subject,
+                &model.as_ref().map_or_else(|| "".into(), bounded_arc),
+                Delta {
+                    prompt_tokens: usage.prompt_tokens,
+                    completion_tokens: usage.completion_tokens,
+                    cached_tokens: usage.cached_tokens,
+                    cost_nanos: cost.unwrap_or(0),
+                    ..Delta::default()
+                },
+            );
+        }
         let model = self.metrics.models.get(model.as_deref().unwrap_or(""));
+        if let Some(cost) = cost {
+            self.metrics
+                .cost
+                .get_or_create(&metrics::ModelLabels { model: model.clone() })
+                .inc_by(cost as f64 / 1e9);
+        }
         let m = &self.metrics;
         for (kind, count) in [("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens)] {
             m.tokens
@@ -154,6 +187,20 @@ impl Observer {
             m.rate_limited
                 .get_or_create(&metrics::LimitLabels { limit: limit.label() })
                 .inc();
+        }
+        if let (Some(subject), true) = (&data.subject, api) {
+            let admitted = data.admitted && head.refused_by.is_none();
+            if admitted || head.refused_by.is_some() {
+                self.pending.add(
+                    subject,
+                    &data.model.as_ref().map_or_else(|| "".into(), bounded_arc),
+                    Delta {
+                        requests: u64::from(admitted),
+                        refusals: u64::from(head.refused_by.is_some()),
+                        ..Delta::default()
+                    },
+                );
+            }
         }
         if let (Some(key), Some(model), "chat_completions") = (&data.key, &model, route) {
             if m.per_key {
@@ -230,6 +277,7 @@ impl Observer {
             queued_ms: (!data.queued.is_zero()).then(|| ms(data.queued)),
             prompt_tokens: usage.map(|u| u.prompt_tokens),
             completion_tokens: usage.map(|u| u.completion_tokens),
+            cost_usd: data.cost_nanos.map(|nanos| nanos as f64 / 1e9),
             upstream_key: data.upstream_key.as_deref(),
             upstream_status: data.upstream_status,
             upstream_request_id: data.upstream_request_id.as_deref(),
@@ -261,6 +309,7 @@ impl Observer {
                     queued_ms = line.queued_ms,
                     prompt_tokens = line.prompt_tokens,
                     completion_tokens = line.completion_tokens,
+                    cost_usd = line.cost_usd,
                     upstream_key = line.upstream_key,
                     upstream_status = line.upstream_status,
                     upstream_request_id = line.upstream_request_id,

@@ -48,6 +48,12 @@ pub fn is_api(route: &'static str) -> bool {
 #[derive(Debug, Default)]
 pub struct Data {
     pub key: Option<Arc<str>>,
+    /// Who the persistent ledger counts the request as (see `set_caller`).
+    pub subject: Option<Arc<str>>,
+    /// Passed admission (the caller's limits and budgets).
+    pub admitted: bool,
+    /// What Groq's usage cost, in nanodollars, once known.
+    pub cost_nanos: Option<u64>,
     pub model: Option<Arc<str>>,
     pub stream: bool,
     pub cache: Option<CacheStatus>,
@@ -109,8 +115,18 @@ impl Record {
         self.data.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn set_caller(&self, key: Arc<str>) {
-        self.data().key = Some(key);
+    /// `key`: the caller's name (logs, metrics); `subject`: who the persistent ledger counts
+    /// (a stored key's id, or the name).
+    pub fn set_caller(&self, key: Arc<str>, subject: Arc<str>) {
+        let mut data = self.data();
+        data.key = Some(key);
+        data.subject = Some(subject);
+    }
+
+    /// The request passed the caller's limits and budgets: it counts as a request in the
+    /// ledger (a refused one counts as a refusal).
+    pub fn admitted(&self) {
+        self.data().admitted = true;
     }
 
     pub fn set_request(&self, model: Option<Arc<str>>, stream: bool) {

@@ -292,7 +292,8 @@ mod tests {
             Some(Usage {
                 prompt_tokens: 16,
                 completion_tokens: 19,
-                total_tokens: 35
+                total_tokens: 35,
+                cached_tokens: 0,
             })
         );
         let r = run("application/json", body, 10, Outcome::Cancelled);

@@ -24,6 +24,20 @@ pub struct Usage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
+    /// Prompt tokens Groq served from its prompt cache (`prompt_tokens_details.cached_tokens`),
+    /// billed at a discount.
+    #[serde(default, rename = "prompt_tokens_details", deserialize_with = "cached_tokens")]
+    pub cached_tokens: u64,
+}
+
+fn cached_tokens<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    struct Details {
+        cached_tokens: Option<u64>,
+    }
+    Ok(Option::<Details>::deserialize(d)?
+        .and_then(|details| details.cached_tokens)
+        .unwrap_or(0))
 }
 
 #[derive(Deserialize)]

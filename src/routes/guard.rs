@@ -21,10 +21,14 @@ use crate::{
 /// address that keeps failing). The client's key is never echoed or logged.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    match state.runtime().auth.authenticate(request.headers(), peer) {
+    match state
+        .runtime()
+        .auth
+        .authenticate(request.headers(), peer, state.keyring())
+    {
         Ok(caller) => {
             if let Some(record) = request.extensions().get::<RequestRecord>() {
-                record.0.set_caller(caller.name.clone());
+                record.0.set_caller(caller.name.clone(), caller.subject().clone());
             }
             request.extensions_mut().insert(caller);
             next.run(request).await

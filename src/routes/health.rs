@@ -8,7 +8,7 @@ use axum::{
 use http::{Method, StatusCode, Uri};
 use serde_json::json;
 
-use crate::{catalog::CatalogState, error::GatewayError, redis::RedisState, state::AppState};
+use crate::{catalog::CatalogState, error::GatewayError, redis::RedisState, state::AppState, store::StoreState};
 
 /// Alive: the process answers. Never depends on Groq, so an upstream outage does not get the
 /// container restarted.
@@ -23,10 +23,11 @@ pub async fn healthz() -> Response {
 /// upstream key is not degraded, Groq checks them; Groq being unreachable is no reason to stop
 /// serving), `redis` (`connecting`: not answered yet since start, so nothing is known to be
 /// shared; `down`: each replica serves on its local share of the limits and its memory cache),
-/// `draining`.
+/// `database` (`down`: known keys keep working, usage is buffered until it is back), `draining`.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let catalog = state.catalog().state();
     let redis = state.redis().map_or(RedisState::Disabled, |redis| redis.state());
+    let database = state.store().state();
     let draining = state.lifecycle().is_draining();
     let mut degraded = Vec::new();
     if matches!(catalog, CatalogState::Loading | CatalogState::Stale) {
@@ -35,12 +36,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if matches!(redis, RedisState::Down | RedisState::Connecting) {
         degraded.push("redis");
     }
+    if database == StoreState::Down {
+        degraded.push("database");
+    }
     if draining {
         degraded.push("draining");
     }
     let status = if draining { "draining" } else { "ready" };
-    let body =
-        Json(json!({"status": status, "catalog": catalog.as_str(), "redis": redis.as_str(), "degraded": degraded}));
+    let body = Json(
+        json!({"status": status, "catalog": catalog.as_str(), "redis": redis.as_str(), "database": database.as_str(), "degraded": degraded}),
+    );
     if draining {
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     } else {

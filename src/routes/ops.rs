@@ -1,8 +1,10 @@
 //! The operator's endpoints: `/metrics` for Prometheus, and behind the admin key `/admin/usage`, `/admin/stats`, `/admin/reload` and the `/dashboard` page.
 
+use std::collections::HashMap;
+
 use axum::{
     Json,
-    extract::State,
+    extract::{Query, State},
     response::{IntoResponse, Response},
 };
 use http::{HeaderValue, header};
@@ -30,6 +32,8 @@ pub async fn metrics(State(state): State<AppState>, method: http::Method, uri: h
             m.redis_state_changes.inc_by(changes - counted);
         }
     }
+    let database_up = state.store().state() == crate::store::StoreState::Up;
+    observer.metrics.database_up.set(i64::from(database_up));
     let body = observer.render_metrics(state.gauges());
     (
         [(
@@ -41,10 +45,35 @@ pub async fn metrics(State(state): State<AppState>, method: http::Method, uri: h
         .into_response()
 }
 
-/// `GET /admin/usage`: requests and tokens per client key and model, for the current minute,
-/// the current UTC day and since start.
-pub async fn usage(State(state): State<AppState>) -> Response {
-    Json(observe::usage_document(state.observer())).into_response()
+/// `GET /admin/usage`: without parameters, this replica's live counters per client key and
+/// model (the current minute, the current UTC day, since start); with `from`, `to`, `group`
+/// or `format`, the persistent ledger over that range ([`super::usage_report`]).
+pub async fn usage(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, GatewayError> {
+    if super::usage_report::wants_ledger(&query) {
+        return super::usage_report::report(&state, &query).await;
+    }
+    Ok(Json(observe::usage_document(state.observer())).into_response())
+}
+
+/// `GET /admin/prices`: the prices requests are costed at (dollars per million tokens), and
+/// when the shipped ones were taken.
+pub async fn prices(State(state): State<AppState>) -> Response {
+    let table = state.prices();
+    let models: serde_json::Map<String, serde_json::Value> = table
+        .per_million()
+        .into_iter()
+        .map(|(model, [input, cached_input, output])| {
+            (
+                model.to_owned(),
+                json!({"input": input, "cached_input": cached_input, "output": output}),
+            )
+        })
+        .collect();
+    Json(json!({"taken": table.taken, "source": table.source, "unit": "USD per million tokens", "models": models}))
+        .into_response()
 }
 
 /// `GET /admin/stats`: everything the dashboard draws, in one document.
@@ -66,6 +95,8 @@ pub async fn reload(State(state): State<AppState>) -> Response {
 const INDEX: &str = include_str!("../dashboard/index.html");
 const CSS: &str = include_str!("../dashboard/dashboard.css");
 const JS: &str = include_str!("../dashboard/dashboard.js");
+const KEYS_PAGE: &str = include_str!("../dashboard/keys.html");
+const KEYS_JS: &str = include_str!("../dashboard/keys.js");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
@@ -95,4 +126,13 @@ pub async fn dashboard_css() -> Response {
 
 pub async fn dashboard_js() -> Response {
     asset("text/javascript; charset=utf-8", JS)
+}
+
+/// `GET /dashboard/keys`: the keys page (list, create, revoke, edit; spend per key and model).
+pub async fn keys_page() -> Response {
+    asset("text/html; charset=utf-8", KEYS_PAGE)
+}
+
+pub async fn keys_js() -> Response {
+    asset("text/javascript; charset=utf-8", KEYS_JS)
 }

@@ -2,30 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
-
-use super::{rules, wording};
+use super::{
+    json::Raw,
+    messages::Walk,
+    request::{
+        Edits, KNOWN_FIELDS, OPENAI_ONLY_FIELDS, OPENAI_ONLY_MESSAGE_FIELDS, REASONING_EFFORTS, SERVICE_TIERS, Top,
+    },
+    wording,
+};
 use crate::config::{FieldPolicy, ValidationConfig};
 use crate::error::Rejection;
-
-/// Top-level fields OpenAI accepts and Groq refuses. OpenAI SDKs and frameworks send several of
-/// them by default (`store`, `metadata`, `prompt_cache_key`), which is why stripping is the default.
-pub const OPENAI_ONLY_FIELDS: &[&str] = &[
-    "store",
-    "metadata",
-    "prompt_cache_key",
-    "prompt_cache_retention",
-    "safety_identifier",
-    "verbosity",
-    "modalities",
-    "audio",
-    "prediction",
-    "web_search_options",
-    "moderation",
-];
-
-/// Message fields OpenAI returns on assistant messages, which clients echo back in the history.
-const OPENAI_ONLY_MESSAGE_FIELDS: &[&str] = &["refusal", "annotations", "audio"];
 
 /// What compatibility changed, reported to the client in response headers.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -42,70 +28,84 @@ impl Rewrites {
     }
 }
 
-pub fn apply(
-    obj: &mut Map<String, Value>,
+/// What compatibility removes, known before anything is read: the walk of `messages` needs it.
+pub fn strips_openai_fields(config: &ValidationConfig) -> Edits {
+    Edits {
+        strip_openai: config.openai_fields == FieldPolicy::Strip,
+        ..Edits::default()
+    }
+}
+
+/// Decides what changes; nothing is changed here (see [`Edits`]). `walk` is what the walk of
+/// `messages` found, for their OpenAI-only fields.
+pub fn plan(
+    top: &Top<'_>,
+    walk: &Walk,
     config: &ValidationConfig,
     aliases: &BTreeMap<String, String>,
-) -> Result<Rewrites, Rejection> {
+) -> Result<(Rewrites, Edits), Rejection> {
     let mut rewrites = Rewrites::default();
-    if let Some(Value::String(model)) = obj.get_mut("model") {
-        if let Some(target) = aliases.get(model.as_str()) {
-            *model = target.clone();
+    let mut edits = strips_openai_fields(config);
+    if let Some(model) = top.get("model").and_then(Raw::as_str) {
+        if let Some(target) = aliases.get(&*model) {
+            edits.model = Some(target.clone());
             rewrites.mapped.push("model");
         }
     }
-    openai_only_fields(obj, config.openai_fields, &mut rewrites)?;
-    map_enum(
-        obj,
+    openai_only_fields(top, walk, config.openai_fields, &mut rewrites)?;
+    edits.service_tier = map_enum(
+        top,
         "service_tier",
         &[("default", "on_demand")],
-        rules::SERVICE_TIERS,
+        SERVICE_TIERS,
         config.openai_fields,
         &mut rewrites,
-    )?;
-    map_enum(
-        obj,
+    )?
+    .map(str::to_owned);
+    edits.reasoning_effort = map_enum(
+        top,
         "reasoning_effort",
         &[("minimal", "low"), ("xhigh", "high")],
-        rules::REASONING_EFFORTS,
+        REASONING_EFFORTS,
         config.openai_fields,
         &mut rewrites,
     )?;
     match config.unknown_fields {
         FieldPolicy::Forward => {}
         FieldPolicy::Reject => {
-            if let Some(key) = obj.keys().find(|k| is_unknown(k)) {
-                let hint = wording::suggest(key, rules::KNOWN_FIELDS)
+            let unknown = top.raw().entries().map(|(key, _)| key.text()).find(|k| is_unknown(k));
+            if let Some(key) = unknown {
+                let hint = wording::suggest(&key, KNOWN_FIELDS)
                     .map(|s| format!(", did you mean '{s}'?"))
                     .unwrap_or_default();
                 return Err(Rejection::Invalid {
                     message: format!("property '{key}' is unsupported{hint}"),
-                    param: Some(key.clone()),
+                    param: Some(key.into_owned()),
                 });
             }
         }
         FieldPolicy::Strip => {
-            let unknown: Vec<String> = obj
-                .keys()
-                .filter(|k| !rules::KNOWN_FIELDS.contains(&k.as_str()))
-                .cloned()
-                .collect();
-            for key in unknown {
-                obj.shift_remove(&key);
-                rewrites.stripped.push(key);
+            for (key, _) in top.raw().entries() {
+                let key = key.text();
+                // OpenAI-only fields already stripped are not listed twice.
+                if !KNOWN_FIELDS.contains(&&*key) && !edits.drops_top(&key) {
+                    rewrites.stripped.push(key.into_owned());
+                }
             }
+            edits.strip_unknown = true;
         }
     }
-    Ok(rewrites)
+    Ok((rewrites, edits))
 }
 
 /// Neither Groq's nor a known OpenAI-only field (those follow `openai_fields` instead).
 fn is_unknown(key: &str) -> bool {
-    !rules::KNOWN_FIELDS.contains(&key) && !OPENAI_ONLY_FIELDS.contains(&key)
+    !KNOWN_FIELDS.contains(&key) && !OPENAI_ONLY_FIELDS.contains(&key)
 }
 
 fn openai_only_fields(
-    obj: &mut Map<String, Value>,
+    top: &Top<'_>,
+    walk: &Walk,
     policy: FieldPolicy,
     rewrites: &mut Rewrites,
 ) -> Result<(), Rejection> {
@@ -122,42 +122,33 @@ fn openai_only_fields(
         }
     };
     for field in OPENAI_ONLY_FIELDS {
-        if obj.contains_key(*field) {
+        if top.get(field).is_some() {
             if policy == FieldPolicy::Reject {
                 return Err(refuse((*field).to_owned()));
             }
-            obj.shift_remove(*field);
             rewrites.stripped.push((*field).to_owned());
         }
     }
-    if let Some(Value::Object(options)) = obj.get_mut("stream_options") {
-        if options.contains_key("include_obfuscation") {
+    if let Some(options) = top.get("stream_options").filter(|o| o.is_object()) {
+        if options.get("include_obfuscation").is_some() {
             if policy == FieldPolicy::Reject {
                 return Err(refuse("stream_options.include_obfuscation".to_owned()));
             }
-            options.shift_remove("include_obfuscation");
             rewrites.stripped.push("stream_options.include_obfuscation".to_owned());
         }
     }
-    if let Some(Value::Array(messages)) = obj.get_mut("messages") {
-        for (i, message) in messages.iter_mut().enumerate() {
-            let Value::Object(message) = message else { continue };
-            if message.get("role").and_then(Value::as_str) != Some("assistant") {
-                continue;
-            }
-            for field in OPENAI_ONLY_MESSAGE_FIELDS {
-                if message.contains_key(*field) {
-                    if policy == FieldPolicy::Reject {
-                        return Err(refuse(format!("messages.{i}.{field}")));
-                    }
-                    message.shift_remove(*field);
-                    let name = format!("messages[].{field}");
-                    if !rewrites.stripped.contains(&name) {
-                        rewrites.stripped.push(name);
-                    }
-                }
-            }
+    // In message order, then in the order of the list: as a reader meets them.
+    let mut found: Vec<(usize, &str)> = OPENAI_ONLY_MESSAGE_FIELDS
+        .iter()
+        .zip(walk.openai_fields)
+        .filter_map(|(field, first)| first.map(|i| (i, *field)))
+        .collect();
+    found.sort_by_key(|&(i, field)| (i, OPENAI_ONLY_MESSAGE_FIELDS.iter().position(|f| *f == field)));
+    for (i, field) in found {
+        if policy == FieldPolicy::Reject {
+            return Err(refuse(format!("messages.{i}.{field}")));
         }
+        rewrites.stripped.push(format!("messages[].{field}"));
     }
     Ok(())
 }
@@ -165,28 +156,28 @@ fn openai_only_fields(
 /// OpenAI spellings of enum values that have a Groq equivalent are mapped (unless the policy is
 /// `forward`); OpenAI values without one fall through to the enum check, which lists Groq's values.
 fn map_enum(
-    obj: &mut Map<String, Value>,
+    top: &Top<'_>,
     field: &'static str,
-    mapping: &[(&str, &str)],
+    mapping: &[(&str, &'static str)],
     allowed: &[&str],
     policy: FieldPolicy,
     rewrites: &mut Rewrites,
-) -> Result<(), Rejection> {
-    let Some(Value::String(value)) = obj.get_mut(field) else {
-        return Ok(());
+) -> Result<Option<&'static str>, Rejection> {
+    let Some(value) = top.get(field).and_then(Raw::as_str) else {
+        return Ok(None);
     };
-    if allowed.contains(&value.as_str()) || policy == FieldPolicy::Forward {
-        return Ok(());
+    if allowed.contains(&&*value) || policy == FieldPolicy::Forward {
+        return Ok(None);
     }
-    if let Some((from, to)) = mapping.iter().find(|(from, _)| from == value) {
-        if policy == FieldPolicy::Reject {
-            return Err(wording::invalid(
-                field,
-                format!("'{from}' is OpenAI's value; Groq's equivalent is '{to}'"),
-            ));
-        }
-        *value = (*to).to_owned();
-        rewrites.mapped.push(field);
+    let Some((from, to)) = mapping.iter().find(|(from, _)| *from == value) else {
+        return Ok(None);
+    };
+    if policy == FieldPolicy::Reject {
+        return Err(wording::invalid(
+            field,
+            format!("'{from}' is OpenAI's value; Groq's equivalent is '{to}'"),
+        ));
     }
-    Ok(())
+    rewrites.mapped.push(field);
+    Ok(Some(to))
 }

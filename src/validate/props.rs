@@ -74,6 +74,38 @@ proptest! {
         }
     }
 
+    /// A fallback's body is the checked request with only the model (and the tier) changed,
+    /// serialised as a tree is: compared here with the tree of the body sent.
+    #[test]
+    fn fallback_bodies_are_the_checked_tree_with_another_model(
+        body in valid_request(),
+        store in any::<bool>(),
+        tier in proptest::option::of(prop_oneof![Just("on_demand"), Just("flex")]),
+        alias in any::<bool>(),
+    ) {
+        let mut tree: serde_json::Map<String, Value> = serde_json::from_slice(&body).unwrap_or_default();
+        if store {
+            tree.insert("store".into(), json!(true));
+        }
+        if alias {
+            tree.insert("model".into(), json!("gpt-4o-mini"));
+        }
+        let body = if store || alias { serde_json::to_vec_pretty(&tree).unwrap_or_default() } else { body };
+        let aliases: std::collections::BTreeMap<String, String> =
+            [("gpt-4o-mini".to_owned(), "openai/gpt-oss-20b".to_owned())].into();
+        let chat = validate_chat(Bytes::from(body), &ValidationConfig::default(), &aliases, None);
+        let Ok(chat) = chat else { return Err(TestCaseError::fail("valid")) };
+        let call = super::Call { cacheable: Some(chat.request), ..super::Call::default() };
+        let mut expected: serde_json::Map<String, Value> = serde_json::from_slice(&chat.body).unwrap_or_default();
+        expected.insert("model".into(), json!("other/model"));
+        if let Some(tier) = tier {
+            expected.insert("service_tier".into(), json!(tier));
+        }
+        let got = super::with_model(&call, "other/model", tier);
+        let expected = serde_json::to_vec(&expected).ok();
+        prop_assert_eq!(got.as_deref(), expected.as_deref());
+    }
+
     #[test]
     fn mutated_requests_never_panic(body in valid_request(), edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..4), 1..8)) {
         let mut bytes = body;

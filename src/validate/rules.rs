@@ -1,9 +1,9 @@
 //! Groq's rules for the top-level fields of a chat completion, worded as Groq words them (`'<path>' : <rule>`).
 
-use serde_json::{Map, Value};
-
 use super::{
-    messages,
+    json::Raw,
+    messages::Walk,
+    request::{Edits, REASONING_EFFORTS, SERVICE_TIERS, Top},
     wording::{invalid, kind},
 };
 use crate::error::Rejection;
@@ -13,49 +13,8 @@ pub const MAX_TOOLS: usize = 128;
 /// Groq's limit on stop sequences.
 pub const MAX_STOP: usize = 4;
 
-/// Fields Groq documents for chat completions; used to suggest a spelling when a field is
-/// unknown, and to refuse unknown ones when `validation.unknown_fields = "reject"`.
-pub const KNOWN_FIELDS: &[&str] = &[
-    "model",
-    "messages",
-    "temperature",
-    "top_p",
-    "frequency_penalty",
-    "presence_penalty",
-    "n",
-    "stop",
-    "max_completion_tokens",
-    "max_tokens",
-    "stream",
-    "stream_options",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "reasoning_format",
-    "reasoning_effort",
-    "include_reasoning",
-    "service_tier",
-    "seed",
-    "user",
-    "parallel_tool_calls",
-    "search_settings",
-    "documents",
-    "citation_options",
-    "disable_tool_validation",
-    "logprobs",
-    "top_logprobs",
-    "logit_bias",
-    "functions",
-    "function_call",
-    "compound_custom",
-    "exclude_domains",
-    "include_domains",
-];
-
 pub const TOOL_CHOICES: &[&str] = &["none", "auto", "required"];
 pub const REASONING_FORMATS: &[&str] = &["hidden", "raw", "parsed"];
-pub const REASONING_EFFORTS: &[&str] = &["none", "default", "low", "medium", "high"];
-pub const SERVICE_TIERS: &[&str] = &["auto", "on_demand", "flex", "performance"];
 const RESPONSE_FORMATS: &[&str] = &["text", "json_object", "json_schema"];
 
 fn one_of(values: &[&str]) -> String {
@@ -64,65 +23,76 @@ fn one_of(values: &[&str]) -> String {
 }
 
 /// A number within `[min, max]`; absent or null is fine.
-pub fn number_in(obj: &Map<String, Value>, key: &str, min: f64, max: f64) -> Result<(), Rejection> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Number(n)) => {
-            let v = n.as_f64().unwrap_or(f64::NAN);
-            if v < min {
-                Err(invalid(key, format!("number must be at least {min}")))
-            } else if v > max {
-                Err(invalid(key, format!("number must be at most {max}")))
-            } else {
-                Ok(())
-            }
-        }
-        Some(other) => Err(invalid(key, format!("expected number, but got {}", kind(other)))),
+pub fn number_in(value: Option<Raw<'_>>, key: &str, min: f64, max: f64) -> Result<(), Rejection> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let Some(n) = value.as_number() else {
+        return Err(invalid(key, format!("expected number, but got {}", kind(value))));
+    };
+    let v = n.as_f64().unwrap_or(f64::NAN);
+    if v < min {
+        Err(invalid(key, format!("number must be at least {min}")))
+    } else if v > max {
+        Err(invalid(key, format!("number must be at most {max}")))
+    } else {
+        Ok(())
     }
 }
 
 /// An integer within `[min, max]`; absent or null is fine. Returns it when present.
-pub fn integer_in(obj: &Map<String, Value>, key: &str, min: i64, max: i64) -> Result<Option<i64>, Rejection> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            let Some(v) = n.as_i64().or_else(|| n.as_u64().map(|_| i64::MAX)) else {
-                return Err(invalid(key, "expected integer, but got number"));
-            };
-            if v < min {
-                Err(invalid(key, format!("number must be at least {min}")))
-            } else if v > max {
-                Err(invalid(key, format!("number must be at most {max}")))
-            } else {
-                Ok(Some(v))
-            }
-        }
-        Some(other) => Err(invalid(key, format!("expected integer, but got {}", kind(other)))),
+pub fn integer_in(value: Option<Raw<'_>>, key: &str, min: i64, max: i64) -> Result<Option<i64>, Rejection> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let Some(n) = value.as_number() else {
+        return Err(invalid(key, format!("expected integer, but got {}", kind(value))));
+    };
+    let Some(v) = n.as_i64().or_else(|| n.as_u64().map(|_| i64::MAX)) else {
+        return Err(invalid(key, "expected integer, but got number"));
+    };
+    if v < min {
+        Err(invalid(key, format!("number must be at least {min}")))
+    } else if v > max {
+        Err(invalid(key, format!("number must be at most {max}")))
+    } else {
+        Ok(Some(v))
     }
 }
 
-pub fn boolean(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, Rejection> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(invalid(key, format!("expected boolean, but got {}", kind(other)))),
+pub fn boolean(value: Option<Raw<'_>>, key: &str) -> Result<Option<bool>, Rejection> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => match v.as_bool() {
+            Some(b) => Ok(Some(b)),
+            None => Err(invalid(key, format!("expected boolean, but got {}", kind(v)))),
+        },
     }
 }
 
-pub fn string_enum<'a>(obj: &'a Map<String, Value>, key: &str, allowed: &[&str]) -> Result<Option<&'a str>, Rejection> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if allowed.contains(&s.as_str()) => Ok(Some(s)),
-        Some(Value::String(_)) => Err(invalid(key, one_of(allowed))),
-        Some(other) => Err(invalid(key, format!("expected string, but got {}", kind(other)))),
+/// A string, one of `allowed`; absent or null is fine. Returns it when present.
+pub fn string_enum(
+    value: Option<Raw<'_>>,
+    key: &str,
+    allowed: &[&'static str],
+) -> Result<Option<&'static str>, Rejection> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let Some(text) = value.as_str() else {
+        return Err(invalid(key, format!("expected string, but got {}", kind(value))));
+    };
+    match allowed.iter().find(|a| **a == text) {
+        Some(found) => Ok(Some(found)),
+        None => Err(invalid(key, one_of(allowed))),
     }
 }
 
-fn string<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, Rejection> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(invalid(key, format!("expected string, but got {}", kind(other)))),
+fn string(value: Option<Raw<'_>>, key: &str) -> Result<(), Rejection> {
+    match value {
+        Some(v) if !v.is_null() && !v.is_string() => Err(invalid(key, format!("expected string, but got {}", kind(v)))),
+        _ => Ok(()),
     }
 }
 
@@ -137,74 +107,86 @@ pub fn valid_function_name(name: &str) -> bool {
 const NAME_PATTERN: &str = "does not match pattern '^[a-zA-Z0-9_-]{1,64}$'";
 
 /// What the top-level checks learned, for the later steps.
-pub struct TopLevel<'a> {
-    pub model: &'a str,
+pub struct TopLevel {
+    pub model: String,
     pub stream: bool,
     /// `max_completion_tokens`, else the deprecated `max_tokens`, with the field it came from.
     pub max_completion: Option<(i64, &'static str)>,
 }
 
-pub fn check(obj: &Map<String, Value>, max_messages: usize, reject_unknown: bool) -> Result<TopLevel<'_>, Rejection> {
-    let model = match obj.get("model") {
-        None => {
+/// The rules, on the request as compatibility left it (`edits`); `walk` is what the walk of
+/// `messages` found.
+pub fn check(top: &Top<'_>, edits: &Edits, walk: &Walk, max_messages: usize) -> Result<TopLevel, Rejection> {
+    let model = match (edits.model.as_deref(), top.get("model")) {
+        (_, None) => {
             return Err(Rejection::Invalid {
                 message: "missing properties: 'model'".into(),
                 param: Some("model".into()),
             });
         }
-        Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
-        Some(Value::String(_)) => return Err(invalid("model", "length must be >= 1, but got 0")),
-        Some(other) => return Err(invalid("model", format!("expected string, but got {}", kind(other)))),
+        (Some(target), Some(_)) => target.to_owned(),
+        (None, Some(value)) => match value.as_str() {
+            Some(s) => s.into_owned(),
+            None => return Err(invalid("model", format!("expected string, but got {}", kind(value)))),
+        },
     };
-    match obj.get("messages") {
+    if model.trim().is_empty() {
+        return Err(invalid("model", "length must be >= 1, but got 0"));
+    }
+    match top.get("messages") {
         None => {
             return Err(Rejection::Invalid {
                 message: "missing properties: 'messages'".into(),
                 param: Some("messages".into()),
             });
         }
-        Some(Value::Array(items)) if items.is_empty() => {
-            return Err(invalid("messages", "minimum number of items is 1"));
+        Some(items) if items.is_array() => {
+            let count = walk.count;
+            if count == 0 {
+                return Err(invalid("messages", "minimum number of items is 1"));
+            }
+            if count > max_messages {
+                return Err(invalid(
+                    "messages",
+                    format!("maximum {max_messages} items allowed, but found {count} items"),
+                ));
+            }
+            if let Some(broken) = &walk.broken {
+                return Err(broken.clone());
+            }
         }
-        Some(Value::Array(items)) if items.len() > max_messages => {
-            return Err(invalid(
-                "messages",
-                format!("maximum {max_messages} items allowed, but found {} items", items.len()),
-            ));
-        }
-        Some(Value::Array(items)) => messages::check(items, reject_unknown)?,
         Some(other) => return Err(invalid("messages", format!("expected array, but got {}", kind(other)))),
     }
 
-    number_in(obj, "temperature", 0.0, 2.0)?;
-    number_in(obj, "top_p", 0.0, 1.0)?;
-    number_in(obj, "frequency_penalty", -2.0, 2.0)?;
-    number_in(obj, "presence_penalty", -2.0, 2.0)?;
-    integer_in(obj, "n", 1, 1)?;
-    integer_in(obj, "seed", i64::MIN, i64::MAX)?;
-    integer_in(obj, "top_logprobs", 0, 20)?;
-    boolean(obj, "logprobs")?;
-    boolean(obj, "parallel_tool_calls")?;
-    string(obj, "user")?;
-    let max_completion = match integer_in(obj, "max_completion_tokens", 1, i64::MAX)? {
+    number_in(top.get("temperature"), "temperature", 0.0, 2.0)?;
+    number_in(top.get("top_p"), "top_p", 0.0, 1.0)?;
+    number_in(top.get("frequency_penalty"), "frequency_penalty", -2.0, 2.0)?;
+    number_in(top.get("presence_penalty"), "presence_penalty", -2.0, 2.0)?;
+    integer_in(top.get("n"), "n", 1, 1)?;
+    integer_in(top.get("seed"), "seed", i64::MIN, i64::MAX)?;
+    integer_in(top.get("top_logprobs"), "top_logprobs", 0, 20)?;
+    boolean(top.get("logprobs"), "logprobs")?;
+    boolean(top.get("parallel_tool_calls"), "parallel_tool_calls")?;
+    string(top.get("user"), "user")?;
+    let max_completion = match integer_in(top.get("max_completion_tokens"), "max_completion_tokens", 1, i64::MAX)? {
         Some(v) => Some((v, "max_completion_tokens")),
-        None => integer_in(obj, "max_tokens", 1, i64::MAX)?.map(|v| (v, "max_tokens")),
+        None => integer_in(top.get("max_tokens"), "max_tokens", 1, i64::MAX)?.map(|v| (v, "max_tokens")),
     };
-    let stream = boolean(obj, "stream")?.unwrap_or(false);
-    check_stream_options(obj)?;
-    check_stop(obj)?;
+    let stream = boolean(top.get("stream"), "stream")?.unwrap_or(false);
+    check_stream_options(top.get("stream_options"))?;
+    check_stop(top.get("stop"))?;
 
-    let tools = check_tools(obj)?;
-    check_tool_choice(obj)?;
-    let json_mode = check_response_format(obj)?;
+    let tools = check_tools(top.get("tools"))?;
+    check_tool_choice(top.get("tool_choice"))?;
+    let json_mode = check_response_format(top.get("response_format"))?;
     if json_mode && tools > 0 {
         return Err(Rejection::Invalid {
             message: "json mode cannot be combined with tool/function calling".into(),
             param: Some("response_format".into()),
         });
     }
-    let reasoning_format = string_enum(obj, "reasoning_format", REASONING_FORMATS)?;
-    let include_reasoning = boolean(obj, "include_reasoning")?;
+    let reasoning_format = string_enum(top.get("reasoning_format"), "reasoning_format", REASONING_FORMATS)?;
+    let include_reasoning = boolean(top.get("include_reasoning"), "include_reasoning")?;
     if reasoning_format.is_some() && include_reasoning.is_some() {
         return Err(invalid(
             "reasoning_format",
@@ -217,8 +199,13 @@ pub fn check(obj: &Map<String, Value>, max_messages: usize, reject_unknown: bool
             "'raw' cannot be used with JSON mode or tool calling; use 'parsed' or 'hidden'",
         ));
     }
-    string_enum(obj, "reasoning_effort", REASONING_EFFORTS)?;
-    string_enum(obj, "service_tier", SERVICE_TIERS)?;
+    // A value compatibility mapped is one of Groq's.
+    if edits.reasoning_effort.is_none() {
+        string_enum(top.get("reasoning_effort"), "reasoning_effort", REASONING_EFFORTS)?;
+    }
+    if edits.service_tier.is_none() {
+        string_enum(top.get("service_tier"), "service_tier", SERVICE_TIERS)?;
+    }
     Ok(TopLevel {
         model,
         stream,
@@ -226,15 +213,16 @@ pub fn check(obj: &Map<String, Value>, max_messages: usize, reject_unknown: bool
     })
 }
 
-fn check_stream_options(obj: &Map<String, Value>) -> Result<(), Rejection> {
-    match obj.get("stream_options") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Object(options)) => match options.get("include_usage") {
-            None | Some(Value::Null | Value::Bool(_)) => Ok(()),
-            Some(other) => Err(invalid(
+fn check_stream_options(options: Option<Raw<'_>>) -> Result<(), Rejection> {
+    match options {
+        None => Ok(()),
+        Some(options) if options.is_null() => Ok(()),
+        Some(options) if options.is_object() => match options.get("include_usage") {
+            Some(usage) if !usage.is_null() && usage.as_bool().is_none() => Err(invalid(
                 "stream_options.include_usage",
-                format!("expected boolean, but got {}", kind(other)),
+                format!("expected boolean, but got {}", kind(usage)),
             )),
+            _ => Ok(()),
         },
         Some(other) => Err(invalid(
             "stream_options",
@@ -243,57 +231,61 @@ fn check_stream_options(obj: &Map<String, Value>) -> Result<(), Rejection> {
     }
 }
 
-fn check_stop(obj: &Map<String, Value>) -> Result<(), Rejection> {
-    match obj.get("stop") {
-        None | Some(Value::Null | Value::String(_)) => Ok(()),
-        Some(Value::Array(items)) => {
-            if items.len() > MAX_STOP {
-                return Err(invalid(
-                    "stop",
-                    format!("maximum {MAX_STOP} items allowed, but found {} items", items.len()),
-                ));
-            }
-            for (i, item) in items.iter().enumerate() {
-                if !item.is_string() {
-                    return Err(invalid(
-                        format!("stop.{i}"),
-                        format!("expected string, but got {}", kind(item)),
-                    ));
-                }
-            }
-            Ok(())
-        }
-        Some(other) => Err(invalid(
+fn check_stop(stop: Option<Raw<'_>>) -> Result<(), Rejection> {
+    let Some(stop) = stop.filter(|s| !s.is_null() && !s.is_string()) else {
+        return Ok(());
+    };
+    if !stop.is_array() {
+        return Err(invalid(
             "stop",
-            format!("expected string or array, but got {}", kind(other)),
-        )),
+            format!("expected string or array, but got {}", kind(stop)),
+        ));
     }
+    let count = stop.items().count();
+    if count > MAX_STOP {
+        return Err(invalid(
+            "stop",
+            format!("maximum {MAX_STOP} items allowed, but found {count} items"),
+        ));
+    }
+    for (i, item) in stop.items().enumerate() {
+        if !item.is_string() {
+            return Err(invalid(
+                format!("stop.{i}"),
+                format!("expected string, but got {}", kind(item)),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Returns the number of tools.
-fn check_tools(obj: &Map<String, Value>) -> Result<usize, Rejection> {
-    let tools = match obj.get("tools") {
-        None | Some(Value::Null) => return Ok(0),
-        Some(Value::Array(tools)) => tools,
+fn check_tools(tools: Option<Raw<'_>>) -> Result<usize, Rejection> {
+    let tools = match tools {
+        None => return Ok(0),
+        Some(tools) if tools.is_null() => return Ok(0),
+        Some(tools) if tools.is_array() => tools,
         Some(other) => return Err(invalid("tools", format!("expected array, but got {}", kind(other)))),
     };
-    if tools.len() > MAX_TOOLS {
+    let count = tools.items().count();
+    if count > MAX_TOOLS {
         return Err(invalid(
             "tools",
-            format!("maximum {MAX_TOOLS} items allowed, but found {} items", tools.len()),
+            format!("maximum {MAX_TOOLS} items allowed, but found {count} items"),
         ));
     }
-    for (i, tool) in tools.iter().enumerate() {
-        let Value::Object(tool) = tool else {
+    for (i, tool) in tools.items().enumerate() {
+        if !tool.is_object() {
             return Err(invalid(
                 format!("tools.{i}"),
                 format!("expected object, but got {}", kind(tool)),
             ));
-        };
-        match tool.get("type") {
-            Some(Value::String(t)) if t == "function" => {}
+        }
+        let [kind_of_tool, function] = tool.pick(&["type", "function"]);
+        match kind_of_tool {
+            Some(t) if t.is_str("function") => {}
             // Groq's built-in tools (browser_search, code_interpreter, ...) are Groq's to check.
-            Some(Value::String(_)) => continue,
+            Some(t) if t.is_string() => continue,
             None => return Err(invalid(format!("tools.{i}"), "missing properties: 'type'")),
             Some(other) => {
                 return Err(invalid(
@@ -302,12 +294,13 @@ fn check_tools(obj: &Map<String, Value>) -> Result<usize, Rejection> {
                 ));
             }
         }
-        let Some(Value::Object(function)) = tool.get("function") else {
+        let Some(function) = function.filter(|f| f.is_object()) else {
             return Err(invalid(format!("tools.{i}"), "missing properties: 'function'"));
         };
-        match function.get("name") {
-            Some(Value::String(name)) if valid_function_name(name) => {}
-            Some(Value::String(_)) => return Err(invalid(format!("tools.{i}.function.name"), NAME_PATTERN)),
+        let [name, parameters] = function.pick(&["name", "parameters"]);
+        match name {
+            Some(name) if name.as_str().is_some_and(|n| valid_function_name(&n)) => {}
+            Some(name) if name.is_string() => return Err(invalid(format!("tools.{i}.function.name"), NAME_PATTERN)),
             None => return Err(invalid(format!("tools.{i}.function"), "missing properties: 'name'")),
             Some(other) => {
                 return Err(invalid(
@@ -316,46 +309,53 @@ fn check_tools(obj: &Map<String, Value>) -> Result<usize, Rejection> {
                 ));
             }
         }
-        match function.get("parameters") {
-            None | Some(Value::Null | Value::Object(_)) => {}
-            Some(other) => {
+        match parameters {
+            Some(p) if !p.is_null() && !p.is_object() => {
                 return Err(invalid(
                     format!("tools.{i}.function.parameters"),
-                    format!("expected object, but got {}", kind(other)),
+                    format!("expected object, but got {}", kind(p)),
                 ));
             }
+            _ => {}
         }
     }
-    Ok(tools.len())
+    Ok(count)
 }
 
-fn check_tool_choice(obj: &Map<String, Value>) -> Result<(), Rejection> {
-    match obj.get("tool_choice") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) if TOOL_CHOICES.contains(&s.as_str()) => Ok(()),
-        Some(Value::String(_)) => Err(invalid("tool_choice", one_of(TOOL_CHOICES))),
-        Some(Value::Object(choice)) => {
-            if choice.get("type").and_then(Value::as_str) != Some("function") {
-                return Err(invalid("tool_choice.type", one_of(&["function"])));
-            }
-            match choice.get("function").and_then(|f| f.get("name")) {
-                Some(Value::String(name)) if valid_function_name(name) => Ok(()),
-                Some(Value::String(_)) => Err(invalid("tool_choice.function.name", NAME_PATTERN)),
-                _ => Err(invalid("tool_choice.function", "missing properties: 'name'")),
-            }
-        }
-        Some(other) => Err(invalid(
+fn check_tool_choice(choice: Option<Raw<'_>>) -> Result<(), Rejection> {
+    let Some(choice) = choice.filter(|c| !c.is_null()) else {
+        return Ok(());
+    };
+    if let Some(text) = choice.as_str() {
+        return if TOOL_CHOICES.contains(&&*text) {
+            Ok(())
+        } else {
+            Err(invalid("tool_choice", one_of(TOOL_CHOICES)))
+        };
+    }
+    if !choice.is_object() {
+        return Err(invalid(
             "tool_choice",
-            format!("expected string or object, but got {}", kind(other)),
-        )),
+            format!("expected string or object, but got {}", kind(choice)),
+        ));
+    }
+    let [kind_of_choice, function] = choice.pick(&["type", "function"]);
+    if !kind_of_choice.is_some_and(|t| t.is_str("function")) {
+        return Err(invalid("tool_choice.type", one_of(&["function"])));
+    }
+    match function.and_then(|f| f.get("name")) {
+        Some(name) if name.as_str().is_some_and(|n| valid_function_name(&n)) => Ok(()),
+        Some(name) if name.is_string() => Err(invalid("tool_choice.function.name", NAME_PATTERN)),
+        _ => Err(invalid("tool_choice.function", "missing properties: 'name'")),
     }
 }
 
 /// Returns whether the request asks for JSON output (`json_object` or `json_schema`).
-fn check_response_format(obj: &Map<String, Value>) -> Result<bool, Rejection> {
-    let format = match obj.get("response_format") {
-        None | Some(Value::Null) => return Ok(false),
-        Some(Value::Object(format)) => format,
+fn check_response_format(format: Option<Raw<'_>>) -> Result<bool, Rejection> {
+    let format = match format {
+        None => return Ok(false),
+        Some(format) if format.is_null() => return Ok(false),
+        Some(format) if format.is_object() => format,
         Some(other) => {
             return Err(invalid(
                 "response_format",
@@ -363,27 +363,32 @@ fn check_response_format(obj: &Map<String, Value>) -> Result<bool, Rejection> {
             ));
         }
     };
-    let kind_of_format = match format.get("type") {
+    let [kind_of_format, schema] = format.pick(&["type", "json_schema"]);
+    let kind_of_format = match kind_of_format {
         None => return Err(invalid("response_format", "missing properties: 'type'")),
-        Some(Value::String(t)) if RESPONSE_FORMATS.contains(&t.as_str()) => t.as_str(),
-        Some(Value::String(_)) => return Err(invalid("response_format.type", one_of(RESPONSE_FORMATS))),
-        Some(other) => {
-            return Err(invalid(
-                "response_format.type",
-                format!("expected string, but got {}", kind(other)),
-            ));
-        }
+        Some(t) => match t.as_str() {
+            Some(text) => match RESPONSE_FORMATS.iter().find(|f| **f == text) {
+                Some(found) => *found,
+                None => return Err(invalid("response_format.type", one_of(RESPONSE_FORMATS))),
+            },
+            None => {
+                return Err(invalid(
+                    "response_format.type",
+                    format!("expected string, but got {}", kind(t)),
+                ));
+            }
+        },
     };
     match kind_of_format {
         "text" => Ok(false),
         "json_object" => Ok(true),
         _json_schema => {
-            let Some(Value::Object(schema)) = format.get("json_schema") else {
+            let Some(schema) = schema.filter(|s| s.is_object()) else {
                 return Err(invalid("response_format", "missing properties: 'json_schema'"));
             };
             match schema.get("name") {
-                Some(Value::String(name)) if valid_function_name(name) => Ok(true),
-                Some(Value::String(_)) => Err(invalid("response_format.json_schema.name", NAME_PATTERN)),
+                Some(name) if name.as_str().is_some_and(|n| valid_function_name(&n)) => Ok(true),
+                Some(name) if name.is_string() => Err(invalid("response_format.json_schema.name", NAME_PATTERN)),
                 Some(other) => Err(invalid(
                     "response_format.json_schema.name",
                     format!("expected string, but got {}", kind(other)),
@@ -396,8 +401,7 @@ fn check_response_format(obj: &Map<String, Value>) -> Result<bool, Rejection> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::validate::wording::suggest;
+    use crate::validate::{request::KNOWN_FIELDS, wording::suggest};
 
     #[test]
     fn suggestions_like_groqs() {

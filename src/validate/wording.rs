@@ -1,18 +1,17 @@
 //! Groq's validator's wording: `'<json.path>' : <rule>` messages, JSON Schema type names, and its "did you mean" hints.
 
-use serde_json::Value;
-
+use super::json::{Kind, Raw};
 use crate::error::Rejection;
 
 /// JSON Schema's names for a value's type, as Groq's validator prints them.
-pub fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+pub fn kind(value: Raw<'_>) -> &'static str {
+    match value.kind() {
+        Kind::Null => "null",
+        Kind::Bool => "boolean",
+        Kind::Number => "number",
+        Kind::String => "string",
+        Kind::Array => "array",
+        Kind::Object => "object",
     }
 }
 

@@ -10,6 +10,12 @@
 )]
 
 mod accounting_hardening;
+mod accounts;
+mod accounts_budget;
+mod accounts_dashboard;
+mod accounts_db;
+mod accounts_ledger;
+mod accounts_outage;
 mod answers_hardening;
 mod auth;
 mod binary;
@@ -39,3 +45,4 @@ mod shutdown;
 mod streaming;
 mod support;
 mod validation;
+mod validation_memory;
