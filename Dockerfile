@@ -26,6 +26,8 @@ RUN mkdir -p src crates/groq-wire/src crates/groq-sim/src \
  && rm -rf src crates/groq-wire/src
 COPY crates/groq-wire/src ./crates/groq-wire/src
 COPY src ./src
+# Files the sources include at compile time (include_str!).
+COPY migrations ./migrations
 COPY config/groxy.example.toml ./config/
 RUN touch src/main.rs src/lib.rs crates/groq-wire/src/lib.rs \
  && cargo build --release --locked -p groxy --bin groxy

@@ -461,3 +461,73 @@ fn the_dockerfile_fetches_nothing_but_its_base_and_ships_groxy_alone_as_10001() 
     let ignore = read(".dockerignore");
     assert_eq!(ignore.lines().find(|l| !l.starts_with('#')), Some("*"), "an allowlist");
 }
+
+/// Every file the sources include at compile time from outside `src/` (a migration, the example
+/// config) must reach the image's build: copied by the Dockerfile and let through .dockerignore.
+#[test]
+fn every_file_the_sources_include_is_in_the_docker_build() {
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = repo("");
+    let mut files = Vec::new();
+    rust_files(&repo("src"), &mut files);
+    rust_files(&repo("crates/groq-wire/src"), &mut files);
+    let copies: Vec<String> = dockerfile().into_iter().filter(|i| i.starts_with("COPY ")).collect();
+    let ignore = read(".dockerignore");
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read");
+        for (at, _) in text.match_indices("include_") {
+            let rest = &text[at..];
+            let Some(arg) = rest
+                .strip_prefix("include_str!(\"")
+                .or_else(|| rest.strip_prefix("include_bytes!(\""))
+            else {
+                continue;
+            };
+            let target = &arg[..arg.find('"').expect("closing quote")];
+            let resolved = file.parent().expect("dir").join(target);
+            let mut parts = Vec::new();
+            for part in resolved.strip_prefix(&root).expect("in the repository").components() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        parts.pop();
+                    }
+                    std::path::Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+                    _ => {}
+                }
+            }
+            // Test fixtures are read by tests only, which the image's build does not compile.
+            if matches!(parts[0].as_str(), "src" | "tests")
+                || (parts[0] == "crates" && parts.get(2).is_some_and(|p| p == "src"))
+            {
+                continue;
+            }
+            let top = &parts[0];
+            let relative = parts.join("/");
+            assert!(
+                copies
+                    .iter()
+                    .any(|c| c.starts_with(&format!("COPY {top} ")) || c.starts_with(&format!("COPY {relative} "))),
+                "{} includes {relative}, which the Dockerfile does not copy",
+                file.display()
+            );
+            assert!(
+                ignore
+                    .lines()
+                    .any(|l| l == format!("!{top}/") || l == format!("!{relative}")),
+                "{relative} is kept out of the build context by .dockerignore"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the migrations and the example config, at least");
+}
