@@ -1,6 +1,13 @@
-//! The `groxy` command line: parse flags, load the config, hand over to `groxy::run`. Nothing else lives here.
+//! The `groxy` command line: parse flags, load the config, hand over to `groxy::run`; and `health`, the container probe that needs no curl.
 
-use std::{collections::HashMap, path::PathBuf, process::ExitCode};
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use clap::{Parser, Subcommand};
 use groxy::{
@@ -58,6 +65,24 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Exit 0 if the gateway that `serve` would run with this config and environment answers
+    /// `GET /healthz` (or --path) with 200, 1 otherwise: a container health check (Docker
+    /// HEALTHCHECK, a Kubernetes exec probe) that needs no curl in the image. Pass the config file
+    /// as GROXY_CONFIG, not `serve --config`, so that both read the same file.
+    Health {
+        /// TOML config file, as given to `serve`.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen address, as given to `serve --listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// The path to ask: /healthz (alive) or /readyz (ready; 503 once a drain starts).
+        #[arg(long, default_value = "/healthz", value_parser = ["/healthz", "/readyz"])]
+        path: String,
+        /// Longest wait for the connection, and again for the answer.
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout_ms: u64,
     },
     /// Validate the configuration, print every problem found, exit non-zero if there is any.
     CheckConfig {
@@ -187,6 +212,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Health {
+            config,
+            listen,
+            path,
+            timeout_ms,
+        } => {
+            let source = ConfigSource {
+                path: config,
+                vars,
+                listen,
+            };
+            match source.load() {
+                Ok(config) => health(config.server.listen, &path, Duration::from_millis(timeout_ms.max(1))),
+                Err(errors) => {
+                    eprintln!("unhealthy: config has {} problem(s):\n{errors}", errors.0.len());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve {
             config,
             listen,
@@ -214,6 +258,78 @@ fn main() -> ExitCode {
             drop(telemetry);
             groxy::flush_logs();
             code
+        }
+    }
+}
+
+/// Where a local probe reaches a server listening on `listen`: an unspecified address (0.0.0.0,
+/// `::`) accepts on loopback of its family, any other address only on itself.
+fn probe_target(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+/// One `GET path` over a plain socket, bounded by `timeout` for the connection and again for
+/// the answer: the probe must end on its own even when the server accepts and says nothing.
+fn get_status(target: SocketAddr, path: &str, timeout: Duration) -> Result<String, String> {
+    let mut stream = TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("cannot connect: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    stream
+        .set_write_timeout(Some(timeout))
+        .and_then(|()| stream.set_read_timeout(Some(timeout)))
+        .map_err(|e| format!("cannot set a timeout: {e}"))?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: groxy-health\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("cannot send the request: {e}"))?;
+    let mut head = Vec::with_capacity(64);
+    let mut buf = [0u8; 64];
+    while !head.contains(&b'\n') && head.len() < 256 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("no answer within {timeout:?}"));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| format!("cannot set a timeout: {e}"))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("no answer within {timeout:?}: {e}")),
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    let status = line.lines().next().unwrap_or_default().trim().to_owned();
+    if status.is_empty() {
+        return Err("the connection closed without an answer".to_owned());
+    }
+    Ok(status)
+}
+
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the probe's verdict is its output (Docker keeps it in the container's health log)"
+)]
+fn health(listen: SocketAddr, path: &str, timeout: Duration) -> ExitCode {
+    let target = probe_target(listen);
+    match get_status(target, path, timeout) {
+        Ok(status) if status.split_whitespace().nth(1) == Some("200") => {
+            println!("healthy: http://{target}{path} answered {status:?}");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            eprintln!("unhealthy: http://{target}{path} answered {status:?}");
+            ExitCode::FAILURE
+        }
+        Err(reason) => {
+            eprintln!("unhealthy: http://{target}{path}: {reason}");
+            ExitCode::FAILURE
         }
     }
 }

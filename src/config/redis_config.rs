@@ -1,6 +1,6 @@
 //! The `[redis]` section: where the shared state of several replicas lives, and how long groxy waits for it.
 
-use std::fmt;
+use std::{fmt, path::PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
@@ -11,9 +11,13 @@ use super::{secret::Secret, units::HumanDuration};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct RedisConfig {
-    /// `redis://[:password@]host:port[/db]`; env `GROXY_REDIS_URL`. May carry a password, so it
-    /// is a [`RedisUrl`], which prints with the password masked.
+    /// `redis://[[user]:password@]host:port[/db]`, or `rediss://` for TLS; env `GROXY_REDIS_URL`.
+    /// May carry a password, so it is a [`RedisUrl`], which prints with the password masked.
     pub url: Option<RedisUrl>,
+    /// PEM file of the certificate authorities that may sign a `rediss://` server's
+    /// certificate, in place of the system's roots: for a managed Redis whose CA is private
+    /// (or a test's own). The server's name is still checked against the certificate.
+    pub ca_file: Option<PathBuf>,
     /// Longest wait for any one Redis call; past it the call counts as failed and the request
     /// goes on without Redis. Bounds the latency a slow or paused Redis can add.
     pub timeout: HumanDuration,
@@ -34,6 +38,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: None,
+            ca_file: None,
             timeout: HumanDuration::millis(50),
             replicas: 1,
             key_prefix: "groxy:".to_owned(),
@@ -45,17 +50,60 @@ impl Default for RedisConfig {
 }
 
 impl RedisConfig {
+    /// The client for `url` (TLS settings included), or `None` without a URL. Never connects.
+    /// Each message names the setting at fault and never the password.
+    pub fn client(&self) -> Result<Option<::redis::Client>, String> {
+        let Some(url) = &self.url else {
+            if self.ca_file.is_some() {
+                return Err("redis.ca_file is set but redis.url is not".to_owned());
+            }
+            return Ok(None);
+        };
+        let shown = url.redacted();
+        let parsed = reqwest::Url::parse(url.expose()).ok();
+        let scheme = parsed.as_ref().map(|u| u.scheme().to_owned()).unwrap_or_default();
+        if scheme == "rediss" && parsed.as_ref().and_then(|u| u.fragment()).is_some() {
+            // redis-rs reads `#insecure` as "skip certificate checks": not offered, use ca_file.
+            return Err(format!(
+                "redis.url {shown}: a fragment such as #insecure is not supported; to trust a private CA set redis.ca_file"
+            ));
+        }
+        let not_a_url = |e: ::redis::RedisError| {
+            // The parse error names the part that is wrong, never the URL itself.
+            format!(
+                "redis.url {shown} is not a Redis URL such as redis://host:6379 or rediss://user:password@host:6380 ({})",
+                e.category()
+            )
+        };
+        let Some(path) = &self.ca_file else {
+            return ::redis::Client::open(url.expose()).map(Some).map_err(not_a_url);
+        };
+        if scheme != "rediss" {
+            return Err(format!(
+                "redis.ca_file is set but redis.url {shown} is not a rediss:// (TLS) URL"
+            ));
+        }
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read redis.ca_file {}: {e}", path.display()))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(format!("redis.ca_file {} holds no PEM certificate", path.display()));
+        }
+        let certificates = ::redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        };
+        ::redis::Client::build_with_tls(url.expose(), certificates)
+            .map(Some)
+            .map_err(|e| match e.kind() {
+                ::redis::ErrorKind::InvalidClientConfig => not_a_url(e),
+                // A PEM or trust-anchor problem: about the CA file, which holds no secret.
+                _ => format!("redis.ca_file {}: {e}", path.display()),
+            })
+    }
+
     /// Every problem with the section, appended to `errors`.
     pub(super) fn validate(&self, errors: &mut Vec<String>) {
-        if let Some(url) = &self.url {
-            if let Err(e) = ::redis::Client::open(url.expose()) {
-                // The parse error names the part that is wrong, never the URL itself.
-                errors.push(format!(
-                    "redis.url {} is not a Redis URL such as redis://host:6379 ({})",
-                    url.redacted(),
-                    e.category()
-                ));
-            }
+        if let Err(problem) = self.client() {
+            errors.push(problem);
         }
         if self.timeout.0.is_zero() {
             errors.push("redis.timeout must be greater than zero (every timeout is finite and non-zero)".to_owned());
@@ -143,6 +191,7 @@ mod tests {
     fn problems_are_all_reported() {
         let config = RedisConfig {
             url: Some(RedisUrl::new("http://:hunter2@x")),
+            ca_file: None,
             timeout: HumanDuration::millis(0),
             replicas: 0,
             key_prefix: String::new(),
@@ -155,5 +204,56 @@ mod tests {
         let joined = errors.join("\n");
         assert_eq!(errors.len(), 6, "{joined}");
         assert!(!joined.contains("hunter2"), "{joined}");
+    }
+
+    #[test]
+    fn ca_file_problems_are_named_without_the_password() {
+        let dir = std::env::temp_dir().join(format!("groxy-ca-file-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let bad_cert = dir.join("bad.pem");
+        std::fs::write(
+            &bad_cert,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let tls = "rediss://app:hunter2-canary@cache.internal:6380/0";
+        let cases = [
+            (None, Some(not_pem.clone()), "redis.url is not"),
+            (
+                Some("redis://app:hunter2-canary@h:6379"),
+                Some(not_pem.clone()),
+                "not a rediss:// (TLS) URL",
+            ),
+            (Some(tls), Some(dir.join("missing.pem")), "cannot read redis.ca_file"),
+            (Some(tls), Some(not_pem), "holds no PEM certificate"),
+            (Some(tls), Some(bad_cert), "redis.ca_file"),
+            (
+                Some("rediss://app:hunter2-canary@h:6380/#insecure"),
+                None,
+                "#insecure is not supported",
+            ),
+        ];
+        for (url, ca_file, expected) in cases {
+            let config = RedisConfig {
+                url: url.map(RedisUrl::new),
+                ca_file,
+                ..RedisConfig::default()
+            };
+            let mut errors = Vec::new();
+            config.validate(&mut errors);
+            let joined = errors.join("\n");
+            assert_eq!(errors.len(), 1, "{url:?}: {joined}");
+            assert!(joined.contains(expected), "{url:?}: {joined}");
+            assert!(!joined.contains("hunter2"), "{joined}");
+        }
+        // TLS and an ACL user name without a CA file: the system's roots, no problem to report.
+        let config = RedisConfig {
+            url: Some(RedisUrl::new(tls)),
+            ..RedisConfig::default()
+        };
+        assert!(matches!(config.client(), Ok(Some(_))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

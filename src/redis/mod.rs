@@ -7,7 +7,9 @@
 //! when requests want Redis) and, when it answers, calls go to it again. Until Redis first
 //! answers (a PING at start or a call), its state is `connecting`, never `up`. The connection is redis-rs's `ConnectionManager`: one multiplexed connection that
 //! reconnects after a drop; when a probe fails the prober also starts a fresh manager, so a
-//! connection stuck in a bad state cannot outlive the outage.
+//! connection stuck in a bad state cannot outlive the outage. A `rediss://` URL connects with
+//! TLS (rustls; the system's roots or `redis.ca_file`), a user name in the URL with `AUTH user
+//! password` (Redis 6 ACLs): both are the client's settings, made once in the config.
 
 pub mod breaker;
 pub mod health;
@@ -27,7 +29,7 @@ use tokio::{sync::Notify, time::Instant};
 use breaker::{Breaker, BreakerSettings, Transition};
 pub use health::{Health, RedisState};
 
-use crate::config::RedisConfig;
+use crate::config::{RedisConfig, RedisUrl};
 
 /// Why a call did not give an answer. Never shown to a client: callers fall back instead.
 #[derive(Debug, thiserror::Error)]
@@ -87,12 +89,10 @@ impl Redis {
     /// the connection is made on first use, so groxy starts (and serves) with Redis down.
     /// Must be called within a tokio runtime; the prober starts with [`Redis::start_prober`].
     pub fn connect(config: &RedisConfig) -> Result<Option<Self>, String> {
-        let Some(url) = &config.url else {
+        let Some(client) = config.client()? else {
             return Ok(None);
         };
-        let shown = url.redacted();
-        let client =
-            Client::open(url.expose()).map_err(|e| format!("redis.url {shown} is not usable: {}", e.category()))?;
+        let shown = config.url.as_ref().map(RedisUrl::redacted).unwrap_or_default();
         if tokio::runtime::Handle::try_current().is_err() {
             return Err("the Redis connection must be created inside the tokio runtime".to_owned());
         }

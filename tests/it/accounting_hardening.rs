@@ -293,7 +293,10 @@ async fn groxys_own_groq_budget_429_carries_that_budget() {
     assert_eq!(header(&refused, "x-ratelimit-limit-requests"), "2");
     assert_eq!(header(&refused, "x-ratelimit-remaining-requests"), "0");
     let reset = header(&refused, "x-ratelimit-reset-requests");
-    assert!(reset.starts_with("59m"), "Groq's reset, about an hour: {reset}");
+    assert!(
+        reset.starts_with("59m") || reset == "1h0m0s",
+        "Groq's reset, about an hour (rounded to hundredths, an hour less a few ms prints 1h0m0s): {reset}"
+    );
     assert_eq!(header(&refused, "x-ratelimit-limit-tokens"), "1000000");
     let remaining: u64 = header(&refused, "x-ratelimit-remaining-tokens")
         .parse()
