@@ -188,7 +188,10 @@ impl Observer {
                 .get_or_create(&metrics::LimitLabels { limit: limit.label() })
                 .inc();
         }
-        if let (Some(subject), true) = (&data.subject, api) {
+        // A request Groq refused for its key (401) is no one's usage: in passthrough mode a
+        // client could otherwise grow the ledger by a row per made-up key per hour.
+        let refused_key = data.upstream_status == Some(401);
+        if let (Some(subject), true, false) = (&data.subject, api, refused_key) {
             let admitted = data.admitted && head.refused_by.is_none();
             if admitted || head.refused_by.is_some() {
                 self.pending.add(

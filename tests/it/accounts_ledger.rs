@@ -134,3 +134,22 @@ async fn usage_and_per_day_counts_survive_a_restart_sqlite() {
 async fn usage_and_per_day_counts_survive_a_restart_postgres() {
     usage_survives_a_restart(Backend::postgres().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_passthrough_keys_leave_no_rows_in_the_ledger() {
+    let sim = sim().await;
+    let backend = Backend::sqlite().await;
+    let mut config = accounts_config(&sim, &backend);
+    config.auth.mode = groxy::config::AuthMode::Passthrough;
+    let gw = gateway(config).await;
+    for i in 0..20 {
+        let (status, _) = chat_with(&gw, &format!("gsk_made_up_{i}"), "openai/gpt-oss-20b").await;
+        assert_eq!(status, 401, "Groq refuses a made-up key");
+    }
+    let (status, _) = chat_with(&gw, super::support::UPSTREAM_KEY, "openai/gpt-oss-20b").await;
+    assert_eq!(status, 200);
+    let (_, report) = admin(&gw, "GET", "/admin/usage?group=key", None).await;
+    let rows = report["data"].as_array().expect("data");
+    assert_eq!(rows.len(), 1, "only the key Groq accepted: {report}");
+    assert_eq!(rows[0]["requests"], 1);
+}
