@@ -35,7 +35,7 @@ use groxy::{
                   GROXY_ADMIN_KEY     admin key for /admin/* and /dashboard\n  \
                   GROXY_REDIS_URL     redis://[:password@]host:6379 to share limits and cache between replicas\n  \
                   GROXY_REDIS_REPLICAS  replicas sharing the limits (each keeps limit/replicas while Redis is down)\n  \
-                  GROXY_DATA_DIR      directory of the SQLite file that keeps keys and usage (same as --data-dir)\n  \
+                  GROXY_DATA_DIR      directory of the SQLite file that keeps keys and usage (same as --data-dir;\n                      default $XDG_DATA_HOME/groxy, else ~/.local/share/groxy)\n  \
                   GROXY_DATABASE_URL  postgres://... to keep keys and usage in PostgreSQL (several replicas)\n  \
                   GROXY_ADMIN_URL     the gateway `groxy keys create|list|revoke|rotate` talk to\n  \
                   OTEL_EXPORTER_OTLP_ENDPOINT  OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318 (off when unset)\n  \
@@ -57,7 +57,8 @@ enum Command {
         /// Listen address; overrides GROXY_LISTEN and the file.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
-        /// Directory of the SQLite file keeping keys and usage; overrides GROXY_DATA_DIR.
+        /// Directory of the SQLite file keeping keys and usage; overrides GROXY_DATA_DIR
+        /// [default: $XDG_DATA_HOME/groxy, else ~/.local/share/groxy].
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },

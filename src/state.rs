@@ -75,7 +75,7 @@ impl AppState {
         let store = Store::open(&config.database).await?;
         if store.backend() == crate::store::Backend::Memory {
             tracing::warn!(
-                "no database.url or data directory (--data-dir, GROXY_DATA_DIR): keys made at run time and the usage ledger are kept in memory and lost at exit"
+                "the accounts database is in memory (database.url = \"sqlite::memory:\", or no data directory and no HOME): keys made at run time and the usage ledger are lost at exit"
             );
         }
         let state = Self::new(config, lifecycle, source, store)?;

@@ -7,8 +7,10 @@ use serde::Deserialize;
 use super::{redis_config::RedisUrl, units::HumanDuration};
 
 /// Where keys made at run time and the usage ledger live. `url` wins; without it, a SQLite
-/// file `groxy.db` under `data_dir`; without either, an in-memory SQLite database, so nothing
-/// made at run time outlives the process (said at start).
+/// file `groxy.db` under `data_dir`, which defaults to the user's data directory (see
+/// [`default_data_dir`]) so that a laptop keeps its keys and usage across restarts with
+/// nothing set. Only `url = "sqlite::memory:"`, or no home directory at all, keeps them in
+/// memory (said at start).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct DatabaseConfig {
@@ -16,7 +18,7 @@ pub struct DatabaseConfig {
     /// env `GROXY_DATABASE_URL`. A password-bearing URL, so it prints masked.
     pub url: Option<RedisUrl>,
     /// Directory of the SQLite file `groxy.db` (created if missing); env `GROXY_DATA_DIR`,
-    /// flag `--data-dir`.
+    /// flag `--data-dir`; default [`default_data_dir`].
     pub data_dir: Option<PathBuf>,
     /// The usage ledger is written in one batch this often, never per request: a crash loses
     /// at most this much of it.
@@ -31,6 +33,21 @@ pub struct DatabaseConfig {
     pub timeout: HumanDuration,
     /// Connections in the pool.
     pub max_connections: u32,
+}
+
+/// The data directory used when neither `database.url` nor a data directory is set:
+/// `$XDG_DATA_HOME/groxy`, else `$HOME/.local/share/groxy` (the XDG base directory rule, on
+/// macOS too); `None` without either variable (a process with no home keeps memory).
+pub fn default_data_dir(vars: &std::collections::HashMap<String, String>) -> Option<PathBuf> {
+    let set = |name: &str| vars.get(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    set("XDG_DATA_HOME")
+        .filter(|dir| dir.is_absolute())
+        .or_else(|| {
+            set("HOME")
+                .filter(|home| home.is_absolute())
+                .map(|home| home.join(".local/share"))
+        })
+        .map(|dir| dir.join("groxy"))
 }
 
 impl Default for DatabaseConfig {
@@ -141,7 +158,33 @@ pub(super) fn validate_money(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn the_default_data_directory_follows_the_xdg_rule() {
+        let dir = |pairs: &[(&str, &str)]| default_data_dir(&vars(pairs));
+        assert_eq!(
+            dir(&[("HOME", "/home/ada")]),
+            Some(PathBuf::from("/home/ada/.local/share/groxy"))
+        );
+        assert_eq!(
+            dir(&[("HOME", "/home/ada"), ("XDG_DATA_HOME", "/data")]),
+            Some(PathBuf::from("/data/groxy"))
+        );
+        // A relative XDG_DATA_HOME is invalid by the specification: ignored.
+        assert_eq!(
+            dir(&[("HOME", "/home/ada"), ("XDG_DATA_HOME", "data")]),
+            Some(PathBuf::from("/home/ada/.local/share/groxy"))
+        );
+        assert_eq!(dir(&[("HOME", "")]), None);
+        assert_eq!(dir(&[]), None);
+    }
 
     #[test]
     fn problems_name_the_key_and_never_the_password() {

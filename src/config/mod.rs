@@ -56,6 +56,9 @@ impl Config {
         };
         let mut config = file.config;
         config.apply_env(vars, &mut errors);
+        if config.database.url.is_none() && config.database.data_dir.is_none() {
+            config.database.data_dir = accounts_config::default_data_dir(vars);
+        }
         config.validate(&mut errors, &file.invalid);
         if errors.is_empty() {
             return Ok(config);

@@ -9,8 +9,8 @@ use super::{
     spend_redis::SharedSpend,
 };
 use crate::{
-    prices::Price,
-    relay::tap::{Outcome, Report, Tap},
+    prices::{Price, PriceTable},
+    relay::tap::{Outcome, Report, Retry, Tap},
 };
 
 /// Where a request's reservation is held, so its settlement goes to the same place.
@@ -26,6 +26,8 @@ pub struct SpendHold {
     lines: Vec<Line>,
     reserved: u64,
     price: Price,
+    /// Where a fallback's price is looked up: the answer is charged at the model that gave it.
+    prices: Option<Arc<PriceTable>>,
     /// The request's prompt estimate, charged when Groq started on it but never said.
     prompt: u64,
     stream: bool,
@@ -39,10 +41,18 @@ impl SpendHold {
             lines,
             reserved,
             price,
+            prices: None,
             prompt,
             stream,
             sent: false,
         }
+    }
+
+    /// Prices the answer of a fallback model from `table` rather than at the requested model's
+    /// price (a fallback the table does not price keeps the requested model's).
+    pub fn repriced_from(mut self, table: Arc<PriceTable>) -> Self {
+        self.prices = Some(table);
+        self
     }
 
     /// Settles with a cost known now (0 for an answer from the cache).
@@ -81,6 +91,14 @@ impl SpendHold {
 }
 
 impl Tap for SpendHold {
+    fn retried(&mut self, retry: &Retry<'_>) {
+        if let Some(price) = retry.model.zip(self.prices.as_ref()).and_then(|(m, t)| t.get(m)) {
+            self.price = price;
+        }
+        // Groq dropped the attempt before answering: until the next one leaves, a hang-up costs nothing.
+        self.sent = false;
+    }
+
     fn sent(&mut self, _upstream_key: Option<usize>) {
         self.sent = true;
     }

@@ -208,12 +208,8 @@ async fn reserve_spend(
     catalog: Option<&crate::catalog::Catalog>,
     hit: bool,
 ) -> Result<Option<SpendHold>, GatewayError> {
-    let Some(price) = call
-        .model
-        .as_deref()
-        .filter(|_| !hit)
-        .and_then(|m| state.prices().get(m))
-    else {
+    let prices = state.prices();
+    let Some(price) = call.model.as_deref().filter(|_| !hit).and_then(|m| prices.get(m)) else {
         return Ok(None);
     };
     let model_max = catalog
@@ -228,7 +224,8 @@ async fn reserve_spend(
     let worst = price.cost(call.body.len() as u64, 0, completion);
     let limiter = state.limiter();
     let reserve = limiter.reserve_spend(&config.budgets, caller, price, worst, call.prompt_estimate, call.stream);
-    reserve.await.map_err(GatewayError::InsufficientQuota)
+    let hold = reserve.await.map_err(GatewayError::InsufficientQuota)?;
+    Ok(hold.map(|hold| hold.repriced_from(prices)))
 }
 
 /// A child span of the request's for one step that takes time (disabled when tracing is off).

@@ -131,6 +131,11 @@ impl Store {
     pub async fn open(config: &DatabaseConfig) -> Result<Store, String> {
         let timeout = config.timeout.0;
         let (pool, backend) = match (&config.url, &config.data_dir) {
+            (Some(url), _) if is_memory(url.expose()) => {
+                let options = SqliteConnectOptions::from_str("sqlite::memory:")
+                    .map_err(|e| format!("cannot open an in-memory database: {e}"))?;
+                (sqlite(options, config, true)?, Backend::Memory)
+            }
             (Some(url), _) if url.expose().starts_with("sqlite:") => {
                 let options = SqliteConnectOptions::from_str(url.expose())
                     .map_err(|e| format!("database.url {} is not a SQLite URL: {e}", url.redacted()))?;
@@ -237,6 +242,13 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
     }
+}
+
+/// `sqlite::memory:` and its spellings: one database per connection, so it must get the
+/// memory pool (one connection, kept) rather than a file's.
+fn is_memory(url: &str) -> bool {
+    url.strip_prefix("sqlite:")
+        .is_some_and(|rest| rest.trim_start_matches('/').starts_with(":memory:") || rest.contains("mode=memory"))
 }
 
 fn sqlite(options: SqliteConnectOptions, config: &DatabaseConfig, memory: bool) -> Result<Pool, String> {

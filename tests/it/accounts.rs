@@ -318,3 +318,76 @@ async fn the_keys_cli_manages_a_running_gateway() {
         .expect("run");
     assert!(!ok && out.contains("401"), "{out}");
 }
+
+/// With nothing set (no `database.url`, no data directory) keys and usage live in a SQLite
+/// file under the user's data directory, so a restart keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nothing_set_the_store_is_a_sqlite_file_in_the_home_directory() {
+    use super::process::{Running, free_port, groxy_command};
+    let sim = sim().await;
+    let home = tempdir::TempDir::new("home");
+    let start = || async {
+        let port = free_port();
+        let mut command = groxy_command();
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("GROXY_DATABASE_URL")
+            .env("HOME", &home.0)
+            .env("GROQ_API_KEY", super::support::UPSTREAM_KEY)
+            .env("GROXY_UPSTREAM_URL", sim.base_url())
+            .env("GROXY_ADMIN_KEY", ADMIN_KEY)
+            .env("GROXY_AUTH_MODE", "keys");
+        Running::start(command, port).await
+    };
+    let call = |base: String, key: Option<String>, path: &'static str| async move {
+        let request = match key {
+            Some(key) => client()
+                .post(format!("{base}{path}"))
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(r#"{"model":"openai/gpt-oss-20b","messages":[{"role":"user","content":"hi"}]}"#),
+            None => client().get(format!("{base}{path}")).bearer_auth(ADMIN_KEY),
+        };
+        let response = request.send().await.expect("send");
+        (response.status().as_u16(), json(&response.bytes().await.expect("body")))
+    };
+    let first = start().await;
+    let created = client()
+        .post(first.url("/admin/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "application/json")
+        .body(r#"{"name":"laptop"}"#)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let created = json(&created.bytes().await.expect("body"));
+    let key = created["key"].as_str().expect("secret").to_owned();
+    let base = first.url("");
+    assert_eq!(call(base, Some(key.clone()), "/v1/chat/completions").await.0, 200);
+    let output = first.stop().await;
+    assert!(!output.contains("in memory"), "{output}");
+    assert!(
+        home.0.join(".local/share/groxy/groxy.db").is_file(),
+        "the file is under HOME"
+    );
+
+    let second = start().await;
+    let base = second.url("");
+    assert_eq!(
+        call(base.clone(), Some(key), "/v1/chat/completions").await.0,
+        200,
+        "the key survived"
+    );
+    let (status, usage) = call(base, None, "/admin/usage?group=key").await;
+    assert_eq!(status, 200);
+    let requests: u64 = usage["data"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|row| row["key"] == created["id"])
+        .map(|row| row["requests"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(requests >= 1, "the first run's request is in the ledger: {usage}");
+    second.stop().await;
+}

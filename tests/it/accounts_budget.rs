@@ -207,6 +207,64 @@ async fn two_replicas_share_one_budget_through_redis_and_postgres() {
     let _ = ADMIN_KEY;
 }
 
+/// A fallback's answer is charged to the budget at the price of the model that gave it, as
+/// the ledger charges it: the requested model's price would charge twice as much here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_is_charged_at_the_price_of_the_model_that_answered() {
+    const BIG: &str = "openai/gpt-oss-120b";
+    const SMALL: &str = "openai/gpt-oss-20b";
+    let sim = sim().await;
+    let backend = Backend::sqlite().await;
+    let mut config = accounts_config(&sim, &backend);
+    config.upstream.forward_headers = vec!["x-sim-reply".to_owned()];
+    config.upstream.retries.backoff = HumanDuration(Duration::from_millis(20));
+    config.models.fallbacks.insert(BIG.into(), vec![SMALL.into()]);
+    let gw = gateway(config).await;
+    let (_, bob) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "bob", "daily_budget_usd": 1.0})),
+    )
+    .await;
+    let key = bob["key"].as_str().expect("key").to_owned();
+    let id = bob["id"].as_str().expect("id").to_owned();
+    let response = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .header("x-sim-reply", "fail:503:1")
+        .body(format!(
+            r#"{{"model":"{BIG}","messages":[{{"role":"user","content":"Say hi"}}],"max_completion_tokens":50}}"#
+        ))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-groxy-model"], SMALL);
+    let answer = json(&response.bytes().await.expect("body"));
+    let usage = &answer["usage"];
+    let (prompt, completion) = (
+        usage["prompt_tokens"].as_f64().expect("prompt"),
+        usage["completion_tokens"].as_f64().expect("completion"),
+    );
+    let at_small = (prompt * 0.075 + completion * 0.30) / 1e6;
+    let at_big = (prompt * 0.15 + completion * 0.60) / 1e6;
+    // The budget is settled in the background once the answer has ended.
+    let budget_spend = super::support::poll_until(Duration::from_secs(5), || async {
+        let (_, shown) = admin(&gw, "GET", &format!("/admin/keys/{id}"), None).await;
+        let today = shown["spend"]["today_usd"].as_f64().unwrap_or(-1.0);
+        ((today - at_small).abs() < 1e-9 || (today - at_big).abs() < 1e-9).then_some(today)
+    })
+    .await
+    .expect("the spend is settled");
+    assert!(
+        (budget_spend - at_small).abs() < 1e-9,
+        "charged ${budget_spend:.9}: {SMALL} costs ${at_small:.9}, {BIG} ${at_big:.9}"
+    );
+    assert!((spent(&gw, &id).await - at_small).abs() < 1e-9, "the ledger agrees");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_redis_resets_no_per_day_count_and_no_budget() {
     let sim = sim().await;

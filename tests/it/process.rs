@@ -42,9 +42,14 @@ pub fn groxy_command() -> Command {
         "OTEL_TRACES_SAMPLER",
         "OTEL_TRACES_SAMPLER_ARG",
         "OTEL_RESOURCE_ATTRIBUTES",
+        "GROXY_DATA_DIR",
+        "XDG_DATA_HOME",
     ] {
         command.env_remove(var);
     }
+    // The default store is a SQLite file under the user's home, which tests must not share:
+    // every process keeps its accounts in memory unless its test says otherwise.
+    command.env("GROXY_DATABASE_URL", "sqlite::memory:");
     command
 }
 
