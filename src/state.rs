@@ -73,6 +73,13 @@ impl AppState {
     /// store's keys, so the first request already knows them.
     pub async fn open(config: Config, lifecycle: Arc<Lifecycle>, source: Option<ConfigSource>) -> Result<Self, String> {
         let store = Store::open(&config.database).await?;
+        let database = &config.database;
+        let location = match (&database.url, &database.data_dir) {
+            (Some(url), _) => url.redacted(),
+            (None, Some(dir)) => dir.join("groxy.db").display().to_string(),
+            (None, None) => "memory".to_owned(),
+        };
+        tracing::info!(backend = store.backend().as_str(), %location, "accounts store opened");
         if store.backend() == crate::store::Backend::Memory {
             tracing::warn!(
                 "the accounts database is in memory (database.url = \"sqlite::memory:\", or no data directory and no HOME): keys made at run time and the usage ledger are lost at exit"
