@@ -114,8 +114,13 @@ pub fn apply(
 
 /// The top-level `model` string and where its literal lies in the body. The bytes have not
 /// been checked yet: reading them never panics, and validation refuses what is malformed.
+/// The object is read from its start only as far as `model` (usually the first field), never
+/// to its end: a large body costs no more than a small one here.
 fn model_of(body: &[u8]) -> Option<(String, (usize, usize))> {
-    let value = Raw::root(body).filter(|root| root.is_object())?.get("model")?;
+    let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    let value = Raw::at(body, (start, body.len()))
+        .filter(|object| object.is_object())?
+        .get("model")?;
     let model = value.as_str()?.into_owned();
     Some((model, value.span_in(body)?))
 }
