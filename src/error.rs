@@ -23,6 +23,9 @@ pub enum Rejection {
     ModelNotFound { model: String },
     /// 400 `context_length_exceeded`.
     ContextLength { message: String },
+    /// 400 `model_decommissioned`: Groq retired the model; `replacement` is the one to use
+    /// instead, if there is one.
+    Decommissioned { model: String, replacement: Option<String> },
 }
 
 // The refusal data of the client limits: what a 429 or 413 must say.
@@ -245,6 +248,16 @@ fn rejection_message(rejection: &Rejection) -> String {
         Rejection::ModelNotFound { model } => {
             format!("The model `{model}` does not exist or you do not have access to it.")
         }
+        // Groq's sentence, then the replacement it leaves the reader to look up.
+        Rejection::Decommissioned { model, replacement } => {
+            let groq = format!(
+                "The model `{model}` has been decommissioned and is no longer supported. Please refer to https://console.groq.com/docs/deprecations for a recommendation on which model to use instead."
+            );
+            match replacement {
+                Some(replacement) => format!("{groq} Its replacement is `{replacement}`."),
+                None => groq,
+            }
+        }
     }
 }
 
@@ -265,7 +278,9 @@ struct ErrorObject<'a> {
     message: String,
     #[serde(rename = "type")]
     kind: &'a str,
-    param: Option<&'a str>,
+    /// Always present (`null` when there is none), except where Groq's body has no `param`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param: Option<Option<&'a str>>,
     code: Option<&'a str>,
 }
 
@@ -275,7 +290,8 @@ impl<'a> ErrorObject<'a> {
         ErrorObject {
             message: error.to_string(),
             kind,
-            param: error.param(),
+            // Groq's body for a retired model is answered word for word: it has no `param`.
+            param: (!matches!(error, GatewayError::Rejected(Rejection::Decommissioned { .. }))).then(|| error.param()),
             code,
         }
     }
@@ -301,9 +317,9 @@ impl GatewayError {
             GatewayError::ShuttingDown | GatewayError::ValidationBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            GatewayError::Rejected(Rejection::Invalid { .. } | Rejection::ContextLength { .. }) => {
-                StatusCode::BAD_REQUEST
-            }
+            GatewayError::Rejected(
+                Rejection::Invalid { .. } | Rejection::ContextLength { .. } | Rejection::Decommissioned { .. },
+            ) => StatusCode::BAD_REQUEST,
             GatewayError::Rejected(Rejection::ModelNotFound { .. }) => StatusCode::NOT_FOUND,
             GatewayError::InvalidApiKey | GatewayError::InvalidAdminKey => StatusCode::UNAUTHORIZED,
             GatewayError::AdminDisabled => StatusCode::FORBIDDEN,
@@ -433,6 +449,9 @@ impl GatewayError {
                 ("invalid_request_error", "context_length_exceeded")
             }
             GatewayError::Rejected(Rejection::ModelNotFound { .. }) => ("invalid_request_error", "model_not_found"),
+            GatewayError::Rejected(Rejection::Decommissioned { .. }) => {
+                ("invalid_request_error", "model_decommissioned")
+            }
             GatewayError::UnsupportedMediaType { .. } => ("invalid_request_error", "unsupported_media_type"),
             GatewayError::InvalidApiKey => ("invalid_request_error", "invalid_api_key"),
             GatewayError::InvalidAdminKey => ("invalid_request_error", "invalid_admin_key"),

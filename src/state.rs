@@ -66,6 +66,8 @@ struct Shared {
     keyring: Arc<Keyring>,
     /// The request bytes under validation (`validation.max_bytes_in_flight`).
     validation: Gate,
+    /// When each retired model was last warned about (`models.retired = "remap"`).
+    retired: crate::retired::Warnings,
 }
 
 impl AppState {
@@ -184,6 +186,7 @@ impl AppState {
                 store,
                 keyring: Arc::new(Keyring::new()),
                 validation: Gate::default(),
+                retired: Default::default(),
             }),
         })
     }
@@ -277,6 +280,10 @@ impl AppState {
 
     pub fn validation(&self) -> &Gate {
         &self.inner.validation
+    }
+
+    pub fn retired_warnings(&self) -> &crate::retired::Warnings {
+        &self.inner.retired
     }
 
     pub fn cache(&self) -> &Arc<Cache> {

@@ -1,6 +1,7 @@
 //! Typed configuration: defaults, then the TOML file, then environment variables; every problem reported at once.
 
 mod accounts_config;
+mod models_config;
 mod parse;
 mod redis_config;
 mod schema;
@@ -16,6 +17,7 @@ use std::{
 };
 
 pub use accounts_config::{BudgetSet, BudgetsConfig, DatabaseConfig, PriceConfig};
+pub use models_config::{ModelsConfig, RetiredPolicy};
 pub use redis_config::{RedisConfig, RedisUrl};
 pub use schema::*;
 pub use secret::Secret;

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::{
     accounts_config::{BudgetsConfig, DatabaseConfig, PriceConfig},
+    models_config::ModelsConfig,
     redis_config::RedisConfig,
     secret::Secret,
     units::{ByteSize, HumanDuration},
@@ -415,43 +416,6 @@ impl Default for ValidationConfig {
             reject_nul: true,
             max_messages: 4096,
             max_bytes_in_flight: ByteSize::mib(64),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct ModelsConfig {
-    /// How often the model catalogue (`GET /models`) is refreshed in the background.
-    pub refresh_interval: HumanDuration,
-    /// Model names clients may use in place of Groq's, so OpenAI code runs unchanged.
-    /// Setting this table replaces the defaults.
-    pub aliases: std::collections::BTreeMap<String, String>,
-    /// Per model, the models to try in order when it is over capacity (498, 503) or its
-    /// retries are spent. Not followed transitively: each chain is listed whole.
-    pub fallbacks: std::collections::BTreeMap<String, Vec<String>>,
-    /// A `service_tier: "flex"` request Groq turns away with 498 is sent again at `on_demand`.
-    pub flex_fallback_to_on_demand: bool,
-}
-
-impl Default for ModelsConfig {
-    fn default() -> Self {
-        let aliases = [
-            ("gpt-4o-mini", "openai/gpt-oss-20b"),
-            ("gpt-4.1-mini", "openai/gpt-oss-20b"),
-            ("gpt-5-mini", "openai/gpt-oss-20b"),
-            ("gpt-4o", "openai/gpt-oss-120b"),
-            ("gpt-4.1", "openai/gpt-oss-120b"),
-            ("gpt-5", "openai/gpt-oss-120b"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        Self {
-            refresh_interval: HumanDuration::secs(600),
-            aliases,
-            fallbacks: Default::default(),
-            flex_fallback_to_on_demand: false,
         }
     }
 }

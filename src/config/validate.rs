@@ -299,6 +299,7 @@ impl Config {
             }
         }
         self.validate_retries_and_fallbacks(errors);
+        self.models.validate_retired(errors);
         self.redis.validate(errors);
         self.database.validate(errors);
         super::accounts_config::validate_money(&self.budgets, &self.prices, errors);

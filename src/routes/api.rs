@@ -18,6 +18,7 @@ use crate::{
     limits::SpendHold,
     observe::{self, ExchangeTap, GenAiRequest, RequestRecord},
     relay::Taps,
+    retired,
     state::AppState,
     validate::{self, Rewrites},
     wire::ratelimit::RateHeaders,
@@ -35,7 +36,8 @@ pub async fn api(
     let config = state.config();
     let (mut parts, body) = request.into_parts();
     let catalog = state.catalog().snapshot();
-    let (call, upload) = read_call(&state, &route, &parts.headers, body, catalog.as_deref(), record.started).await?;
+    let (call, upload, remapped) =
+        read_call(&state, &route, &parts.headers, body, catalog.as_deref(), record.started).await?;
     record.set_request(call.model.clone(), call.stream);
     keyring::check_model(caller.account.as_deref(), call.model.as_deref())?;
 
@@ -123,11 +125,12 @@ pub async fn api(
         response.headers_mut().insert("x-groxy-cache", status.header());
     }
     decorate(response.headers_mut(), &rate, &call.rewrites);
+    retired::mark(response.headers_mut(), remapped.as_ref());
     Ok(response)
 }
 
-/// The body as the endpoint takes it, and the request it holds, checked: the intake and
-/// validation steps. An upload stays a stream, returned beside the (empty) call.
+/// The body as the endpoint takes it, and the request it holds, checked: the intake, retired
+/// models and validation steps. An upload stays a stream, returned beside the (empty) call.
 async fn read_call(
     state: &AppState,
     route: &table::Route,
@@ -135,7 +138,7 @@ async fn read_call(
     body: axum::body::Body,
     catalog: Option<&crate::catalog::Catalog>,
     started: Instant,
-) -> Result<(validate::Call, Intake), GatewayError> {
+) -> Result<(validate::Call, Intake, Option<retired::Remapped>), GatewayError> {
     let config = state.config();
     let intake = intake::read(
         route.body,
@@ -146,9 +149,12 @@ async fn read_call(
         state.lifecycle().bodies(),
     )
     .await?;
-    let (json, upload) = match intake {
-        Intake::Json(bytes) => (Some(bytes), Intake::Empty),
-        other => (None, other),
+    let (json, upload, remapped) = match intake {
+        Intake::Json(bytes) => {
+            let (bytes, remapped) = retired::apply(bytes, &config.models, catalog, state.retired_warnings())?;
+            (Some(bytes), Intake::Empty, remapped)
+        }
+        other => (None, other, None),
     };
     // Waiting for room among the bodies being validated counts against the body's deadline.
     let call = validate::check(
@@ -162,7 +168,7 @@ async fn read_call(
     )
     .instrument(step_span("validate"))
     .await?;
-    Ok((call, upload))
+    Ok((call, upload, remapped))
 }
 
 /// Tokens the caller's limits reserve: none for a stored answer (it spends nothing upstream);

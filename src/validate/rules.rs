@@ -383,17 +383,32 @@ fn check_response_format(format: Option<Raw<'_>>) -> Result<bool, Rejection> {
         "text" => Ok(false),
         "json_object" => Ok(true),
         _json_schema => {
-            let Some(schema) = schema.filter(|s| s.is_object()) else {
+            let Some(json_schema) = schema.filter(|s| s.is_object()) else {
                 return Err(invalid("response_format", "missing properties: 'json_schema'"));
             };
-            match schema.get("name") {
-                Some(name) if name.as_str().is_some_and(|n| valid_function_name(&n)) => Ok(true),
-                Some(name) if name.is_string() => Err(invalid("response_format.json_schema.name", NAME_PATTERN)),
-                Some(other) => Err(invalid(
-                    "response_format.json_schema.name",
-                    format!("expected string, but got {}", kind(other)),
+            let [name, schema, strict] = json_schema.pick(&["name", "schema", "strict"]);
+            match name {
+                Some(name) if name.as_str().is_some_and(|n| valid_function_name(&n)) => {}
+                Some(name) if name.is_string() => {
+                    return Err(invalid("response_format.json_schema.name", NAME_PATTERN));
+                }
+                Some(other) => {
+                    return Err(invalid(
+                        "response_format.json_schema.name",
+                        format!("expected string, but got {}", kind(other)),
+                    ));
+                }
+                None => return Err(invalid("response_format.json_schema", "missing properties: 'name'")),
+            }
+            // `strict: true` asks for constrained decoding where the model has it (best effort
+            // elsewhere): Groq's to apply, only its type is checked here.
+            boolean(strict, "response_format.json_schema.strict")?;
+            match schema {
+                Some(schema) if !schema.is_null() && !schema.is_object() => Err(invalid(
+                    "response_format.json_schema.schema",
+                    format!("expected object, but got {}", kind(schema)),
                 )),
-                None => Err(invalid("response_format.json_schema", "missing properties: 'name'")),
+                _ => Ok(true),
             }
         }
     }
@@ -401,7 +416,94 @@ fn check_response_format(format: Option<Raw<'_>>) -> Result<bool, Rejection> {
 
 #[cfg(test)]
 mod tests {
-    use crate::validate::{request::KNOWN_FIELDS, wording::suggest};
+    use bytes::Bytes;
+
+    use crate::config::{FieldPolicy, ValidationConfig};
+    use crate::error::Rejection;
+    use crate::validate::{request::KNOWN_FIELDS, validate_chat, wording::suggest};
+
+    /// A chat request with `extra` top-level fields, checked with `policy` for OpenAI's values.
+    fn check(extra: &str, policy: FieldPolicy) -> Result<String, String> {
+        let body = format!(r#"{{"model":"openai/gpt-oss-20b","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#);
+        let config = ValidationConfig {
+            openai_fields: policy,
+            ..ValidationConfig::default()
+        };
+        match validate_chat(Bytes::from(body), &config, &Default::default(), None) {
+            Ok(chat) => Ok(String::from_utf8_lossy(&chat.body).into_owned()),
+            Err(Rejection::Invalid { message, .. }) => Err(message),
+            Err(other) => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn groqs_current_chat_parameters_are_accepted() {
+        for extra in [
+            r#","service_tier":"auto""#,
+            r#","service_tier":"on_demand""#,
+            r#","service_tier":"flex""#,
+            r#","service_tier":"performance""#,
+            r#","include_reasoning":true"#,
+            r#","include_reasoning":false,"reasoning_effort":"none""#,
+            r#","reasoning_effort":"default""#,
+            r#","reasoning_effort":"low""#,
+            r#","reasoning_effort":"medium""#,
+            r#","response_format":{"type":"json_schema","json_schema":{"name":"Answer-1_a","strict":true,"schema":{"type":"object","properties":{"a":{"type":"string"}},"required":["a"],"additionalProperties":false}}}"#,
+            r#","response_format":{"type":"json_schema","json_schema":{"name":"a","strict":false,"description":"d"}}"#,
+        ] {
+            assert!(
+                check(extra, FieldPolicy::Reject).is_ok(),
+                "{extra}: {:?}",
+                check(extra, FieldPolicy::Reject)
+            );
+        }
+    }
+
+    #[test]
+    fn openais_values_and_groqs_other_rules_are_refused_in_groqs_words() {
+        let tiers = "'service_tier' : value must be one of 'auto', 'on_demand', 'flex', 'performance'";
+        for (extra, message) in [
+            (r#","service_tier":"scale""#, tiers),
+            (r#","service_tier":"priority""#, tiers),
+            (
+                r#","service_tier":"default""#,
+                "'service_tier' : 'default' is OpenAI's value; Groq's equivalent is 'on_demand'",
+            ),
+            (
+                r#","reasoning_effort":"minimal""#,
+                "'reasoning_effort' : 'minimal' is OpenAI's value; Groq's equivalent is 'low'",
+            ),
+            (
+                r#","include_reasoning":"yes""#,
+                "'include_reasoning' : expected boolean, but got string",
+            ),
+            (
+                r#","include_reasoning":true,"reasoning_format":"hidden""#,
+                "'reasoning_format' : 'reasoning_format' and 'include_reasoning' cannot be used together",
+            ),
+            (
+                r#","response_format":{"type":"json_schema","json_schema":{"name":"a","strict":"true"}}"#,
+                "'response_format.json_schema.strict' : expected boolean, but got string",
+            ),
+            (
+                r#","response_format":{"type":"json_schema","json_schema":{"name":"a","schema":"{}"}}"#,
+                "'response_format.json_schema.schema' : expected object, but got string",
+            ),
+            (
+                r#","response_format":{"type":"json_schema","json_schema":{"name":"a.b","strict":true}}"#,
+                "'response_format.json_schema.name' : does not match pattern '^[a-zA-Z0-9_-]{1,64}$'",
+            ),
+        ] {
+            assert_eq!(check(extra, FieldPolicy::Reject), Err(message.to_owned()), "{extra}");
+        }
+        // By default OpenAI's spellings with a Groq equivalent are mapped; those without are refused.
+        let mapped = check(r#","service_tier":"default""#, FieldPolicy::Strip).expect("mapped");
+        assert!(mapped.ends_with(r#""service_tier":"on_demand"}"#), "{mapped}");
+        assert_eq!(
+            check(r#","service_tier":"priority""#, FieldPolicy::Strip),
+            Err(tiers.to_owned())
+        );
+    }
 
     #[test]
     fn suggestions_like_groqs() {

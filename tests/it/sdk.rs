@@ -142,3 +142,65 @@ async fn the_openai_sdks_retry_honours_groxys_retry_after() {
     // 12 admitted to exhaust the budget, the refused ones never reached Groq, then the retry.
     assert_eq!(call_count(&sim), 13);
 }
+
+/// Runs one of the seed project's examples (`tests/sdk/seed/`) as it was written, with only
+/// the SDKs' own base-URL variables pointing at groxy; its stdout.
+async fn run_seed_example(program: &std::path::Path, script: &str, gw: &Gateway) -> String {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .arg(sdk_dir().join("seed").join(script))
+        .env("GROQ_BASE_URL", format!("http://{}", gw.addr))
+        .env("OPENAI_BASE_URL", format!("http://{}/openai/v1", gw.addr))
+        .env("GROQ_API_KEY", "gsk-client-anything")
+        .env_remove("OPENAI_API_KEY")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), command.output())
+        .await
+        .expect("the example finished in time")
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// Issue 16: the seed's examples name `llama3-8b-8192`, which Groq retired; through groxy they
+/// run unmodified (`models.retired = "remap"`, the default) and get `openai/gpt-oss-20b`'s answer.
+#[tokio::test]
+async fn the_seed_examples_with_a_retired_model_run_unmodified() {
+    let Some(python) = python() else { return };
+    let status = Command::new("bash")
+        .arg(sdk_dir().join("setup.sh"))
+        .arg("node")
+        .status()
+        .expect("run setup.sh");
+    assert!(status.success(), "tests/sdk/setup.sh node failed");
+    let sim = sim().await;
+    let gw = gateway(config_for(&sim)).await;
+    let answer = groq_sim::fixtures::chat_completion();
+    let answer: serde_json::Value = serde_json::from_slice(&answer).expect("fixture");
+    let content = answer["choices"][0]["message"]["content"].as_str().expect("content");
+    for script in ["groq_quickstart.py", "openai_compat.py"] {
+        let out = run_seed_example(&python, script, &gw).await;
+        assert_eq!(out.trim_end(), content, "{script}");
+    }
+    let out = run_seed_example(std::path::Path::new("node"), "openai_compat.mjs", &gw).await;
+    assert_eq!(out.trim_end(), content, "openai_compat.mjs");
+    let streamed = run_seed_example(&python, "groq_streaming.py", &gw).await;
+    assert!(streamed.len() > 10, "{streamed}");
+
+    // Groq was asked for the live replacement every time, and never for the retired model.
+    let requests = calls(&sim);
+    assert_eq!(requests.len(), 4);
+    for r in &requests {
+        assert_eq!(r.path, "/openai/v1/chat/completions");
+        let body = r.json().expect("json");
+        assert_eq!(body["model"], "openai/gpt-oss-20b", "{body}");
+    }
+    assert!(requests.iter().any(|r| r.header("x-stainless-lang") == Some("js")));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.header("user-agent").is_some_and(|ua| ua.starts_with("Groq/Python")))
+    );
+}

@@ -104,6 +104,15 @@ fn cases() -> Vec<Case> {
         ok(req(r#""include_reasoning":false"#)),
         ok(req(r#""reasoning_effort":"high""#)),
         ok(req(r#""service_tier":"flex""#)),
+        // Groq's chat parameters of late 2026.
+        ok(req(r#""service_tier":"auto""#)),
+        ok(req(r#""service_tier":"performance""#)),
+        ok(req(r#""include_reasoning":true"#)),
+        ok(req(r#""reasoning_effort":"none""#)),
+        ok(req(r#""reasoning_effort":"default""#)),
+        ok(req(
+            r#""response_format":{"type":"json_schema","json_schema":{"name":"answer","strict":true,"schema":{"type":"object","properties":{"a":{"type":"string"}},"required":["a"],"additionalProperties":false}}}"#,
+        )),
         ok(req(r#""logprobs":true,"top_logprobs":20,"logit_bias":{"123":-100}"#)),
         ok(req(r#""user":"u-1","parallel_tool_calls":false"#)),
         ok(req(r#""some_future_groq_field":{"x":1}"#)),
@@ -335,6 +344,21 @@ fn cases() -> Vec<Case> {
             req(r#""response_format":{"type":"json_schema","json_schema":{"name":"has space"}}"#),
             "'response_format.json_schema.name' : does not match pattern",
             Some("response_format.json_schema.name"),
+        ),
+        bad(
+            req(r#""response_format":{"type":"json_schema","json_schema":{"name":"answer","strict":"yes"}}"#),
+            "'response_format.json_schema.strict' : expected boolean, but got string",
+            Some("response_format.json_schema.strict"),
+        ),
+        bad(
+            req(r#""response_format":{"type":"json_schema","json_schema":{"name":"answer","schema":[]}}"#),
+            "'response_format.json_schema.schema' : expected object, but got array",
+            Some("response_format.json_schema.schema"),
+        ),
+        bad(
+            req(r#""include_reasoning":"yes""#),
+            "'include_reasoning' : expected boolean, but got string",
+            Some("include_reasoning"),
         ),
         bad(
             req(r#""reasoning_format":"verbose""#),
