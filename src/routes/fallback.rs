@@ -83,8 +83,8 @@ pub fn alternatives(
     }
 }
 
-/// Whether the caller may use `model` as a fallback. Every caller may use every model today;
-/// per-key allowed models (another issue) decide here.
-fn may_use(_caller: &Caller, _model: &str) -> bool {
-    true
+/// Whether the caller may use `model` as a fallback: a stored key limited to some models
+/// never gets an answer from another one, even when the model it asked for is down.
+fn may_use(caller: &Caller, model: &str) -> bool {
+    caller.account.as_ref().is_none_or(|account| account.allows(model))
 }

@@ -265,6 +265,46 @@ async fn a_fallback_is_charged_at_the_price_of_the_model_that_answered() {
     assert!((spent(&gw, &id).await - at_small).abs() < 1e-9, "the ledger agrees");
 }
 
+/// A key limited to some models is never answered by a fallback outside its list: the
+/// model it asked for keeps being retried instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_outside_the_keys_allowed_models_is_skipped() {
+    const BIG: &str = "openai/gpt-oss-120b";
+    const SMALL: &str = "openai/gpt-oss-20b";
+    let sim = sim().await;
+    let backend = Backend::sqlite().await;
+    let mut config = accounts_config(&sim, &backend);
+    config.upstream.forward_headers = vec!["x-sim-reply".to_owned()];
+    config.upstream.retries.backoff = HumanDuration(Duration::from_millis(20));
+    config.models.fallbacks.insert(BIG.into(), vec![SMALL.into()]);
+    let gw = gateway(config).await;
+    let mut answered_by = Vec::new();
+    // The simulator counts `fail:` per exact header value: one value per key.
+    for (name, models, fault) in [
+        ("only-big", json!([BIG]), "fail:503:1"),
+        ("both", json!([BIG, SMALL]), "fail:503:1,slice:whole"),
+    ] {
+        let (_, created) = admin(&gw, "POST", "/admin/keys", Some(json!({"name": name, "allowed_models": models}))).await;
+        let response = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(created["key"].as_str().expect("key"))
+            .header("content-type", "application/json")
+            .header("x-sim-reply", fault)
+            .body(format!(r#"{{"model":"{BIG}","messages":[{{"role":"user","content":"Say hi"}}]}}"#))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+        answered_by.push(
+            response
+                .headers()
+                .get("x-groxy-model")
+                .map(|v| v.to_str().expect("ascii").to_owned()),
+        );
+    }
+    assert_eq!(answered_by, [None, Some(SMALL.to_owned())], "only the key allowed it falls back");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_redis_resets_no_per_day_count_and_no_budget() {
     let sim = sim().await;
