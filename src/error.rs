@@ -488,6 +488,35 @@ impl GatewayError {
         let json = serde_json::to_string(&envelope).unwrap_or_else(|_| "{}".to_owned());
         Bytes::from(format!("data: {json}\n\n"))
     }
+
+    /// The error as one Responses API event (`event: error`), for failures after a Responses
+    /// stream's first byte: the fields of OpenAI's `error` event (`type`, `code`, `message`,
+    /// `param`, `sequence_number`: the next of the stream's numbers), plus the OpenAI `error`
+    /// object, on which both OpenAI SDKs raise instead of waiting for a `response.completed`
+    /// that will never come.
+    pub fn responses_error_event(&self, sequence_number: u64) -> Bytes {
+        #[derive(Serialize)]
+        struct Event<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            code: Option<&'a str>,
+            message: &'a str,
+            param: Option<&'a str>,
+            sequence_number: u64,
+            error: &'a ErrorObject<'a>,
+        }
+        let error = ErrorObject::of(self);
+        let event = Event {
+            kind: "error",
+            code: error.code,
+            message: &error.message,
+            param: error.param,
+            sequence_number,
+            error: &error,
+        };
+        let json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
+        Bytes::from(format!("event: error\ndata: {json}\n\n"))
+    }
 }
 
 impl IntoResponse for GatewayError {
@@ -555,5 +584,21 @@ mod tests {
         assert!(text.starts_with("data: {\"error\":"));
         assert!(text.ends_with("}\n\n"));
         assert_eq!(text.matches('\n').count(), 2);
+    }
+
+    #[test]
+    fn the_responses_error_event_is_one_named_event_both_sdks_raise_on() {
+        let frame = GatewayError::UpstreamTruncated.responses_error_event(7);
+        let text = std::str::from_utf8(&frame).expect("utf8");
+        let data = text
+            .strip_prefix("event: error\ndata: ")
+            .and_then(|rest| rest.strip_suffix("\n\n"))
+            .expect("one event");
+        let event: serde_json::Value = serde_json::from_str(data).expect("json");
+        assert_eq!(event["type"], "error");
+        assert_eq!(event["code"], "upstream_truncated");
+        assert_eq!(event["sequence_number"], 7);
+        assert_eq!(event["message"], event["error"]["message"]);
+        assert_eq!(event["error"]["type"], "api_error");
     }
 }

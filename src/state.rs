@@ -28,7 +28,8 @@ use crate::{
     prices::PriceTable,
     redis::Redis,
     reload::{self, ReloadReport},
-    routes::table::Route,
+    relay,
+    routes::table::{Endpoint, Route},
     store::Store,
     telemetry,
     upstream::{Forward, ForwardBody, Upstream},
@@ -318,6 +319,10 @@ impl AppState {
             started,
             span: tracing::Span::current(),
             alternatives: Default::default(),
+            dialect: match route.endpoint {
+                Endpoint::Responses => relay::Dialect::Responses,
+                _ => relay::Dialect::Chat,
+            },
         }
     }
 
