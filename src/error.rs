@@ -586,19 +586,4 @@ mod tests {
         assert_eq!(text.matches('\n').count(), 2);
     }
 
-    #[test]
-    fn the_responses_error_event_is_one_named_event_both_sdks_raise_on() {
-        let frame = GatewayError::UpstreamTruncated.responses_error_event(7);
-        let text = std::str::from_utf8(&frame).expect("utf8");
-        let data = text
-            .strip_prefix("event: error\ndata: ")
-            .and_then(|rest| rest.strip_suffix("\n\n"))
-            .expect("one event");
-        let event: serde_json::Value = serde_json::from_str(data).expect("json");
-        assert_eq!(event["type"], "error");
-        assert_eq!(event["code"], "upstream_truncated");
-        assert_eq!(event["sequence_number"], 7);
-        assert_eq!(event["message"], event["error"]["message"]);
-        assert_eq!(event["error"]["type"], "api_error");
-    }
 }
