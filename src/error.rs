@@ -585,5 +585,4 @@ mod tests {
         assert!(text.ends_with("}\n\n"));
         assert_eq!(text.matches('\n').count(), 2);
     }
-
 }

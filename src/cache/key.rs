@@ -156,7 +156,11 @@ mod tests {
 
     fn key(tenant: Option<&[u8; 32]>, v: Value) -> CacheKey {
         let body = serde_json::to_vec(&v).expect("json");
-        cache_key(tenant, Endpoint::ChatCompletions, &Checked::from_body(body.into()).expect("object"))
+        cache_key(
+            tenant,
+            Endpoint::ChatCompletions,
+            &Checked::from_body(body.into()).expect("object"),
+        )
     }
 
     fn key_of_text(tenant: Option<&[u8; 32]>, text: &str) -> CacheKey {

@@ -194,12 +194,18 @@ mod tests {
         assert!(!is_whole_answer(&[b(b"{\"id\":1")], false, true), "cut short");
         assert!(!is_whole_answer(&[b(b"{}")], false, false), "not labelled JSON");
         let completed = b(b"event: response.created\ndata: {}\n\nevent: response.completed\ndata: {}\n\n");
-        assert!(is_whole_answer(&[completed.slice(..30), completed.slice(30..)], true, false));
+        assert!(is_whole_answer(
+            &[completed.slice(..30), completed.slice(30..)],
+            true,
+            false
+        ));
         let incomplete = b(b"event: response.created\ndata: {}\n\nevent: response.incomplete\ndata: {}\n\n");
         assert!(is_whole_answer(&[incomplete], true, false));
         let cut = b(b"event: response.created\ndata: {}\n\nevent: response.output_text.delta\ndata: {}\n\n");
         assert!(!is_whole_answer(&[cut], true, false), "no response.completed");
-        let failed = b(b"event: response.created\ndata: {}\n\nevent: error\ndata: {}\n\nevent: response.completed\ndata: {}\n\n");
+        let failed = b(
+            b"event: response.created\ndata: {}\n\nevent: error\ndata: {}\n\nevent: response.completed\ndata: {}\n\n",
+        );
         assert!(!is_whole_answer(&[failed], true, false), "an error event");
     }
 }

@@ -273,8 +273,13 @@ mod tests {
         );
         assert_eq!(delta_tokens(br#"{"error":{"message":"boom"}}"#), 0);
         assert_eq!(delta_tokens(b"not json \"delta\""), 0);
-        let named = |kind: &str, delta: &str| format!(r#"{{"content_index":0,"delta":{delta},"item_id":"msg_1","type":"{kind}"}}"#);
-        assert_eq!(delta_tokens(named("response.output_text.delta", r#"" models""#).as_bytes()), 1);
+        let named = |kind: &str, delta: &str| {
+            format!(r#"{{"content_index":0,"delta":{delta},"item_id":"msg_1","type":"{kind}"}}"#)
+        };
+        assert_eq!(
+            delta_tokens(named("response.output_text.delta", r#"" models""#).as_bytes()),
+            1
+        );
         assert_eq!(
             delta_tokens(named("response.function_call_arguments.delta", r#""{\"city\": \"Paris\"}""#).as_bytes()),
             7
@@ -296,15 +301,27 @@ mod tests {
         };
         assert_eq!((found, failed), (Some(expected), false));
         let mut found = None;
-        inspect(br#"{"type":"response.created","response":{"usage":null}}"#, &mut found, &mut failed);
+        inspect(
+            br#"{"type":"response.created","response":{"usage":null}}"#,
+            &mut found,
+            &mut failed,
+        );
         assert_eq!(found, None);
         let completed = br#"{"response":{"id":"resp_1","usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":8},"output_tokens":5,"total_tokens":25}},"sequence_number":9,"type":"response.completed"}"#;
         inspect(completed, &mut found, &mut failed);
         assert_eq!((found, failed), (Some(expected), false));
-        inspect(br#"{"type":"error","code":"server_error","message":"boom","sequence_number":3}"#, &mut found, &mut failed);
+        inspect(
+            br#"{"type":"error","code":"server_error","message":"boom","sequence_number":3}"#,
+            &mut found,
+            &mut failed,
+        );
         assert!(failed);
         let mut failed = false;
-        inspect(br#"{"response":{"status":"failed","usage":null},"type":"response.failed"}"#, &mut found, &mut failed);
+        inspect(
+            br#"{"response":{"status":"failed","usage":null},"type":"response.failed"}"#,
+            &mut found,
+            &mut failed,
+        );
         assert!(failed);
     }
 }

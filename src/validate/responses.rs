@@ -204,7 +204,18 @@ fn string_field(value: Option<Raw<'_>>, key: &str) -> Result<u64, Rejection> {
 
 /// The sampling and output settings: ranges, enums and shapes as Groq takes them.
 fn check_settings(root: Raw<'_>) -> Result<(), Rejection> {
-    let [temperature, top_p, parallel, reasoning, text, metadata, user, tier, truncation, include] = root.pick(&[
+    let [
+        temperature,
+        top_p,
+        parallel,
+        reasoning,
+        text,
+        metadata,
+        user,
+        tier,
+        truncation,
+        include,
+    ] = root.pick(&[
         "temperature",
         "top_p",
         "parallel_tool_calls",
@@ -325,7 +336,11 @@ mod tests {
         let checked = check(body).expect("valid");
         assert_eq!(&checked.body[..], body.as_bytes());
         assert_eq!((checked.stream, checked.max_output_tokens), (true, Some(64)));
-        assert!(checked.prompt_tokens_estimate >= 4, "{}", checked.prompt_tokens_estimate);
+        assert!(
+            checked.prompt_tokens_estimate >= 4,
+            "{}",
+            checked.prompt_tokens_estimate
+        );
         assert!(checked.rewrites.is_empty());
     }
 
@@ -334,23 +349,68 @@ mod tests {
         let m = r#""model":"m","input":"hi""#;
         let refused = [
             (format!("{{{m},\"store\":true}}"), STORE_UNSUPPORTED.to_owned()),
-            (format!("{{{m},\"previous_response_id\":\"resp_1\"}}"), PREVIOUS_RESPONSE_UNSUPPORTED.to_owned()),
-            (format!("{{{m},\"temprature\":1}}"), "property 'temprature' is unsupported, did you mean 'temperature'?".to_owned()),
-            (format!("{{{m},\"background\":true}}"), "property 'background' is unsupported".to_owned()),
+            (
+                format!("{{{m},\"previous_response_id\":\"resp_1\"}}"),
+                PREVIOUS_RESPONSE_UNSUPPORTED.to_owned(),
+            ),
+            (
+                format!("{{{m},\"temprature\":1}}"),
+                "property 'temprature' is unsupported, did you mean 'temperature'?".to_owned(),
+            ),
+            (
+                format!("{{{m},\"background\":true}}"),
+                "property 'background' is unsupported".to_owned(),
+            ),
             (r#"{"input":"hi"}"#.to_owned(), "missing properties: 'model'".to_owned()),
             (r#"{"model":"m"}"#.to_owned(), "missing properties: 'input'".to_owned()),
-            (format!("{{{m},\"temperature\":3}}"), "'temperature' : number must be at most 2".to_owned()),
-            (format!("{{{m},\"max_output_tokens\":0}}"), "'max_output_tokens' : number must be at least 1".to_owned()),
-            (format!("{{{m},\"store\":\"no\"}}"), "'store' : expected boolean, but got string".to_owned()),
-            (format!("{{{m},\"truncation\":\"middle\"}}"), "'truncation' : value must be one of 'auto', 'disabled'".to_owned()),
-            (format!("{{{m},\"service_tier\":\"default\"}}"), "'service_tier' : value must be one of 'auto', 'on_demand', 'flex', 'performance'".to_owned()),
-            (format!("{{{m},\"reasoning\":{{\"effort\":\"max\"}}}}"), "'reasoning.effort' : value must be one of 'none', 'default', 'low', 'medium', 'high'".to_owned()),
-            (format!("{{{m},\"text\":{{\"format\":{{\"type\":\"json_schema\",\"schema\":{{}}}}}}}}"), "'text.format' : missing properties: 'name'".to_owned()),
-            (format!("{{{m},\"metadata\":{{\"k\":1}}}}"), "'metadata.k' : expected string, but got number".to_owned()),
-            (format!("{{{m},\"include\":\"x\"}}"), "'include' : expected array, but got string".to_owned()),
-            (format!("{{{m},\"instructions\":1}}"), "'instructions' : expected string, but got number".to_owned()),
-            (format!("{{{m},\"m\":1,\"m\":2}}"), "request body is not valid JSON: duplicate key \"m\" at line 1 column 35".to_owned()),
-            ("[]".to_owned(), "request body must be a JSON object, but got array".to_owned()),
+            (
+                format!("{{{m},\"temperature\":3}}"),
+                "'temperature' : number must be at most 2".to_owned(),
+            ),
+            (
+                format!("{{{m},\"max_output_tokens\":0}}"),
+                "'max_output_tokens' : number must be at least 1".to_owned(),
+            ),
+            (
+                format!("{{{m},\"store\":\"no\"}}"),
+                "'store' : expected boolean, but got string".to_owned(),
+            ),
+            (
+                format!("{{{m},\"truncation\":\"middle\"}}"),
+                "'truncation' : value must be one of 'auto', 'disabled'".to_owned(),
+            ),
+            (
+                format!("{{{m},\"service_tier\":\"default\"}}"),
+                "'service_tier' : value must be one of 'auto', 'on_demand', 'flex', 'performance'".to_owned(),
+            ),
+            (
+                format!("{{{m},\"reasoning\":{{\"effort\":\"max\"}}}}"),
+                "'reasoning.effort' : value must be one of 'none', 'default', 'low', 'medium', 'high'".to_owned(),
+            ),
+            (
+                format!("{{{m},\"text\":{{\"format\":{{\"type\":\"json_schema\",\"schema\":{{}}}}}}}}"),
+                "'text.format' : missing properties: 'name'".to_owned(),
+            ),
+            (
+                format!("{{{m},\"metadata\":{{\"k\":1}}}}"),
+                "'metadata.k' : expected string, but got number".to_owned(),
+            ),
+            (
+                format!("{{{m},\"include\":\"x\"}}"),
+                "'include' : expected array, but got string".to_owned(),
+            ),
+            (
+                format!("{{{m},\"instructions\":1}}"),
+                "'instructions' : expected string, but got number".to_owned(),
+            ),
+            (
+                format!("{{{m},\"m\":1,\"m\":2}}"),
+                "request body is not valid JSON: duplicate key \"m\" at line 1 column 35".to_owned(),
+            ),
+            (
+                "[]".to_owned(),
+                "request body must be a JSON object, but got array".to_owned(),
+            ),
         ];
         for (body, message) in refused {
             let got = check(&body).map(|_| ());
@@ -364,7 +424,10 @@ mod tests {
         let aliases = BTreeMap::from([("fast".to_owned(), "openai/gpt-oss-20b".to_owned())]);
         let body = Bytes::from_static(br#"{"model":"fast","input":"hi","temperature":0}"#);
         let checked = validate_responses(body, &ValidationConfig::default(), &aliases, None).expect("valid");
-        assert_eq!(&checked.body[..], br#"{"model":"openai/gpt-oss-20b","input":"hi","temperature":0}"#);
+        assert_eq!(
+            &checked.body[..],
+            br#"{"model":"openai/gpt-oss-20b","input":"hi","temperature":0}"#
+        );
         assert_eq!(checked.rewrites.mapped, ["model"]);
         assert_eq!(checked.model, "openai/gpt-oss-20b");
     }

@@ -200,8 +200,14 @@ pub fn check_tools(tools: Option<Raw<'_>>) -> Result<(usize, u64), Rejection> {
         if !tool.is_object() {
             return Err(expected(path, "object", tool));
         }
-        let [kind_of_tool, name, parameters, description, label, url] =
-            tool.pick(&["type", "name", "parameters", "description", "server_label", "server_url"]);
+        let [kind_of_tool, name, parameters, description, label, url] = tool.pick(&[
+            "type",
+            "name",
+            "parameters",
+            "description",
+            "server_label",
+            "server_url",
+        ]);
         let kind_of_tool = match kind_of_tool {
             None => return Err(missing(path, "type")),
             Some(t) => match t.as_str() {
@@ -300,20 +306,41 @@ mod tests {
         let refused = [
             ("7", "'input' : expected string or array, but got number"),
             ("[]", "'input' : minimum number of items is 1"),
-            (r#"[{"role":"tool","content":"x"}]"#, "'input.0.role' : value must be one of 'user', 'system', 'developer', 'assistant'"),
+            (
+                r#"[{"role":"tool","content":"x"}]"#,
+                "'input.0.role' : value must be one of 'user', 'system', 'developer', 'assistant'",
+            ),
             (r#"[{"role":"user"}]"#, "'input.0' : missing properties: 'content'"),
-            (r#"[{"role":"user","content":[{"type":"image_url","image_url":"x"}]}]"#, "'input.0.content.0.type' : value must be one of 'input_text', 'input_image', 'output_text'"),
-            (r#"[{"role":"user","content":[{"type":"input_text"}]}]"#, "'input.0.content.0' : missing properties: 'text'"),
-            (r#"[{"type":"function_call","name":"f","arguments":"{}"}]"#, "'input.0' : missing properties: 'call_id'"),
-            (r#"[{"type":"function_call","name":"a b","call_id":"c","arguments":"{}"}]"#, "'input.0.name' : does not match pattern '^[a-zA-Z0-9_-]{1,64}$'"),
-            (r#"[{"type":"function_call_output","call_id":"c"}]"#, "'input.0' : missing properties: 'output'"),
-            (r#"[{"type":"item_reference","id":"x"}]"#, "'input.0.type' : value must be one of 'message', 'function_call', 'function_call_output', 'reasoning', 'mcp_list_tools', 'mcp_call', 'mcp_approval_request', 'mcp_approval_response'"),
+            (
+                r#"[{"role":"user","content":[{"type":"image_url","image_url":"x"}]}]"#,
+                "'input.0.content.0.type' : value must be one of 'input_text', 'input_image', 'output_text'",
+            ),
+            (
+                r#"[{"role":"user","content":[{"type":"input_text"}]}]"#,
+                "'input.0.content.0' : missing properties: 'text'",
+            ),
+            (
+                r#"[{"type":"function_call","name":"f","arguments":"{}"}]"#,
+                "'input.0' : missing properties: 'call_id'",
+            ),
+            (
+                r#"[{"type":"function_call","name":"a b","call_id":"c","arguments":"{}"}]"#,
+                "'input.0.name' : does not match pattern '^[a-zA-Z0-9_-]{1,64}$'",
+            ),
+            (
+                r#"[{"type":"function_call_output","call_id":"c"}]"#,
+                "'input.0' : missing properties: 'output'",
+            ),
+            (
+                r#"[{"type":"item_reference","id":"x"}]"#,
+                "'input.0.type' : value must be one of 'message', 'function_call', 'function_call_output', 'reasoning', 'mcp_list_tools', 'mcp_call', 'mcp_approval_request', 'mcp_approval_response'",
+            ),
             ("[1]", "'input.0' : expected object, but got number"),
         ];
         for (body, message) in refused {
             assert_eq!(input(body), Err(message.to_owned()), "{body}");
         }
-        let eleven = format!("[{}]", vec![r#"{"role":"user","content":"x"}"#; 11].join(","));
+        let eleven = format!("[{}]", [r#"{"role":"user","content":"x"}"#; 11].join(","));
         assert_eq!(
             input(&eleven),
             Err("'input' : maximum 10 items allowed, but found 11 items".to_owned())
@@ -324,7 +351,9 @@ mod tests {
     fn tools_and_tool_choice() {
         let tools = |json: &str| check_tools(Raw::root(json.as_bytes()));
         assert!(matches!(
-            tools(r#"[{"type":"function","name":"get_weather","description":"Weather by city","parameters":{}},{"type":"mcp","server_label":"docs","server_url":"https://example.com/mcp"},{"type":"browser_search"}]"#),
+            tools(
+                r#"[{"type":"function","name":"get_weather","description":"Weather by city","parameters":{}},{"type":"mcp","server_label":"docs","server_url":"https://example.com/mcp"},{"type":"browser_search"}]"#
+            ),
             Ok((3, 3))
         ));
         assert!(tools(r#"[{"type":"function","function":{"name":"f"}}]"#).is_err());

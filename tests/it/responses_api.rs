@@ -177,7 +177,10 @@ async fn tokens_are_reserved_from_the_estimate_and_settled_from_the_usage() {
     let second = post(&gw, RESPONSES, "gxy_alice", &streamed, &[]).await;
     let expected = 100_000 - json_total - reservation;
     let remaining = remaining_tokens(&second);
-    assert!((expected..=expected + 2).contains(&remaining), "{remaining} vs {expected}");
+    assert!(
+        (expected..=expected + 2).contains(&remaining),
+        "{remaining} vs {expected}"
+    );
     let stream_total = completed_usage(&second.bytes().await.expect("body"))["total_tokens"]
         .as_i64()
         .expect("total");
@@ -192,7 +195,10 @@ async fn tokens_are_reserved_from_the_estimate_and_settled_from_the_usage() {
     let third = post(&gw, RESPONSES, "gxy_alice", &plain, &[]).await;
     let expected = 100_000 - json_total - stream_total - reservation;
     let remaining = remaining_tokens(&third);
-    assert!((expected..=expected + 3).contains(&remaining), "{remaining} vs {expected}");
+    assert!(
+        (expected..=expected + 3).contains(&remaining),
+        "{remaining} vs {expected}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,7 +344,11 @@ async fn truncation_is_one_error_event_and_no_completed_and_is_never_stored() {
     for fault in ["drop-after:5", "drop-after:5,slice:1-9"] {
         let response = post(&gw, RESPONSES, "client-key", &streamed, &[("x-sim-reply", fault)]).await;
         assert_eq!(response.status(), 200);
-        assert_eq!(header(&response, "x-groxy-cache"), "MISS", "{fault}: a cut stream is not stored");
+        assert_eq!(
+            header(&response, "x-groxy-cache"),
+            "MISS",
+            "{fault}: a cut stream is not stored"
+        );
         let (received, _, error) = read_timed(response).await;
         assert_eq!(error, None, "the stream ends cleanly after the error event");
         let sent = last_request(&sim).sent_bytes();
@@ -375,7 +385,10 @@ async fn truncation_is_one_error_event_and_no_completed_and_is_never_stored() {
     assert!(tail.starts_with("\n\nevent: error\ndata: "), "{tail:?}");
     let complete_events = events(&whole[..cut]).len() as u64;
     let (_, error) = events(&received).pop().expect("the error event");
-    assert_eq!(error["sequence_number"], complete_events, "the partial one took a number");
+    assert_eq!(
+        error["sequence_number"], complete_events,
+        "the partial one took a number"
+    );
 }
 
 #[tokio::test]

@@ -113,7 +113,9 @@ impl Answer {
     fn new(request: &Value, input_tokens: usize, seq: u64) -> Answer {
         let ids = Ids::new(seq);
         let tool = function_to_call(request);
-        let arguments = tool.as_deref().map_or_else(String::new, |name| arguments_for(request, name));
+        let arguments = tool
+            .as_deref()
+            .map_or_else(String::new, |name| arguments_for(request, name));
         let item_id = match tool {
             Some(_) => format!("fc_01sim{seq:021}"),
             None => format!("msg_01sim{seq:021}"),
@@ -469,7 +471,12 @@ mod tests {
             .filter_map(|(_, d)| d["delta"].as_str())
             .collect();
         assert_eq!(streamed, r#"{"city":"Paris"}"#);
-        assert!(all.iter().filter(|(n, _)| n == "response.function_call_arguments.delta").count() > 1);
+        assert!(
+            all.iter()
+                .filter(|(n, _)| n == "response.function_call_arguments.delta")
+                .count()
+                > 1
+        );
         assert_eq!(
             function_to_call(&json!({"tools": [{"type": "function", "name": "f"}], "tool_choice": "none"})),
             None
