@@ -507,6 +507,35 @@ impl GatewayError {
         let json = serde_json::to_string(&envelope).unwrap_or_else(|_| "{}".to_owned());
         Bytes::from(format!("data: {json}\n\n"))
     }
+
+    /// The error as one Responses API event (`event: error`), for failures after a Responses
+    /// stream's first byte: the fields of OpenAI's `error` event (`type`, `code`, `message`,
+    /// `param`, `sequence_number`: the next of the stream's numbers), plus the OpenAI `error`
+    /// object, on which both OpenAI SDKs raise instead of waiting for a `response.completed`
+    /// that will never come.
+    pub fn responses_error_event(&self, sequence_number: u64) -> Bytes {
+        #[derive(Serialize)]
+        struct Event<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            code: Option<&'a str>,
+            message: &'a str,
+            param: Option<&'a str>,
+            sequence_number: u64,
+            error: &'a ErrorObject<'a>,
+        }
+        let error = ErrorObject::of(self);
+        let event = Event {
+            kind: "error",
+            code: error.code,
+            message: &error.message,
+            param: error.param,
+            sequence_number,
+            error: &error,
+        };
+        let json = serde_json::to_string(&event).unwrap_or_else(|_| "{}".to_owned());
+        Bytes::from(format!("event: error\ndata: {json}\n\n"))
+    }
 }
 
 impl IntoResponse for GatewayError {

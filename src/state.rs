@@ -27,8 +27,9 @@ use crate::{
     observe::{Gauges, Observer},
     prices::PriceTable,
     redis::Redis,
+    relay,
     reload::{self, ReloadReport},
-    routes::table::Route,
+    routes::table::{Endpoint, Route},
     store::Store,
     telemetry,
     upstream::{Forward, ForwardBody, Upstream},
@@ -332,6 +333,10 @@ impl AppState {
             started,
             span: tracing::Span::current(),
             alternatives: Default::default(),
+            dialect: match route.endpoint {
+                Endpoint::Responses => relay::Dialect::Responses,
+                _ => relay::Dialect::Chat,
+            },
         }
     }
 

@@ -7,7 +7,10 @@ use std::{borrow::Cow, cmp::Ordering};
 
 use sha2::{Digest, Sha256};
 
-use crate::validate::{Checked, Kind, Raw};
+use crate::{
+    routes::table::Endpoint,
+    validate::{Checked, Kind, Raw},
+};
 
 /// Top-level fields that do not change the answer: an end-user id for Groq's abuse tracking
 /// and the processing tier. Everything else, `stream` and `stream_options` included (they change
@@ -17,11 +20,22 @@ pub const EXCLUDED: &[&str] = &["user", "service_tier"];
 pub type CacheKey = [u8; 32];
 
 /// `tenant` is the caller's key hash, or `None` when entries are shared between tenants.
-pub fn cache_key(tenant: Option<&[u8; 32]>, request: &Checked) -> CacheKey {
+///
+/// The endpoint is part of the key, so a chat body and a Responses body never share an entry
+/// (their answers differ in shape even where the bodies could be the same). Chat's keys are
+/// the keys from before other endpoints were cached: entries a replica still running that
+/// version wrote to Redis stay valid.
+pub fn cache_key(tenant: Option<&[u8; 32]>, endpoint: Endpoint, request: &Checked) -> CacheKey {
     let mut hasher = Sha256::new();
     // A domain tag and the tenant first, with fixed widths, so no request can collide with
     // another tenant's by construction.
     hasher.update(b"groxy-cache-v1\0");
+    if endpoint != Endpoint::ChatCompletions {
+        // After the tag chat goes on with a 0 or 1 byte, so no other endpoint's label (a
+        // letter first) can make a chat key.
+        hasher.update(endpoint.label().as_bytes());
+        hasher.update(b"\0");
+    }
     match tenant {
         Some(t) => {
             hasher.update([1u8]);
@@ -142,11 +156,19 @@ mod tests {
 
     fn key(tenant: Option<&[u8; 32]>, v: Value) -> CacheKey {
         let body = serde_json::to_vec(&v).expect("json");
-        cache_key(tenant, &Checked::from_body(body.into()).expect("object"))
+        cache_key(
+            tenant,
+            Endpoint::ChatCompletions,
+            &Checked::from_body(body.into()).expect("object"),
+        )
     }
 
     fn key_of_text(tenant: Option<&[u8; 32]>, text: &str) -> CacheKey {
-        cache_key(tenant, &Checked::from_body(text.to_owned().into()).expect("object"))
+        cache_key(
+            tenant,
+            Endpoint::ChatCompletions,
+            &Checked::from_body(text.to_owned().into()).expect("object"),
+        )
     }
 
     const A: [u8; 32] = [1; 32];
@@ -264,7 +286,14 @@ mod tests {
             assert_ne!(key(Some(&A), changed), base_key, "{field}");
         }
         assert_ne!(key(Some(&B), base.clone()), base_key, "another tenant");
-        assert_ne!(key(None, base), base_key, "shared entries are another space");
+        assert_ne!(key(None, base.clone()), base_key, "shared entries are another space");
+        let body = serde_json::to_vec(&base).expect("json");
+        let checked = Checked::from_body(body.into()).expect("object");
+        assert_ne!(
+            cache_key(Some(&A), Endpoint::Responses, &checked),
+            base_key,
+            "the same body on another endpoint"
+        );
     }
 
     proptest! {
@@ -283,7 +312,8 @@ mod tests {
             // The tree version read the tree parsed from the same bytes.
             let tree: serde_json::Map<String, Value> = serde_json::from_slice(&body).expect("json");
             let checked = Checked::from_body(body.into()).expect("object");
-            prop_assert_eq!(cache_key(tenant.as_ref(), &checked), reference(tenant.as_ref(), &tree));
+            prop_assert_eq!(cache_key(tenant.as_ref(), Endpoint::ChatCompletions, &checked), reference(tenant.as_ref(), &tree));
+            prop_assert_ne!(cache_key(tenant.as_ref(), Endpoint::Responses, &checked), reference(tenant.as_ref(), &tree));
         }
 
         #[test]

@@ -13,6 +13,7 @@ use super::{
 use crate::{
     auth::Caller,
     config::{CacheConfig, CacheMode},
+    routes::table::Endpoint,
 };
 
 pub struct Cache {
@@ -87,7 +88,12 @@ impl Cache {
     /// The key for a request the cache may answer, or `None` for one it must not touch:
     /// cache off (globally or for this key), or a request not meant to repeat in
     /// `deterministic` mode (no `temperature: 0` and no `seed`).
-    pub fn key_for(&self, caller: &Caller, request: Option<&crate::validate::Checked>) -> Option<CacheKey> {
+    pub fn key_for(
+        &self,
+        caller: &Caller,
+        endpoint: Endpoint,
+        request: Option<&crate::validate::Checked>,
+    ) -> Option<CacheKey> {
         let request = request?;
         // A caller with its own Groq key is served from the cache only once Groq has accepted
         // that key: until then it goes upstream and gets Groq's verdict.
@@ -108,7 +114,7 @@ impl Cache {
             return None;
         }
         let tenant = (!config.shared).then_some(&caller.partition);
-        Some(cache_key(tenant, request))
+        Some(cache_key(tenant, endpoint, request))
     }
 
     /// The TTL for a new entry: the request's, capped, or the default.

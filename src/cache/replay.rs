@@ -99,13 +99,14 @@ fn drop_groq_rate_limits(headers: &mut http::HeaderMap) {
 }
 
 /// Whether a whole body is an answer worth replaying for the TTL: an event stream that ended
-/// with `data: [DONE]` and carried no error event, or a JSON body that parses. Anything else
-/// (an HTML page from a proxy, a stream cut short however it ended) would be served long after
-/// Groq recovered.
+/// with `data: [DONE]` (chat) or with `response.completed` or `response.incomplete` (the
+/// Responses API, which sends no `[DONE]`) and carried no error event, or a JSON body that
+/// parses. Anything else (an HTML page from a proxy, a stream cut short however it ended) would
+/// be served long after Groq recovered.
 pub fn is_whole_answer(chunks: &[bytes::Bytes], is_sse: bool, is_json: bool) -> bool {
     let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
     if is_sse {
-        !has_error_event(&joined) && ends_with_done(&joined)
+        !has_error_event(&joined) && (ends_with_done(&joined) || ends_with_response_end(&joined))
     } else {
         is_json && serde_json::from_slice::<serde::de::IgnoredAny>(&joined).is_ok()
     }
@@ -121,6 +122,18 @@ fn ends_with_done(body: &[u8]) -> bool {
         return false;
     };
     rest.is_empty() || rest.ends_with(b"\n")
+}
+
+/// Whether the stream's last event is the Responses API's end of a whole answer: named
+/// `response.completed` or `response.incomplete` (the output cap was reached), as Groq names
+/// every event of these streams.
+fn ends_with_response_end(body: &[u8]) -> bool {
+    let body = body.trim_ascii_end();
+    let start = memchr::memmem::rfind(body, b"\n\n").map_or(0, |at| at + 2);
+    let last = &body[start..];
+    [&b"event: response.completed\n"[..], b"event: response.incomplete\n"]
+        .iter()
+        .any(|name| last.starts_with(name))
 }
 
 /// Copies the chunks into one allocation of exactly `size` bytes, keeping their boundaries.
@@ -142,7 +155,11 @@ pub fn compact(chunks: &[bytes::Bytes], size: usize) -> Vec<bytes::Bytes> {
 /// Whether an SSE body carries an error event (Groq's mid-stream error, or groxy's truncation
 /// frame): such a stream is never stored.
 fn has_error_event(joined: &[u8]) -> bool {
-    joined.starts_with(b"data: {\"error\"") || memchr::memmem::find(joined, b"\ndata: {\"error\"").is_some()
+    joined.starts_with(b"data: {\"error\"")
+        || memchr::memmem::find(joined, b"\ndata: {\"error\"").is_some()
+        || joined.starts_with(b"event: error\n")
+        || memchr::memmem::find(joined, b"\nevent: error\n").is_some()
+        || memchr::memmem::find(joined, b"\nevent: response.failed\n").is_some()
 }
 
 #[cfg(test)]
@@ -176,5 +193,19 @@ mod tests {
         assert!(!is_whole_answer(&[b(b"<html>bad gateway</html>")], false, true));
         assert!(!is_whole_answer(&[b(b"{\"id\":1")], false, true), "cut short");
         assert!(!is_whole_answer(&[b(b"{}")], false, false), "not labelled JSON");
+        let completed = b(b"event: response.created\ndata: {}\n\nevent: response.completed\ndata: {}\n\n");
+        assert!(is_whole_answer(
+            &[completed.slice(..30), completed.slice(30..)],
+            true,
+            false
+        ));
+        let incomplete = b(b"event: response.created\ndata: {}\n\nevent: response.incomplete\ndata: {}\n\n");
+        assert!(is_whole_answer(&[incomplete], true, false));
+        let cut = b(b"event: response.created\ndata: {}\n\nevent: response.output_text.delta\ndata: {}\n\n");
+        assert!(!is_whole_answer(&[cut], true, false), "no response.completed");
+        let failed = b(
+            b"event: response.created\ndata: {}\n\nevent: error\ndata: {}\n\nevent: response.completed\ndata: {}\n\n",
+        );
+        assert!(!is_whole_answer(&[failed], true, false), "an error event");
     }
 }

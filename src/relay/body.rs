@@ -12,13 +12,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::deadlines::Deadlines;
 use super::tap::{Outcome, Taps};
-use crate::{error::GatewayError, wire::sse::BoundaryTracker};
+use crate::{
+    error::GatewayError,
+    wire::sse::{BoundaryTracker, EventCounter},
+};
 
 /// How a failure after the first byte is shown to the client.
 #[derive(Debug)]
 pub enum Framing {
     /// Server-sent events: one `data: {"error":...}` event, then the end without `[DONE]`.
     Sse(BoundaryTracker),
+    /// The Responses API's named events: one `event: error` event numbered after the events
+    /// relayed, then the end without `response.completed`.
+    Named(BoundaryTracker, EventCounter),
     /// Anything else: the body is aborted, so the client sees a truncated transfer, never a
     /// short body that looks complete.
     Opaque,
@@ -54,8 +60,8 @@ impl RelayBody {
         taps: Taps,
     ) -> Self {
         let mut framing = framing;
-        if let (Framing::Sse(tracker), Some(first)) = (&mut framing, &first) {
-            tracker.observe(first);
+        if let Some(first) = &first {
+            framing.observe(first);
         }
         Self {
             upstream,
@@ -75,19 +81,37 @@ impl RelayBody {
         self.done = true;
         self.taps.fail(&error);
         tracing::warn!(error = %error, "response from upstream ended abnormally");
-        match &self.framing {
-            Framing::Sse(tracker) => {
-                let frame = error.sse_frame();
-                if tracker.at_boundary() {
-                    Poll::Ready(Some(Ok(frame)))
-                } else {
-                    let mut out = BytesMut::with_capacity(frame.len() + 2);
-                    out.extend_from_slice(b"\n\n");
-                    out.extend_from_slice(&frame);
-                    Poll::Ready(Some(Ok(out.freeze())))
-                }
+        // A partial event is ended first, so it takes a number too.
+        let frame = match &self.framing {
+            Framing::Sse(tracker) => (tracker.at_boundary(), error.sse_frame()),
+            Framing::Named(tracker, events) => {
+                let partial = u64::from(!tracker.at_boundary());
+                let frame = error.responses_error_event(events.events() + partial);
+                (tracker.at_boundary(), frame)
             }
-            Framing::Opaque => Poll::Ready(Some(Err(RelayError(error)))),
+            Framing::Opaque => return Poll::Ready(Some(Err(RelayError(error)))),
+        };
+        match frame {
+            (true, frame) => Poll::Ready(Some(Ok(frame))),
+            (false, frame) => {
+                let mut out = BytesMut::with_capacity(frame.len() + 2);
+                out.extend_from_slice(b"\n\n");
+                out.extend_from_slice(&frame);
+                Poll::Ready(Some(Ok(out.freeze())))
+            }
+        }
+    }
+}
+
+impl Framing {
+    fn observe(&mut self, chunk: &[u8]) {
+        match self {
+            Framing::Sse(tracker) => tracker.observe(chunk),
+            Framing::Named(tracker, events) => {
+                tracker.observe(chunk);
+                events.observe(chunk);
+            }
+            Framing::Opaque => {}
         }
     }
 }
@@ -120,9 +144,7 @@ impl Stream for RelayBody {
                     }
                     let deadline = Instant::now() + this.idle_limit;
                     this.idle.as_mut().reset(deadline);
-                    if let Framing::Sse(tracker) = &mut this.framing {
-                        tracker.observe(&chunk);
-                    }
+                    this.framing.observe(&chunk);
                     this.taps.chunk(&chunk);
                     return Poll::Ready(Some(Ok(chunk)));
                 }
@@ -181,5 +203,26 @@ pub async fn first_chunk(
         Err(_) => Err(GatewayError::UpstreamTimeout {
             seconds: deadlines.first_byte_seconds(started),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_responses_error_event_is_one_named_event_both_sdks_raise_on() {
+        let frame = GatewayError::UpstreamTruncated.responses_error_event(7);
+        let text = std::str::from_utf8(&frame).expect("utf8");
+        let data = text
+            .strip_prefix("event: error\ndata: ")
+            .and_then(|rest| rest.strip_suffix("\n\n"))
+            .expect("one event");
+        let event: serde_json::Value = serde_json::from_str(data).expect("json");
+        assert_eq!(event["type"], "error");
+        assert_eq!(event["code"], "upstream_truncated");
+        assert_eq!(event["sequence_number"], 7);
+        assert_eq!(event["message"], event["error"]["message"]);
+        assert_eq!(event["error"]["type"], "api_error");
     }
 }

@@ -16,12 +16,25 @@ pub use tap::{Outcome, Report, Retry, Tap, Taps};
 
 use crate::{
     error::GatewayError,
-    wire::{headers, sse::BoundaryTracker},
+    wire::{
+        headers,
+        sse::{BoundaryTracker, EventCounter},
+    },
 };
+
+/// How the endpoint's event streams are shaped, which decides the error event a failure
+/// mid-stream appends: chat's `data: {"error":…}`, or the Responses API's `event: error`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    #[default]
+    Chat,
+    Responses,
+}
 
 /// Everything the relay needs besides the response itself.
 pub struct RelayContext {
     pub started: Instant,
+    pub dialect: Dialect,
     pub deadlines: Deadlines,
     pub abort: tokio_util::sync::CancellationToken,
     /// Observers of this exchange (usage accounting, cache fill); told how it ended.
@@ -111,10 +124,10 @@ impl Early {
             }
             return response;
         }
-        let framing = if is_sse {
-            Framing::Sse(BoundaryTracker::default())
-        } else {
-            Framing::Opaque
+        let framing = match (is_sse, ctx.dialect) {
+            (false, _) => Framing::Opaque,
+            (true, Dialect::Chat) => Framing::Sse(BoundaryTracker::default()),
+            (true, Dialect::Responses) => Framing::Named(BoundaryTracker::default(), EventCounter::default()),
         };
         ctx.taps.ready();
         let relay = RelayBody::new(stream, first, framing, &ctx.deadlines, ctx.started, ctx.abort, ctx.taps);

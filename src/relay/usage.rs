@@ -1,5 +1,10 @@
 //! Reading token usage from Groq's answers as they pass: the finish chunk of a stream, or the JSON body; and, until a stream's usage arrives, the completion tokens its deltas carried.
 //!
+//! Both of Groq's dialects: chat's (`usage` or `x_groq.usage` with `prompt_tokens` and
+//! `completion_tokens`; `choices[].delta`) and the Responses API's (`usage` of the response
+//! object, in the JSON body or the `response.completed` event, with `input_tokens` and
+//! `output_tokens`; `response.*.delta` events; `error` and `response.failed` events).
+//!
 //! Why count deltas: a stream cut short (the client hung up, Groq or the network failed) never
 //! reaches its finish chunk, yet Groq charged for every token it generated; the client limits
 //! must charge them too, or hanging up would dodge the token limit.
@@ -15,18 +20,23 @@ use crate::wire::{
     tokens::text_tokens,
 };
 
-/// Token counts as Groq reports them.
+/// Token counts as Groq reports them (the Responses API's names read as chat's).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Usage {
-    #[serde(default)]
+    #[serde(default, alias = "input_tokens")]
     pub prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "output_tokens")]
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
-    /// Prompt tokens Groq served from its prompt cache (`prompt_tokens_details.cached_tokens`),
-    /// billed at a discount.
-    #[serde(default, rename = "prompt_tokens_details", deserialize_with = "cached_tokens")]
+    /// Prompt tokens Groq served from its prompt cache (`prompt_tokens_details.cached_tokens`,
+    /// `input_tokens_details.cached_tokens`), billed at a discount.
+    #[serde(
+        default,
+        rename = "prompt_tokens_details",
+        alias = "input_tokens_details",
+        deserialize_with = "cached_tokens"
+    )]
     pub cached_tokens: u64,
 }
 
@@ -45,7 +55,27 @@ struct Carrier {
     usage: Option<Usage>,
     x_groq: Option<XGroq>,
     error: Option<serde::de::IgnoredAny>,
+    /// A Responses event's type, and the response object its lifecycle events carry.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    response: Option<ResponseObject>,
 }
+
+#[derive(Deserialize)]
+struct ResponseObject {
+    usage: Option<Usage>,
+}
+
+/// A Responses stream event's generated text (`response.output_text.delta`,
+/// `response.function_call_arguments.delta`, `response.reasoning_text.delta`, …).
+#[derive(Deserialize)]
+struct NamedDelta<'a> {
+    #[serde(borrow)]
+    delta: Option<Cow<'a, str>>,
+}
+
+/// The Responses events that end a stream without a whole answer.
+const FAILED_EVENTS: &[&str] = &["error", "response.failed"];
 
 #[derive(Deserialize)]
 struct XGroq {
@@ -95,6 +125,12 @@ fn delta_tokens(json: &[u8]) -> u64 {
     if memchr::memmem::find(json, b"\"delta\"").is_none() {
         return 0;
     }
+    if memchr::memmem::find(json, b"\"type\":\"response.").is_some() {
+        return serde_json::from_slice::<NamedDelta<'_>>(json)
+            .ok()
+            .and_then(|event| event.delta)
+            .map_or(0, |text| text_tokens(&text));
+    }
     let Ok(event) = serde_json::from_slice::<DeltaEvent<'_>>(json) else {
         return 0;
     };
@@ -131,15 +167,22 @@ pub struct UsageReader {
 /// Records the usage or error a JSON document carries. Only documents that can carry one are
 /// parsed, so content deltas cost a substring search and nothing else.
 fn inspect(json: &[u8], usage: &mut Option<Usage>, error_event: &mut bool) {
-    let interesting = memchr::memmem::find(json, b"\"usage\"").is_some() || json.starts_with(b"{\"error\"");
+    let interesting = memchr::memmem::find(json, b"\"usage\"").is_some()
+        || json.starts_with(b"{\"error\"")
+        || memchr::memmem::find(json, b"\"type\":\"error\"").is_some()
+        || memchr::memmem::find(json, b"\"type\":\"response.failed\"").is_some();
     if !interesting {
         return;
     }
     if let Ok(carrier) = serde_json::from_slice::<Carrier>(json) {
-        if let Some(found) = carrier.usage.or(carrier.x_groq.and_then(|x| x.usage)) {
+        let found = carrier
+            .usage
+            .or(carrier.x_groq.and_then(|x| x.usage))
+            .or(carrier.response.and_then(|r| r.usage));
+        if let Some(found) = found {
             *usage = Some(found);
         }
-        if carrier.error.is_some() {
+        if carrier.error.is_some() || carrier.kind.is_some_and(|kind| FAILED_EVENTS.contains(&kind.as_str())) {
             *error_event = true;
         }
     }
@@ -230,5 +273,55 @@ mod tests {
         );
         assert_eq!(delta_tokens(br#"{"error":{"message":"boom"}}"#), 0);
         assert_eq!(delta_tokens(b"not json \"delta\""), 0);
+        let named = |kind: &str, delta: &str| {
+            format!(r#"{{"content_index":0,"delta":{delta},"item_id":"msg_1","type":"{kind}"}}"#)
+        };
+        assert_eq!(
+            delta_tokens(named("response.output_text.delta", r#"" models""#).as_bytes()),
+            1
+        );
+        assert_eq!(
+            delta_tokens(named("response.function_call_arguments.delta", r#""{\"city\": \"Paris\"}""#).as_bytes()),
+            7
+        );
+        assert_eq!(delta_tokens(named("response.output_text.delta", "null").as_bytes()), 0);
+    }
+
+    #[test]
+    fn reads_the_responses_usage_and_failures() {
+        let mut found = None;
+        let mut failed = false;
+        let body = br#"{"id":"resp_1","object":"response","error":null,"usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":8},"output_tokens":5,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":25}}"#;
+        inspect(body, &mut found, &mut failed);
+        let expected = Usage {
+            prompt_tokens: 20,
+            completion_tokens: 5,
+            total_tokens: 25,
+            cached_tokens: 8,
+        };
+        assert_eq!((found, failed), (Some(expected), false));
+        let mut found = None;
+        inspect(
+            br#"{"type":"response.created","response":{"usage":null}}"#,
+            &mut found,
+            &mut failed,
+        );
+        assert_eq!(found, None);
+        let completed = br#"{"response":{"id":"resp_1","usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":8},"output_tokens":5,"total_tokens":25}},"sequence_number":9,"type":"response.completed"}"#;
+        inspect(completed, &mut found, &mut failed);
+        assert_eq!((found, failed), (Some(expected), false));
+        inspect(
+            br#"{"type":"error","code":"server_error","message":"boom","sequence_number":3}"#,
+            &mut found,
+            &mut failed,
+        );
+        assert!(failed);
+        let mut failed = false;
+        inspect(
+            br#"{"response":{"status":"failed","usage":null},"type":"response.failed"}"#,
+            &mut found,
+            &mut failed,
+        );
+        assert!(failed);
     }
 }

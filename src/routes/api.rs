@@ -45,7 +45,7 @@ pub async fn api(
     // no tokens, since it spends none upstream.
     let cache = state.cache();
     let controls = Controls::parse(&parts.headers);
-    let key = cache.key_for(&caller, call.cacheable.as_ref());
+    let key = cache.key_for(&caller, route.endpoint, call.cacheable.as_ref());
     let stored = match &key {
         Some(key) => cache.stored(key, &controls).instrument(step_span("cache.lookup")).await,
         None => None,
@@ -172,7 +172,7 @@ async fn read_call(
 }
 
 /// Tokens the caller's limits reserve: none for a stored answer (it spends nothing upstream);
-/// for chat the prompt estimate and the completion it may produce; elsewhere only a cap the
+/// for chat and responses the prompt estimate and the output it may produce; elsewhere only a cap the
 /// request states (Groq's usage settles the rest).
 fn reservation(
     state: &AppState,
@@ -185,7 +185,7 @@ fn reservation(
 ) -> u64 {
     match (hit, endpoint) {
         (true, _) => 0,
-        (false, Endpoint::ChatCompletions) => {
+        (false, Endpoint::ChatCompletions | Endpoint::Responses) => {
             let model_max = catalog
                 .zip(call.model.as_deref())
                 .and_then(|(catalog, model)| catalog.get(model))

@@ -89,6 +89,8 @@ pub struct Forward {
     pub span: tracing::Span,
     /// Fallback models and the on-demand rewrite of a flex request.
     pub alternatives: Alternatives,
+    /// The shape of the endpoint's event streams, for an error event mid-stream.
+    pub dialect: relay::Dialect,
 }
 
 /// What one attempt came to, as the client would get it if no other attempt followed.
@@ -372,6 +374,7 @@ impl Forward {
         let result = match outcome {
             Outcome::Answer(early) => Ok(early.respond(RelayContext {
                 started: self.started,
+                dialect: self.dialect,
                 deadlines,
                 abort: self.abort,
                 taps,

@@ -25,6 +25,8 @@ mod nul;
 #[cfg(test)]
 mod props;
 mod request;
+mod responses;
+mod responses_input;
 mod rewrite;
 mod rules;
 mod strict;
@@ -39,6 +41,7 @@ pub use compat::Rewrites;
 pub use gate::Gate;
 pub use json::{Kind, Raw};
 pub use request::Checked;
+use responses::validate_responses;
 
 pub use crate::error::Rejection;
 use crate::{catalog::Catalog, config::ValidationConfig, error::GatewayError, routes::table::Endpoint};
@@ -51,7 +54,7 @@ pub struct Call {
     /// The model the request names, if its body names one.
     pub model: Option<Arc<str>>,
     pub stream: bool,
-    /// A lower bound of the prompt's tokens (chat only; 0 elsewhere).
+    /// A lower bound of the prompt's tokens (chat and responses; 0 elsewhere).
     pub prompt_estimate: u64,
     /// The cap on generated tokens the request states, if it states one.
     pub max_completion: Option<u64>,
@@ -60,7 +63,7 @@ pub struct Call {
     pub cacheable: Option<Checked>,
 }
 
-/// Checks a request the way its endpoint needs: the chat rules in full; for the other JSON
+/// Checks a request the way its endpoint needs: the chat and Responses rules in full; for the other JSON
 /// endpoints one strict check (one view of the request: duplicate keys refused) and the few
 /// fields the limits need; nothing for bodiless and streamed requests.
 ///
@@ -94,6 +97,18 @@ pub async fn check(
             max_completion: chat.max_completion_tokens,
             rewrites: chat.rewrites,
             cacheable: Some(chat.request),
+        });
+    }
+    if endpoint == Endpoint::Responses {
+        let checked = validate_responses(body, config, aliases, catalog)?;
+        return Ok(Call {
+            body: checked.body,
+            model: Some(checked.model.into()),
+            stream: checked.stream,
+            prompt_estimate: checked.prompt_tokens_estimate,
+            max_completion: checked.max_output_tokens,
+            rewrites: checked.rewrites,
+            cacheable: Some(checked.request),
         });
     }
     Ok(check_other(body)?)
@@ -139,7 +154,7 @@ fn check_other(body: Bytes) -> Result<Call, Rejection> {
 
 /// The checked request with only `model` (and `service_tier`, when given) changed, serialised
 /// the way a compatibility rewrite is: the body of a fallback attempt, or of a flex request sent
-/// again at `on_demand`. `None` for an endpoint whose request is not kept (not chat).
+/// again at `on_demand`. `None` for an endpoint whose request is not kept (not chat or responses).
 ///
 /// Encoded from the client's bytes with the checked request's edits (not from the bytes sent),
 /// so each value is exactly the one that was checked.

@@ -29,6 +29,40 @@ impl BoundaryTracker {
     }
 }
 
+/// Counts the events (blocks of lines ended by a blank line) a stream has carried, however it
+/// is sliced: the Responses API numbers its events from 0, so the count is the number the next
+/// event takes. Line ends are LF or CRLF (a CR alone, which Groq never sends, is not one).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventCounter {
+    events: u64,
+    mid_line: bool,
+    in_event: bool,
+}
+
+impl EventCounter {
+    pub fn observe(&mut self, chunk: &[u8]) {
+        for &b in chunk {
+            match b {
+                b'\n' => {
+                    if !self.mid_line && std::mem::take(&mut self.in_event) {
+                        self.events += 1;
+                    }
+                    self.mid_line = false;
+                }
+                b'\r' => {}
+                _ => {
+                    self.mid_line = true;
+                    self.in_event = true;
+                }
+            }
+        }
+    }
+
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +87,18 @@ mod tests {
         check(&["data: {}\n\n", "da"], false);
         check(&["\n", "\n", "x"], false);
         check(&["\r\n\r", "\n"], true);
+    }
+
+    #[test]
+    fn events_are_counted_however_the_stream_is_sliced() {
+        let stream = b"event: a\ndata: {}\n\nevent: b\r\ndata: {}\r\n\r\n\nevent: c\ndata: {";
+        for slice in [1, 2, 3, 7, 100] {
+            let mut counter = EventCounter::default();
+            for piece in stream.chunks(slice) {
+                counter.observe(piece);
+            }
+            assert_eq!(counter.events(), 2, "slice {slice}");
+        }
     }
 }
 

@@ -39,6 +39,7 @@ mod redis;
 mod redis_server;
 mod redis_tls;
 mod replica_hardening;
+mod responses_api;
 mod retired_models;
 mod retries;
 mod sdk;

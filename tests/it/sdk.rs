@@ -44,6 +44,13 @@ async fn run_script(program: &std::path::Path, script: &str, gw: &Gateway) -> St
     stdout
 }
 
+/// The scripts choose a fault of the simulator (a stream cut short) with `x-sim-reply`.
+fn with_sim_faults(sim: &groq_sim::Simulator) -> groxy::Config {
+    let mut config = config_for(sim);
+    config.upstream.forward_headers = vec!["x-sim-reply".to_owned()];
+    config
+}
+
 #[tokio::test]
 async fn openai_and_groq_python_sdks_work_unmodified() {
     let Some(python) = python() else { return };
@@ -52,7 +59,7 @@ async fn openai_and_groq_python_sdks_work_unmodified() {
         ..SimConfig::default()
     })
     .await;
-    let gw = gateway(config_for(&sim)).await;
+    let gw = gateway(with_sim_faults(&sim)).await;
     let out = run_script(&python, "python_clients.py", &gw).await;
     for check in [
         "openai sync plain",
@@ -66,6 +73,11 @@ async fn openai_and_groq_python_sdks_work_unmodified() {
         "openai error",
         "openai alias and openai-only fields",
         "openai validation error",
+        "openai responses.create",
+        "openai responses.stream",
+        "openai responses tools",
+        "openai responses store refused",
+        "openai responses truncation raises",
         "groq sync plain",
         "groq sync stream",
         "groq async stream",
@@ -106,9 +118,18 @@ async fn openai_node_sdk_works_unmodified() {
         ..SimConfig::default()
     })
     .await;
-    let gw = gateway(config_for(&sim)).await;
+    let gw = gateway(with_sim_faults(&sim)).await;
     let out = run_script(std::path::Path::new("node"), "node_client.mjs", &gw).await;
-    for check in ["node plain", "node stream", "node models.list", "node error"] {
+    for check in [
+        "node plain",
+        "node stream",
+        "node models.list",
+        "node error",
+        "node responses.create",
+        "node responses.stream",
+        "node responses tools",
+        "node responses truncation raises",
+    ] {
         assert!(out.contains(&format!("ok: {check}")), "missing '{check}' in:\n{out}");
     }
 }

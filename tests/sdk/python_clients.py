@@ -133,7 +133,57 @@ async def check_groq_async():
     ok("groq async stream")
 
 
+def check_openai_responses():
+    client = openai.OpenAI(base_url=f"{BASE}/v1", max_retries=0, timeout=20)
+    r = client.responses.create(model=MODEL, input="Say hi", instructions="Be brief", max_output_tokens=64)
+    assert r.output_text, r
+    assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0, r.usage
+    ok("openai responses.create")
+
+    with client.responses.stream(model=MODEL, input=MESSAGES, temperature=0) as stream:
+        deltas = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert deltas and final.output_text == deltas, (deltas, final.output_text)
+    assert final.usage.total_tokens > 0
+    ok("openai responses.stream")
+
+    tools = [{"type": "function", "name": "get_weather", "description": "Weather for a city",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    r = client.responses.create(model=MODEL, input=MESSAGES, tools=tools)
+    call = r.output[0]
+    assert call.type == "function_call" and call.name == "get_weather", r.output
+    assert json.loads(call.arguments) == {"city": "Paris"}, call.arguments
+    # The next turn sends the call back with its output: the stateless way.
+    turn = MESSAGES + [call.model_dump(exclude_none=True),
+                       {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}]
+    assert client.responses.create(model=MODEL, input=turn, tools=tools, tool_choice="none").output_text
+    with client.responses.stream(model=MODEL, input=MESSAGES, tools=tools) as stream:
+        args = "".join(e.delta for e in stream if e.type == "response.function_call_arguments.delta")
+    assert json.loads(args) == {"city": "Paris"}, args
+    ok("openai responses tools")
+
+    try:
+        client.responses.create(model=MODEL, input="Say hi", store=True)
+        raise AssertionError("expected a 400")
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "store", e.body
+        assert e.body["message"].startswith("`store` is not supported"), e.body
+    ok("openai responses store refused")
+
+    try:
+        with client.responses.stream(model=MODEL, input="Say hi",
+                                     extra_headers={"x-sim-reply": "drop-after:4"}) as stream:
+            for _ in stream:
+                pass
+        raise AssertionError("expected the stream to raise")
+    except openai.APIError as e:
+        assert "upstream" in e.message.lower(), e.message
+        assert e.body["code"] == "upstream_truncated", e.body
+    ok("openai responses truncation raises")
+
+
 check_openai_sync()
+check_openai_responses()
 asyncio.run(check_openai_async())
 check_groq_sync()
 asyncio.run(check_groq_async())

@@ -1,13 +1,17 @@
 //! `POST /responses`: Groq's Responses API (a stateless beta), as a JSON `response` object or, with `"stream": true`, named events ending in `response.completed` with the usage.
 //!
 //! The answer is text (a `message` item with one `output_text` part), or a `function_call` item
-//! when the request has tools and `tool_choice` allows one. Scripted replies, `x-sim-reply`
-//! faults and retired models work as on chat completions; the rate-limit budget does not apply.
+//! when the request has tools and `tool_choice` allows one (its arguments fill the function's
+//! first declared parameter, streamed in pieces). `"store": true` and a `previous_response_id`
+//! are refused as Groq refuses them (the API is stateless; wording from `groq_wire::responses`).
+//! Scripted replies, `x-sim-reply` faults and retired models work as on chat completions; the
+//! rate-limit budget does not apply.
 //! The shape follows OpenAI's Responses API, which Groq's implements (composed here, not captured).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
+use groq_wire::responses::{PREVIOUS_RESPONSE_UNSUPPORTED, STORE_UNSUPPORTED};
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -43,6 +47,9 @@ pub(crate) async fn responses(
     };
     if let Some(reply) = state.next_scripted() {
         return play(reply, track).await;
+    }
+    if let Some((message, param)) = stateful(&request) {
+        return Ok(refusal(message, param, track));
     }
     let fault = match requested_fault(state, headers) {
         Ok(fault) => fault,
@@ -95,6 +102,8 @@ struct Answer {
     model: String,
     /// The function to call instead of answering with text.
     tool: Option<String>,
+    /// Its arguments (JSON text).
+    arguments: String,
     input_tokens: usize,
     created_at: u64,
     echo: Vec<(&'static str, Value)>,
@@ -104,6 +113,9 @@ impl Answer {
     fn new(request: &Value, input_tokens: usize, seq: u64) -> Answer {
         let ids = Ids::new(seq);
         let tool = function_to_call(request);
+        let arguments = tool
+            .as_deref()
+            .map_or_else(String::new, |name| arguments_for(request, name));
         let item_id = match tool {
             Some(_) => format!("fc_01sim{seq:021}"),
             None => format!("msg_01sim{seq:021}"),
@@ -127,6 +139,7 @@ impl Answer {
             item_id,
             model: request["model"].as_str().unwrap_or(DEFAULT_MODEL).to_owned(),
             tool,
+            arguments,
             input_tokens: input_tokens.max(1),
             created_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             echo,
@@ -160,7 +173,7 @@ impl Answer {
                 "id": self.item_id,
                 "type": "function_call",
                 "status": status,
-                "arguments": if complete { "{}" } else { "" },
+                "arguments": if complete { self.arguments.as_str() } else { "" },
                 "call_id": self.ids.call_id,
                 "name": name,
             }),
@@ -228,11 +241,13 @@ impl Answer {
         };
         match &self.tool {
             Some(_) => {
+                for piece in pieces(&self.arguments) {
+                    events.push(at(
+                        json!({"type": "response.function_call_arguments.delta", "delta": piece}),
+                    ));
+                }
                 events.push(at(
-                    json!({"type": "response.function_call_arguments.delta", "delta": "{}"}),
-                ));
-                events.push(at(
-                    json!({"type": "response.function_call_arguments.done", "arguments": "{}"}),
+                    json!({"type": "response.function_call_arguments.done", "arguments": self.arguments}),
                 ));
             }
             None => {
@@ -274,6 +289,76 @@ impl Answer {
         }
         out.freeze()
     }
+}
+
+/// The stateful feature the request asks for, which Groq refuses: its message and field.
+fn stateful(request: &Value) -> Option<(&'static str, &'static str)> {
+    if request["store"] == true {
+        return Some((STORE_UNSUPPORTED, "store"));
+    }
+    match &request["previous_response_id"] {
+        Value::Null => None,
+        _ => Some((PREVIOUS_RESPONSE_UNSUPPORTED, "previous_response_id")),
+    }
+}
+
+/// A 400 naming the field, as Groq's refusals of a field do.
+fn refusal(message: &str, param: &str, track: Track) -> Response<SimBody> {
+    let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": param}});
+    let mut body = serde_json::to_vec(&body).unwrap_or_default();
+    body.push(b'\n');
+    full(
+        StatusCode::BAD_REQUEST,
+        ok_headers("application/json"),
+        Bytes::from(body),
+        track,
+    )
+}
+
+/// The arguments of the call: the function's first declared parameter set to a value of its
+/// type, like a model filling in what it was asked; `{}` when it declares none.
+fn arguments_for(request: &Value, name: &str) -> String {
+    let tool = request["tools"]
+        .as_array()
+        .and_then(|tools| {
+            tools
+                .iter()
+                .find(|t| t["name"] == name || t["function"]["name"] == name)
+        })
+        .map(|tool| match &tool["parameters"] {
+            Value::Null => &tool["function"]["parameters"],
+            parameters => parameters,
+        });
+    let first = tool
+        .and_then(|p| p["properties"].as_object())
+        .and_then(|properties| properties.iter().next());
+    match first {
+        Some((key, schema)) => {
+            let value = match schema["type"].as_str() {
+                Some("number" | "integer") => json!(42),
+                Some("boolean") => json!(true),
+                _ => json!("Paris"),
+            };
+            json!({ key.as_str(): value }).to_string()
+        }
+        None => "{}".to_owned(),
+    }
+}
+
+/// The arguments as a model streams them: a few pieces.
+fn pieces(arguments: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = arguments;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(6);
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let (piece, tail) = rest.split_at(cut);
+        out.push(piece);
+        rest = tail;
+    }
+    out
 }
 
 /// The function the answer calls: the one `tool_choice` names, else the first function tool
@@ -369,8 +454,29 @@ mod tests {
         assert_eq!(item["name"], "get_weather");
         assert!(item["call_id"].as_str().is_some_and(|id| id.starts_with("call_")));
         assert_eq!(object["usage"]["output_tokens"], CALL_TOKENS);
+        assert_eq!(item["arguments"], "{}", "no parameters declared");
         let names: Vec<String> = events(&answer.events()).into_iter().map(|(n, _)| n).collect();
         assert!(names.contains(&"response.function_call_arguments.delta".to_owned()));
+        let request = json!({
+            "model": "m",
+            "input": "weather?",
+            "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+        });
+        let answer = Answer::new(&request, 5, 2);
+        assert_eq!(answer.object(true)["output"][0]["arguments"], r#"{"city":"Paris"}"#);
+        let all = events(&answer.events());
+        let streamed: String = all
+            .iter()
+            .filter(|(n, _)| n == "response.function_call_arguments.delta")
+            .filter_map(|(_, d)| d["delta"].as_str())
+            .collect();
+        assert_eq!(streamed, r#"{"city":"Paris"}"#);
+        assert!(
+            all.iter()
+                .filter(|(n, _)| n == "response.function_call_arguments.delta")
+                .count()
+                > 1
+        );
         assert_eq!(
             function_to_call(&json!({"tools": [{"type": "function", "name": "f"}], "tool_choice": "none"})),
             None
@@ -379,5 +485,15 @@ mod tests {
             function_to_call(&json!({"tool_choice": {"type": "function", "name": "g"}})),
             Some("g".to_owned())
         );
+    }
+
+    #[test]
+    fn stateful_requests_are_refused() {
+        assert_eq!(stateful(&json!({"store": true})), Some((STORE_UNSUPPORTED, "store")));
+        assert_eq!(
+            stateful(&json!({"previous_response_id": "resp_1"})),
+            Some((PREVIOUS_RESPONSE_UNSUPPORTED, "previous_response_id"))
+        );
+        assert_eq!(stateful(&json!({"store": false, "previous_response_id": null})), None);
     }
 }
