@@ -21,8 +21,9 @@ pub enum Rejection {
     Invalid { message: String, param: Option<String> },
     /// 404 `model_not_found`.
     ModelNotFound { model: String },
-    /// 400 `context_length_exceeded`.
-    ContextLength { message: String },
+    /// 400 `context_length_exceeded`; `param` names the field holding the prompt (`messages`
+    /// for chat, `input` for the Responses API).
+    ContextLength { message: String, param: &'static str },
     /// 400 `model_decommissioned`: Groq retired the model; `replacement` is the one to use
     /// instead, if there is one.
     Decommissioned { model: String, replacement: Option<String> },
@@ -244,7 +245,7 @@ fn limit_message(limit: &LimitExceeded) -> String {
 
 fn rejection_message(rejection: &Rejection) -> String {
     match rejection {
-        Rejection::Invalid { message, .. } | Rejection::ContextLength { message } => message.clone(),
+        Rejection::Invalid { message, .. } | Rejection::ContextLength { message, .. } => message.clone(),
         Rejection::ModelNotFound { model } => {
             format!("The model `{model}` does not exist or you do not have access to it.")
         }
@@ -432,7 +433,7 @@ impl GatewayError {
     fn param(&self) -> Option<&str> {
         match self {
             GatewayError::Rejected(Rejection::Invalid { param, .. }) => param.as_deref(),
-            GatewayError::Rejected(Rejection::ContextLength { .. }) => Some("messages"),
+            GatewayError::Rejected(Rejection::ContextLength { param, .. }) => Some(param),
             GatewayError::Rejected(Rejection::ModelNotFound { .. }) | GatewayError::ModelNotAllowed { .. } => {
                 Some("model")
             }
@@ -529,7 +530,7 @@ impl GatewayError {
             kind: "error",
             code: error.code,
             message: &error.message,
-            param: error.param,
+            param: error.param.flatten(),
             sequence_number,
             error: &error,
         };
@@ -581,27 +582,5 @@ impl IntoResponse for GatewayError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn body_is_openai_shaped_with_every_key() {
-        let body = GatewayError::BodyTooLarge { limit: 10 }.body();
-        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        let e = &v["error"];
-        assert_eq!(e["type"], "invalid_request_error");
-        assert_eq!(e["code"], "request_too_large");
-        assert!(e.as_object().is_some_and(|o| o.contains_key("param")));
-        assert!(e["message"].as_str().is_some_and(|m| m.contains("10 bytes")));
-        assert!(body.ends_with(b"}\n"));
-    }
-
-    #[test]
-    fn sse_frame_is_one_event() {
-        let frame = GatewayError::UpstreamTruncated.sse_frame();
-        let text = std::str::from_utf8(&frame).expect("utf8");
-        assert!(text.starts_with("data: {\"error\":"));
-        assert!(text.ends_with("}\n\n"));
-        assert_eq!(text.matches('\n').count(), 2);
-    }
-}
+#[path = "error_tests.rs"]
+mod tests;

@@ -257,6 +257,7 @@ pub fn validate_chat(
                     prompt_tokens_estimate,
                     completion
                 ),
+                param: "messages",
             });
         }
     }

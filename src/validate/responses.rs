@@ -166,6 +166,7 @@ pub fn validate_responses(
                     prompt,
                     completion
                 ),
+                param: "input",
             });
         }
     }

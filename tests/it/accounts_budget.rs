@@ -284,13 +284,21 @@ async fn a_fallback_outside_the_keys_allowed_models_is_skipped() {
         ("only-big", json!([BIG]), "fail:503:1"),
         ("both", json!([BIG, SMALL]), "fail:503:1,slice:whole"),
     ] {
-        let (_, created) = admin(&gw, "POST", "/admin/keys", Some(json!({"name": name, "allowed_models": models}))).await;
+        let (_, created) = admin(
+            &gw,
+            "POST",
+            "/admin/keys",
+            Some(json!({"name": name, "allowed_models": models})),
+        )
+        .await;
         let response = client()
             .post(gw.url("/v1/chat/completions"))
             .bearer_auth(created["key"].as_str().expect("key"))
             .header("content-type", "application/json")
             .header("x-sim-reply", fault)
-            .body(format!(r#"{{"model":"{BIG}","messages":[{{"role":"user","content":"Say hi"}}]}}"#))
+            .body(format!(
+                r#"{{"model":"{BIG}","messages":[{{"role":"user","content":"Say hi"}}]}}"#
+            ))
             .send()
             .await
             .expect("send");
@@ -302,7 +310,11 @@ async fn a_fallback_outside_the_keys_allowed_models_is_skipped() {
                 .map(|v| v.to_str().expect("ascii").to_owned()),
         );
     }
-    assert_eq!(answered_by, [None, Some(SMALL.to_owned())], "only the key allowed it falls back");
+    assert_eq!(
+        answered_by,
+        [None, Some(SMALL.to_owned())],
+        "only the key allowed it falls back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,6 +133,19 @@ async fn refusals_are_groqs_words_and_never_reach_groq() {
             assert_eq!(error["param"], param, "{body}");
         }
     }
+    // A prompt over the context window names `input`, where a chat request names `messages`.
+    let long = format!(
+        r#"{{"model":"{MODEL}","input":"{}","max_output_tokens":1000}}"#,
+        "a ".repeat(300_000)
+    );
+    let response = post(&gw, RESPONSES, "client-key", &long, &[]).await;
+    assert_eq!(response.status(), 400);
+    let error = assert_openai_error(&response.bytes().await.expect("body"));
+    assert_eq!(
+        (error["code"].as_str(), error["param"].as_str()),
+        (Some("context_length_exceeded"), Some("input")),
+        "{error}"
+    );
     assert_eq!(call_count(&sim), 0, "no refused request reached Groq");
 
     // A valid request reaches Groq byte for byte, on either spelling of the path.
