@@ -641,7 +641,7 @@ fn the_image_keeps_its_sqlite_file_in_a_volume_owned_by_its_user() {
     let volume = stage.iter().find_map(|i| i.strip_prefix("VOLUME ")).expect("a VOLUME");
     assert_eq!(
         serde_json::from_str::<Vec<String>>(volume).expect("exec form"),
-        [dir.clone()],
+        std::slice::from_ref(dir),
         "writable under --read-only, and kept across restarts"
     );
     // Docker starts a new volume as a copy of the image's directory, owner included: made in
