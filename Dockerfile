@@ -1,8 +1,10 @@
 # groxy's image: built with the Rust toolchain, shipped as groxy alone (the binary, the C
-# libraries it links, the CA roots and a passwd line), running as 10001:10001.
+# libraries it links, the CA roots and a passwd line), running as 10001:10001, keeping its
+# accounts database (SQLite: keys made at run time, the usage ledger) in /var/lib/groxy.
 #
 #   docker build -t groxy .            (classic builder or BuildKit; no frontend image is fetched)
 #   docker run --rm --read-only --cap-drop ALL --security-opt no-new-privileges \
+#     -v groxy-data:/var/lib/groxy \
 #     -p 127.0.0.1:8080:8080 -e GROQ_API_KEY -e GROXY_ALLOW_UNAUTHENTICATED=true groxy
 #
 # Only the build stage has a base image. scripts/docker-check makes a local stand-in under the
@@ -35,9 +37,12 @@ RUN touch src/main.rs src/lib.rs crates/groq-wire/src/lib.rs \
 # - groxy and exactly the shared libraries it links (ldd: libc, libm, libgcc_s, the loader);
 #   glibc 2.36 resolves names with its built-in files and dns modules, nothing is dlopened;
 # - the CA roots rustls trusts for Groq and for rediss:// (the system roots);
-# - a passwd and group entry for 10001, so the process has a name in `ps` and logs.
+# - a passwd and group entry for 10001, so the process has a name in `ps` and logs;
+# - the data directory, owned by 10001: a volume mounted there for the first time starts as a
+#   copy of it, so groxy can write its SQLite file on a read-only root file system.
 RUN set -eu; root=/rootfs; \
-    mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/etc/groxy"; \
+    mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/etc/groxy" "$root/var/lib/groxy"; \
+    chown 10001:10001 "$root/var/lib/groxy"; chmod 700 "$root/var/lib/groxy"; \
     cp target/release/groxy "$root/usr/local/bin/groxy"; \
     for lib in $(ldd target/release/groxy | grep -o '/[^ ]*'); do cp --parents -L "$lib" "$root/"; done; \
     cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"; \
@@ -53,7 +58,13 @@ COPY --from=build /rootfs/ /
 USER 10001:10001
 ENV GROXY_LISTEN=0.0.0.0:8080 \
     GROXY_LOG_FORMAT=json \
+    GROXY_DATA_DIR=/var/lib/groxy \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+# groxy.db (SQLite) lives here unless GROXY_DATABASE_URL names a database. A volume, so a
+# read-only container can write it: name one (-v groxy-data:/var/lib/groxy) to keep keys and
+# usage across `docker rm`; otherwise Docker makes an anonymous one, kept across restarts of
+# the same container. Kubernetes ignores VOLUME: mount one there (deploy/kubernetes/).
+VOLUME ["/var/lib/groxy"]
 EXPOSE 8080
 # `groxy health` reads the listen address as `serve` does (GROXY_CONFIG, GROXY_LISTEN), so
 # another port stays healthy; pass a config file as GROXY_CONFIG, not `serve --config`.

@@ -222,6 +222,36 @@ fn check_hardened(container: &Value) {
     assert_eq!(format!("{}:{}", context["runAsUser"], context["runAsGroup"]), user);
 }
 
+/// A read-only root file system: the SQLite directory groxy will write (the image's
+/// GROXY_DATA_DIR) must be a volume of the pod, unless a database URL takes its place.
+fn check_data_dir(pod: &Value, container: &Value, config: &Config) {
+    if config.database.url.is_some() {
+        return;
+    }
+    let dir = config
+        .database
+        .data_dir
+        .as_ref()
+        .expect("the image sets a data directory");
+    let mount = container["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mountPath"] == dir.to_str().expect("utf-8"))
+        .unwrap_or_else(|| panic!("nothing mounted at {}: groxy cannot open its database", dir.display()));
+    assert_ne!(mount["readOnly"], true, "{mount}");
+    let volume = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mounted volume");
+    assert!(
+        volume.get("emptyDir").is_some() || volume.get("persistentVolumeClaim").is_some(),
+        "a writable volume: {volume}"
+    );
+}
+
 fn assert_selects(selector: &Value, labels: &Value, what: &str) {
     let selector = selector.as_object().expect("matchLabels");
     assert!(!selector.is_empty(), "{what}: an empty selector");
@@ -268,6 +298,7 @@ fn the_sidecar_probes_the_port_groxy_listens_on_and_the_app_calls_it_there() {
         );
     }
     check_hardened(groxy);
+    check_data_dir(pod, groxy, &config);
     let grace = duration_secs(&pod["terminationGracePeriodSeconds"]);
     assert!(grace > config.server.drain_timeout.0, "{grace:?} vs the drain");
 }
@@ -316,6 +347,7 @@ fn the_gateway_probes_its_port_rolls_without_losing_capacity_and_drains_within_t
         config.server.drain_timeout.0
     );
     check_hardened(groxy);
+    check_data_dir(pod, groxy, &config);
     // Redis: persistent, with the password groxy's URL carries.
     let redis = find(&docs, "StatefulSet", "groxy-redis");
     let container = &redis["spec"]["template"]["spec"]["containers"][0];
@@ -530,4 +562,107 @@ fn every_file_the_sources_include_is_in_the_docker_build() {
         }
     }
     assert!(checked >= 2, "the migrations and the example config, at least");
+}
+
+#[test]
+fn compose_replicas_share_one_postgres_that_keeps_its_data_in_a_volume_and_is_ready_before_them() {
+    let compose = &documents("docker-compose.yml")[0];
+    let services = compose["services"].as_object().expect("services");
+    let postgres = &services["postgres"];
+    // The official image's name by default; docker-check makes a stand-in under it offline.
+    assert_eq!(compose_value(str_of(&postgres["image"])), "postgres:15");
+    assert!(
+        postgres.get("ports").is_none(),
+        "PostgreSQL is reached on the project's network only"
+    );
+    let env = |name: &str| compose_value(str_of(&postgres["environment"][name]));
+    let (user, password, db) = (env("POSTGRES_USER"), env("POSTGRES_PASSWORD"), env("POSTGRES_DB"));
+    assert!(
+        !password.is_empty(),
+        "the official image refuses to start without a password"
+    );
+    // Its data directory in a named volume the file declares.
+    let volume = postgres["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .map(str_of)
+        .find(|v| v.ends_with(":/var/lib/postgresql/data"))
+        .expect("/var/lib/postgresql/data in a volume");
+    let name = volume.split(':').next().expect("a source");
+    assert!(
+        compose["volumes"].get(name).is_some(),
+        "{name} is a named volume (not a directory of the host, not anonymous)"
+    );
+    // Healthy once it accepts connections for groxy's role and database, over TCP.
+    let test: Vec<&str> = postgres["healthcheck"]["test"]
+        .as_array()
+        .expect("a healthcheck")
+        .iter()
+        .map(str_of)
+        .collect();
+    assert_eq!(test[..2], ["CMD", "pg_isready"], "{test:?}");
+    for (flag, value) in [("-h", "127.0.0.1"), ("-U", user.as_str()), ("-d", db.as_str())] {
+        assert!(test.windows(2).any(|w| w == [flag, value]), "{flag} {value}: {test:?}");
+    }
+    assert_eq!(postgres["restart"], "unless-stopped");
+
+    let groxy: Vec<_> = services.iter().filter(|(_, s)| s["image"] == "groxy:local").collect();
+    assert_eq!(groxy.len(), 2);
+    for (service, spec) in groxy {
+        assert_eq!(
+            spec["depends_on"]["postgres"]["condition"], "service_healthy",
+            "{service} starts once PostgreSQL answers"
+        );
+        let mut vars = image_env();
+        for (k, v) in spec["environment"].as_object().expect("environment") {
+            vars.insert(k.clone(), compose_value(str_of(v)));
+        }
+        vars.insert("GROQ_API_KEY".to_owned(), "gsk_test".to_owned());
+        vars.remove("GROXY_CONFIG");
+        let config = Config::load(None, &vars).unwrap_or_else(|e| panic!("{service}: {e}"));
+        // The URL wins over the image's data directory: one database for both replicas.
+        let url = config.database.url.as_ref().expect("database.url");
+        let url = reqwest::Url::parse(url.expose()).expect("a URL");
+        assert_eq!(url.scheme(), "postgres");
+        assert_eq!(url.host_str(), Some("postgres"), "the compose service's name");
+        assert_eq!(url.port(), Some(5432));
+        assert_eq!(url.username(), user, "{service}");
+        assert_eq!(url.password(), Some(password.as_str()), "{service}");
+        assert_eq!(url.path(), format!("/{db}"), "{service}");
+    }
+}
+
+#[test]
+fn the_image_keeps_its_sqlite_file_in_a_volume_owned_by_its_user() {
+    let stage = runtime_stage();
+    let env = image_env();
+    let dir = env.get("GROXY_DATA_DIR").expect("GROXY_DATA_DIR in the image");
+    let volume = stage.iter().find_map(|i| i.strip_prefix("VOLUME ")).expect("a VOLUME");
+    assert_eq!(
+        serde_json::from_str::<Vec<String>>(volume).expect("exec form"),
+        std::slice::from_ref(dir),
+        "writable under --read-only, and kept across restarts"
+    );
+    // Docker starts a new volume as a copy of the image's directory, owner included: made in
+    // the build stage's root file system, owned by the runtime user.
+    let user = stage.iter().find_map(|i| i.strip_prefix("USER ")).expect("USER");
+    let build = dockerfile();
+    assert!(
+        build
+            .iter()
+            .any(|i| i.starts_with("RUN ") && i.contains(&format!("chown {user} \"$root{dir}\""))),
+        "the build stage chowns {dir} to {user}"
+    );
+    assert!(
+        stage.iter().any(|i| i == "COPY --from=build /rootfs/ /"),
+        "the runtime stage takes that root file system"
+    );
+    // The image run as the README runs it keeps its keys and ledger there (SQLite), not in memory.
+    let mut vars = env.clone();
+    vars.insert("GROQ_API_KEY".to_owned(), "gsk_test".to_owned());
+    vars.insert("GROXY_ALLOW_UNAUTHENTICATED".to_owned(), "true".to_owned());
+    let config = Config::load(None, &vars).expect("the image's config");
+    assert_eq!(config.database.data_dir.as_deref(), Some(Path::new(dir)));
+    assert!(config.database.url.is_none());
 }
