@@ -346,6 +346,7 @@ class Bench:
             GROXY_LISTEN=f"127.0.0.1:{port}",
             GROXY_UPSTREAM_URL=f"http://127.0.0.1:{sim_port}/openai/v1",
             GROXY_LOG_FORMAT="json",
+            GROXY_DATA_DIR=str(self.work / f"{name}-data"),
         )
         env.pop("RUST_LOG", None)
         p = Proc(name, [str(GROXY), "serve", "--config", str(cfg)], PROXY_CPUS, self.raw, env=env)
