@@ -23,7 +23,7 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 use tokio::time::Instant;
 
 use crate::{
@@ -371,8 +371,9 @@ impl UpstreamBudget {
     }
 
     /// Learns from a Groq response: its rate-limit headers, and a 429's cool-down, in this
-    /// replica's view (the shared budget learns it in [`UpstreamBudget::share`]).
-    pub fn observe(&self, key: usize, model: &str, status: StatusCode, headers: &HeaderMap) {
+    /// replica's view (the shared budget learns it in [`UpstreamBudget::share`], from the
+    /// returned report: the headers are read once).
+    pub fn observe(&self, key: usize, model: &str, status: StatusCode, headers: &HeaderMap) -> Report {
         let now = Instant::now();
         let reported = reported(status, headers);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -394,51 +395,72 @@ impl UpstreamBudget {
                 "upstream key rate limited by Groq; resting it"
             );
         }
+        Report(reported)
     }
 
-    /// With Redis, merges what a Groq response said into the shared budget, and returns once
-    /// it is there (or Redis gave no answer, within its timeout): called before the answer goes
-    /// to the client, so whatever the client sends next, to any replica, is counted against it.
-    pub async fn share(&self, key: usize, model: &str, status: StatusCode, headers: &HeaderMap) {
+    /// With Redis, merges what a Groq response said (as [`UpstreamBudget::observe`] read it)
+    /// into the shared budget, and returns once it is there (or Redis gave no answer, within
+    /// its timeout): called before the answer goes to the client, so whatever the client sends
+    /// next, to any replica, is counted against it.
+    pub async fn share(&self, key: usize, model: &str, report: Report) {
         let Some(shared) = &self.shared else { return };
-        let reported = reported(status, headers);
+        let Report(reported) = report;
         if reported != Reported::default() {
             shared.observe(key, model, reported).await;
         }
     }
 }
 
+/// What one Groq response said about its budget, read once for both views.
+#[derive(Debug, Clone, Copy)]
+pub struct Report(Reported);
+
+// Names built once: looking up a `&str` parses and validates it on every call.
+const LIMIT: [HeaderName; 2] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+];
+const REMAINING: [HeaderName; 2] = [
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+];
+const RESET: [HeaderName; 2] = [
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+
 /// What a Groq response says about its budget: `x-ratelimit-*` per dimension, and a 429's rest.
 fn reported(status: StatusCode, headers: &HeaderMap) -> Reported {
-    let number = |name: &str| {
+    let number = |name: &HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
     };
-    let duration = |name: &str| {
+    let duration = |name: &HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(crate::wire::duration::parse)
     };
-    let dimension = |what: &str| {
-        let remaining = number(&format!("x-ratelimit-remaining-{what}"))?;
-        let reset = duration(&format!("x-ratelimit-reset-{what}"))?;
-        Some((number(&format!("x-ratelimit-limit-{what}")), remaining, reset))
+    let dimension = |i: usize| {
+        let remaining = number(&REMAINING[i])?;
+        let reset = duration(&RESET[i])?;
+        Some((number(&LIMIT[i]), remaining, reset))
     };
     let cool = (status == StatusCode::TOO_MANY_REQUESTS).then(|| {
         headers
-            .get("retry-after-ms")
+            .get(RETRY_AFTER_MS)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis)
-            .or_else(|| number("retry-after").map(Duration::from_secs))
+            .or_else(|| number(&http::header::RETRY_AFTER).map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(1))
     });
     Reported {
-        requests: dimension("requests"),
-        tokens: dimension("tokens"),
+        requests: dimension(0),
+        tokens: dimension(1),
         cool,
     }
 }

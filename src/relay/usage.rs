@@ -9,13 +9,15 @@
 //! reaches its finish chunk, yet Groq charged for every token it generated; the client limits
 //! must charge them too, or hanging up would dodge the token limit.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::LazyLock};
 
 use bytes::Bytes;
 use http::HeaderMap;
+use memchr::memmem::Finder;
 use serde::Deserialize;
 
 use crate::wire::{
+    json_scan,
     sse::{LineSplitter, data_payload},
     tokens::text_tokens,
 };
@@ -119,10 +121,14 @@ struct FunctionDelta<'a> {
     arguments: Option<Cow<'a, str>>,
 }
 
+// Searchers built once: building one costs about as much as searching a kilobyte.
+static DELTA: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"delta\""));
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+
 /// Completion tokens in one stream event: its content, reasoning and tool-call deltas, counted
 /// like the prompt estimate (a lower bound per piece of text).
 fn delta_tokens(json: &[u8]) -> u64 {
-    if memchr::memmem::find(json, b"\"delta\"").is_none() {
+    if DELTA.find(json).is_none() {
         return 0;
     }
     if memchr::memmem::find(json, b"\"type\":\"response.").is_some() {
@@ -167,11 +173,15 @@ pub struct UsageReader {
 /// Records the usage or error a JSON document carries. Only documents that can carry one are
 /// parsed, so content deltas cost a substring search and nothing else.
 fn inspect(json: &[u8], usage: &mut Option<Usage>, error_event: &mut bool) {
-    let interesting = memchr::memmem::find(json, b"\"usage\"").is_some()
+    let interesting = USAGE.find(json).is_some()
         || json.starts_with(b"{\"error\"")
         || memchr::memmem::find(json, b"\"type\":\"error\"").is_some()
         || memchr::memmem::find(json, b"\"type\":\"response.failed\"").is_some();
     if !interesting {
+        return;
+    }
+    if let Some(found) = usage_member(json) {
+        *usage = Some(found);
         return;
     }
     if let Ok(carrier) = serde_json::from_slice::<Carrier>(json) {
@@ -186,6 +196,39 @@ fn inspect(json: &[u8], usage: &mut Option<Usage>, error_event: &mut bool) {
             *error_event = true;
         }
     }
+}
+
+/// The usage of a document shaped as Groq's answers are (a top-level `usage`, or `x_groq.usage`
+/// in a stream's last chunk, and no `error`), read without parsing the rest of it: the answer's
+/// content is most of its bytes. `None` leaves the document to the full parse in [`inspect`],
+/// which gives the same answer for these shapes and handles every other.
+fn usage_member(json: &[u8]) -> Option<Usage> {
+    let (mut top, mut x_groq, mut error) = (None, None, false);
+    let scanned = json_scan::members(json, |key, value| match key {
+        b"usage" => top = Some(value),
+        b"x_groq" => x_groq = Some(value),
+        b"error" => error = true,
+        _ => {}
+    });
+    if !scanned || error {
+        return None;
+    }
+    let value = match top {
+        Some(value) if value != b"null" => value,
+        _ => {
+            let mut nested = None;
+            let scanned = json_scan::members(x_groq?, |key, value| {
+                if key == b"usage" {
+                    nested = Some(value);
+                }
+            });
+            if !scanned {
+                return None;
+            }
+            nested?
+        }
+    };
+    serde_json::from_slice(value).ok()
 }
 
 impl UsageReader {
@@ -243,6 +286,68 @@ impl UsageReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the full parse alone finds in a document.
+    fn parsed(json: &[u8]) -> Option<Usage> {
+        let carrier = serde_json::from_slice::<Carrier>(json).ok()?;
+        carrier.usage.or(carrier.x_groq.and_then(|x| x.usage))
+    }
+
+    #[test]
+    fn the_member_scan_reads_usage_as_the_full_parse_does() {
+        let usage = r#"{"prompt_tokens":18,"completion_tokens":7,"total_tokens":25,"prompt_tokens_details":{"cached_tokens":4}}"#;
+        let answer = format!(
+            r#"{{"id":"chatcmpl-1","object":"chat.completion","choices":[{{"index":0,"message":{{"role":"assistant","content":"a \"usage\": {{\"prompt_tokens\": 99}} }}"}},"finish_reason":"stop"}}],"usage":{usage},"system_fingerprint":"fp","x_groq":{{"id":"req_1"}}}}"#
+        );
+        let last_chunk = format!(
+            r#"{{"id":"c","choices":[{{"index":0,"delta":{{}},"finish_reason":"stop"}}],"x_groq":{{"id":"req_1","usage":{usage}}}}}"#
+        );
+        let found = Some(Usage {
+            prompt_tokens: 18,
+            completion_tokens: 7,
+            total_tokens: 25,
+            cached_tokens: 4,
+        });
+        for (json, expected) in [
+            (answer.clone(), found),
+            (last_chunk.clone(), found),
+            (answer.replace(r#""usage":{"#, r#""usage" : {"#), found),
+            (format!(r#"{{"usage":null,"x_groq":{{"usage":{usage}}}}}"#), found),
+            (
+                r#"{"usage":{"prompt_tokens":1}}"#.to_string(),
+                Some(Usage {
+                    prompt_tokens: 1,
+                    ..Usage::default()
+                }),
+            ),
+        ] {
+            assert_eq!(usage_member(json.as_bytes()), expected, "{json}");
+            assert_eq!(parsed(json.as_bytes()), expected, "{json}");
+        }
+        // Shapes the scan leaves to the full parse: no usage where it looks, an error member, a
+        // document it cannot follow, a usage that is not one.
+        for json in [
+            r#"{"choices":[{"delta":{"content":"usage"}}]}"#.to_string(),
+            r#"{"x_groq":{"usage":null}}"#.to_string(),
+            format!(r#"{{"error":{{"message":"boom"}},"usage":{usage}}}"#),
+            format!(r#"{{"usage":{usage}"#),
+            r#"{"usage":5}"#.to_string(),
+            r#"{"response":{"usage":{"input_tokens":3}}}"#.to_string(),
+        ] {
+            assert_eq!(usage_member(json.as_bytes()), None, "{json}");
+        }
+        let (mut seen, mut error) = (None, false);
+        inspect(
+            format!(r#"{{"error":{{"message":"boom"}},"usage":{usage}}}"#).as_bytes(),
+            &mut seen,
+            &mut error,
+        );
+        assert_eq!(
+            (seen, error),
+            (found, true),
+            "an error event still goes through the full parse"
+        );
+    }
 
     #[test]
     fn counts_content_reasoning_and_tool_call_deltas() {

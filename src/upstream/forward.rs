@@ -339,10 +339,10 @@ impl Forward {
         };
         let status = response.status();
         if let (Some(budget), Some(model), Some(index)) = (&self.budget, model, configured) {
-            budget.observe(index, model, status, response.headers());
+            let report = budget.observe(index, model, status, response.headers());
             // The budget shared with the other replicas learns this answer before the client
             // does, so a request the client sends next, to any replica, is counted against it.
-            budget.share(index, model, status, response.headers()).await;
+            budget.share(index, model, report).await;
         }
         let failure = Failure::of_status(status);
         let retry_after = failure.and_then(|_| retry::retry_after(response.headers()));
