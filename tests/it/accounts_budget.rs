@@ -207,12 +207,12 @@ async fn two_replicas_share_one_budget_through_redis_and_postgres() {
     let _ = ADMIN_KEY;
 }
 
-/// A fallback's answer is charged to the budget at the price of the model that gave it, as
-/// the ledger charges it: the requested model's price would charge twice as much here.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fallback_is_charged_at_the_price_of_the_model_that_answered() {
-    const BIG: &str = "openai/gpt-oss-120b";
-    const SMALL: &str = "openai/gpt-oss-20b";
+const BIG: &str = "openai/gpt-oss-120b";
+const SMALL: &str = "openai/gpt-oss-20b";
+
+/// A gateway (stored keys on SQLite) whose `BIG` falls back to `SMALL`, letting the test pick
+/// the simulator's faults; the simulator and the database live as long as the tuple.
+async fn falling_back() -> (groq_sim::Simulator, Backend, Gateway) {
     let sim = sim().await;
     let backend = Backend::sqlite().await;
     let mut config = accounts_config(&sim, &backend);
@@ -220,6 +220,29 @@ async fn a_fallback_is_charged_at_the_price_of_the_model_that_answered() {
     config.upstream.retries.backoff = HumanDuration(Duration::from_millis(20));
     config.models.fallbacks.insert(BIG.into(), vec![SMALL.into()]);
     let gw = gateway(config).await;
+    (sim, backend, gw)
+}
+
+/// A chat request for `BIG` capped at 50 completion tokens, with the simulator's `fault`.
+async fn big_failing_once(gw: &Gateway, key: &str, fault: &str) -> reqwest::Response {
+    client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .header("x-sim-reply", fault)
+        .body(format!(
+            r#"{{"model":"{BIG}","messages":[{{"role":"user","content":"Say hi"}}],"max_completion_tokens":50}}"#
+        ))
+        .send()
+        .await
+        .expect("send")
+}
+
+/// A fallback's answer is charged to the budget at the price of the model that gave it, as
+/// the ledger charges it: the requested model's price would charge twice as much here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_is_charged_at_the_price_of_the_model_that_answered() {
+    let (_sim, _backend, gw) = falling_back().await;
     let (_, bob) = admin(
         &gw,
         "POST",
@@ -229,17 +252,7 @@ async fn a_fallback_is_charged_at_the_price_of_the_model_that_answered() {
     .await;
     let key = bob["key"].as_str().expect("key").to_owned();
     let id = bob["id"].as_str().expect("id").to_owned();
-    let response = client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .header("content-type", "application/json")
-        .header("x-sim-reply", "fail:503:1")
-        .body(format!(
-            r#"{{"model":"{BIG}","messages":[{{"role":"user","content":"Say hi"}}],"max_completion_tokens":50}}"#
-        ))
-        .send()
-        .await
-        .expect("send");
+    let response = big_failing_once(&gw, &key, "fail:503:1").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-groxy-model"], SMALL);
     let answer = json(&response.bytes().await.expect("body"));
@@ -269,15 +282,7 @@ async fn a_fallback_is_charged_at_the_price_of_the_model_that_answered() {
 /// model it asked for keeps being retried instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fallback_outside_the_keys_allowed_models_is_skipped() {
-    const BIG: &str = "openai/gpt-oss-120b";
-    const SMALL: &str = "openai/gpt-oss-20b";
-    let sim = sim().await;
-    let backend = Backend::sqlite().await;
-    let mut config = accounts_config(&sim, &backend);
-    config.upstream.forward_headers = vec!["x-sim-reply".to_owned()];
-    config.upstream.retries.backoff = HumanDuration(Duration::from_millis(20));
-    config.models.fallbacks.insert(BIG.into(), vec![SMALL.into()]);
-    let gw = gateway(config).await;
+    let (_sim, _backend, gw) = falling_back().await;
     let mut answered_by = Vec::new();
     // The simulator counts `fail:` per exact header value: one value per key.
     for (name, models, fault) in [
@@ -291,17 +296,7 @@ async fn a_fallback_outside_the_keys_allowed_models_is_skipped() {
             Some(json!({"name": name, "allowed_models": models})),
         )
         .await;
-        let response = client()
-            .post(gw.url("/v1/chat/completions"))
-            .bearer_auth(created["key"].as_str().expect("key"))
-            .header("content-type", "application/json")
-            .header("x-sim-reply", fault)
-            .body(format!(
-                r#"{{"model":"{BIG}","messages":[{{"role":"user","content":"Say hi"}}]}}"#
-            ))
-            .send()
-            .await
-            .expect("send");
+        let response = big_failing_once(&gw, created["key"].as_str().expect("key"), fault).await;
         assert_eq!(response.status(), 200);
         answered_by.push(
             response
