@@ -124,6 +124,10 @@ struct FunctionDelta<'a> {
 // Searchers built once: building one costs about as much as searching a kilobyte.
 static DELTA: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"delta\""));
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+// The Responses API's named events, searched in every event of every stream (chat's too).
+static RESPONSE_EVENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"type\":\"response."));
+static ERROR_EVENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"type\":\"error\""));
+static FAILED_EVENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"type\":\"response.failed\""));
 
 /// Completion tokens in one stream event: its content, reasoning and tool-call deltas, counted
 /// like the prompt estimate (a lower bound per piece of text).
@@ -131,7 +135,7 @@ fn delta_tokens(json: &[u8]) -> u64 {
     if DELTA.find(json).is_none() {
         return 0;
     }
-    if memchr::memmem::find(json, b"\"type\":\"response.").is_some() {
+    if RESPONSE_EVENT.find(json).is_some() {
         return serde_json::from_slice::<NamedDelta<'_>>(json)
             .ok()
             .and_then(|event| event.delta)
@@ -175,8 +179,8 @@ pub struct UsageReader {
 fn inspect(json: &[u8], usage: &mut Option<Usage>, error_event: &mut bool) {
     let interesting = USAGE.find(json).is_some()
         || json.starts_with(b"{\"error\"")
-        || memchr::memmem::find(json, b"\"type\":\"error\"").is_some()
-        || memchr::memmem::find(json, b"\"type\":\"response.failed\"").is_some();
+        || ERROR_EVENT.find(json).is_some()
+        || FAILED_EVENT.find(json).is_some();
     if !interesting {
         return;
     }
