@@ -17,7 +17,7 @@ use memchr::memmem::Finder;
 use serde::Deserialize;
 
 use crate::wire::{
-    json_scan,
+    json::Raw,
     sse::{LineSplitter, data_payload},
     tokens::text_tokens,
 };
@@ -207,32 +207,19 @@ fn inspect(json: &[u8], usage: &mut Option<Usage>, error_event: &mut bool) {
 /// content is most of its bytes. `None` leaves the document to the full parse in [`inspect`],
 /// which gives the same answer for these shapes and handles every other.
 fn usage_member(json: &[u8]) -> Option<Usage> {
-    let (mut top, mut x_groq, mut error) = (None, None, false);
-    let scanned = json_scan::members(json, |key, value| match key {
-        b"usage" => top = Some(value),
-        b"x_groq" => x_groq = Some(value),
-        b"error" => error = true,
-        _ => {}
-    });
-    if !scanned || error {
-        return None;
-    }
-    let value = match top {
-        Some(value) if value != b"null" => value,
-        _ => {
-            let mut nested = None;
-            let scanned = json_scan::members(x_groq?, |key, value| {
-                if key == b"usage" {
-                    nested = Some(value);
-                }
-            });
-            if !scanned {
-                return None;
-            }
-            nested?
+    let document = Raw::object(json)?;
+    let (mut top, mut x_groq) = (None, None);
+    for (key, value) in document.entries() {
+        if key.is("usage") {
+            top = Some(value);
+        } else if key.is("x_groq") {
+            x_groq = Some(value);
+        } else if key.is("error") {
+            return None;
         }
-    };
-    serde_json::from_slice(value).ok()
+    }
+    let value = top.filter(|usage| !usage.is_null()).or_else(|| x_groq?.get("usage"))?;
+    serde_json::from_slice(value.bytes()).ok()
 }
 
 impl UsageReader {

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use super::{
-    json::Raw,
     messages::Walk,
     request::{
         Edits, KNOWN_FIELDS, OPENAI_ONLY_FIELDS, OPENAI_ONLY_MESSAGE_FIELDS, REASONING_EFFORTS, SERVICE_TIERS, Top,
@@ -12,6 +11,7 @@ use super::{
 };
 use crate::config::{FieldPolicy, ValidationConfig};
 use crate::error::Rejection;
+use crate::wire::json::Raw;
 
 /// What compatibility changed, reported to the client in response headers.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

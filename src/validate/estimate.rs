@@ -11,7 +11,7 @@
 //! arguments), by the walk of `messages` (see `messages`), and the tool definitions'
 //! descriptions, here.
 
-use super::json::Raw;
+use crate::wire::json::Raw;
 use crate::wire::tokens::text_tokens;
 
 /// Lower bound on the tokens of a string value (0 for any other kind).

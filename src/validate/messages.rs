@@ -5,11 +5,11 @@
 
 use super::{
     estimate::tokens_of,
-    json::Raw,
     request::Edits,
     wording::{invalid, kind, suggest},
 };
 use crate::error::Rejection;
+use crate::wire::json::Raw;
 
 /// What the walk found.
 #[derive(Debug, Default)]

@@ -19,7 +19,6 @@
 mod compat;
 mod estimate;
 mod gate;
-mod json;
 mod messages;
 mod nul;
 #[cfg(test)]
@@ -37,9 +36,9 @@ use std::{collections::BTreeMap, sync::Arc};
 use bytes::Bytes;
 use tokio::time::Instant;
 
+pub use crate::wire::json::{Kind, Raw};
 pub use compat::Rewrites;
 pub use gate::Gate;
-pub use json::{Kind, Raw};
 pub use request::Checked;
 use responses::validate_responses;
 

@@ -1,11 +1,8 @@
 //! Policy: a NUL character anywhere in a string is refused. Backends written in C-family languages truncate at NUL, so what the model sees would differ from what was validated.
 
-use super::{
-    json::{Kind, Raw},
-    request::Edits,
-    wording,
-};
+use super::{request::Edits, wording};
 use crate::error::Rejection;
+use crate::wire::json::{Kind, Raw};
 
 /// The first string holding U+0000, in document order, of the request as compatibility left it.
 pub fn check(top: Raw<'_>, edits: &Edits) -> Result<(), Rejection> {

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::json::Raw;
+use crate::wire::json::Raw;
 
 /// Fields Groq documents for chat completions; used to suggest a spelling when a field is
 /// unknown, and to refuse unknown ones when `validation.unknown_fields = "reject"`.

@@ -16,7 +16,6 @@ use groq_wire::responses::{FIELDS, PREVIOUS_RESPONSE_UNSUPPORTED, STORE_UNSUPPOR
 use super::{
     compat::Rewrites,
     estimate::tokens_of,
-    json::Raw,
     nul,
     request::{Checked, Edits, REASONING_EFFORTS, SERVICE_TIERS, Top},
     responses_input::{NAME_PATTERN, check_input, check_tool_choice, check_tools, missing_top, one_of},
@@ -25,6 +24,7 @@ use super::{
     strict,
     wording::{invalid, kind, suggest},
 };
+use crate::wire::json::Raw;
 use crate::{catalog::Catalog, config::ValidationConfig, error::Rejection};
 
 const SUMMARIES: &[&str] = &["auto", "concise", "detailed"];

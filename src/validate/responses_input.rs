@@ -6,11 +6,11 @@
 
 use super::{
     estimate::tokens_of,
-    json::Raw,
     rules::{MAX_TOOLS, valid_function_name},
     wording::{invalid, kind},
 };
 use crate::error::Rejection;
+use crate::wire::json::Raw;
 
 pub const ROLES: &[&str] = &["user", "system", "developer", "assistant"];
 const PART_TYPES: &[&str] = &["input_text", "input_image", "output_text"];

@@ -6,10 +6,8 @@
 
 use std::io::Write;
 
-use super::{
-    json::{Key, Kind, Raw},
-    request::Edits,
-};
+use super::request::Edits;
+use crate::wire::json::{Key, Kind, Raw};
 
 /// Leaves out no field.
 const KEEP: fn(&str) -> bool = |_| false;

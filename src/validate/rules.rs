@@ -1,12 +1,12 @@
 //! Groq's rules for the top-level fields of a chat completion, worded as Groq words them (`'<path>' : <rule>`).
 
 use super::{
-    json::Raw,
     messages::Walk,
     request::{Edits, REASONING_EFFORTS, SERVICE_TIERS, Top},
     wording::{invalid, kind},
 };
 use crate::error::Rejection;
+use crate::wire::json::Raw;
 
 /// Groq's limit on tools per request.
 pub const MAX_TOOLS: usize = 128;

@@ -1,7 +1,7 @@
 //! Groq's validator's wording: `'<json.path>' : <rule>` messages, JSON Schema type names, and its "did you mean" hints.
 
-use super::json::{Kind, Raw};
 use crate::error::Rejection;
+use crate::wire::json::{Kind, Raw};
 
 /// JSON Schema's names for a value's type, as Groq's validator prints them.
 pub fn kind(value: Raw<'_>) -> &'static str {

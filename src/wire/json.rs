@@ -1,13 +1,15 @@
-//! Reading a body that `strict` has already checked, in place: a value is the byte range it spans in the body, never a copied tree.
+//! Reading JSON in place: a value is the byte range it spans in the body, never a copied tree.
 //!
 //! Why: a tree costs 15-20 times the bytes of a body made of tiny objects (an 8 MB body of
 //! `{"type":"text","text":""}` parts took over 150 MB), so a few such bodies at once could take
-//! the process down. Here reading a field walks the bytes again instead; what a step keeps is a
-//! handful of byte ranges, whatever the body holds.
+//! the process down; and the relay reads one small field (`usage`) out of every answer, where a
+//! full parse of a kilobyte of content to reach it cost more than the rest of reading it. Here
+//! reading a field walks the bytes again instead; what a step keeps is a handful of byte ranges.
 //!
-//! Everything here assumes the bytes passed `strict::check` (valid UTF-8 JSON, no duplicate
-//! keys, nesting within 128). On bytes that did not, it does not panic: it stops early and
-//! answers `None` or an empty iteration.
+//! Validation reads bodies that passed `validate::strict` (valid UTF-8 JSON, no duplicate keys,
+//! nesting within 128). On bytes that did not (Groq's answers), nothing panics: a walk stops
+//! early and answers `None` or an empty iteration, and a value read from them is only bytes to
+//! hand to a parser, never proof that the document is valid.
 
 use std::borrow::Cow;
 
@@ -71,29 +73,7 @@ fn value_end(bytes: &[u8], at: usize) -> usize {
     match bytes.get(at) {
         None => at,
         Some(b'"') => string_end(bytes, at),
-        Some(b'{' | b'[') => {
-            // Iterative, so no input can deepen the stack here.
-            let mut depth = 0usize;
-            let mut i = at;
-            while let Some(&b) = bytes.get(i) {
-                match b {
-                    b'"' => {
-                        i = string_end(bytes, i);
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return i + 1;
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            bytes.len()
-        }
+        Some(b'{' | b'[') => container_end(bytes, at).unwrap_or(bytes.len()),
         // A number or a literal: up to the next delimiter.
         Some(_) => {
             let mut i = at;
@@ -106,6 +86,32 @@ fn value_end(bytes: &[u8], at: usize) -> usize {
             i
         }
     }
+}
+
+/// The index just past the object or array that starts at `at`; `None` when its brackets never
+/// close (the bytes were cut short).
+fn container_end(bytes: &[u8], at: usize) -> Option<usize> {
+    // Iterative, so no input can deepen the stack here.
+    let mut depth = 0usize;
+    let mut i = at;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' => {
+                i = string_end(bytes, i);
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The decoded text of a JSON string literal (quotes included in `quoted`).
@@ -124,6 +130,17 @@ impl<'a> Raw<'a> {
         let start = skip_space(body, 0);
         let end = value_end(body, start);
         (end > start).then(|| Raw(&body[start..end]))
+    }
+
+    /// The object `body` holds, whole: `None` when it is not an object, its brackets never close
+    /// (cut short) or anything but whitespace follows. For bytes nobody checked (Groq's answers).
+    pub fn object(body: &'a [u8]) -> Option<Raw<'a>> {
+        let start = skip_space(body, 0);
+        if body.get(start) != Some(&b'{') {
+            return None;
+        }
+        let end = container_end(body, start)?;
+        (skip_space(body, end) == body.len()).then(|| Raw(&body[start..end]))
     }
 
     /// Where this value is in `body`, if it was read from there.
@@ -487,6 +504,22 @@ mod tests {
                 let _ = doc.get("a");
                 let _ = doc.as_str();
             }
+        }
+    }
+
+    #[test]
+    fn an_unchecked_object_is_read_only_when_whole() {
+        let whole = br#" {"usage":{"a":[1,"}"]},"x":"\"}"} "#;
+        let object = Raw::object(whole).expect("a whole object");
+        assert_eq!(object.get("usage").map(Raw::bytes), Some(&br#"{"a":[1,"}"]}"#[..]));
+        for cut in [
+            &br#"{"usage":{"a":1}"#[..],
+            br#"{"usage":{"a":"}}"#,
+            br#"{"usage":1} trailing"#,
+            br#"[{"usage":1}]"#,
+            b"",
+        ] {
+            assert_eq!(Raw::object(cut), None, "{}", String::from_utf8_lossy(cut));
         }
     }
 }
