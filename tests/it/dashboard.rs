@@ -16,6 +16,41 @@ fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
+/// Debian's chromium (installed with apt-get when missing) and playwright-core.
+pub fn browser_setup() {
+    let status = Command::new("bash")
+        .arg(browser_dir().join("setup.sh"))
+        .arg("all")
+        .status()
+        .expect("run tests/browser/setup.sh");
+    assert!(status.success(), "tests/browser/setup.sh failed");
+}
+
+/// Runs the browser check `script` (tests/browser) with `args`: its last JSON line, which must
+/// say `"ok": true`.
+pub async fn browser_check(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let mut command = tokio::process::Command::new("node");
+    command
+        .current_dir(browser_dir())
+        .arg(script)
+        .args(args)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("the browser check finished in time")
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    let report: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .expect("a JSON report line");
+    assert_eq!(report["ok"], true, "{report}");
+    report
+}
+
 async fn send(gw: &Gateway, key: &str, body: String, id: &str) -> u16 {
     client()
         .post(gw.url(CHAT))
@@ -32,13 +67,7 @@ async fn send(gw: &Gateway, key: &str, body: String, id: &str) -> u16 {
 
 #[tokio::test]
 async fn dashboard_shows_the_traffic_in_headless_chromium() {
-    // Debian's chromium (installed with apt-get when missing) and playwright-core.
-    let status = Command::new("bash")
-        .arg(browser_dir().join("setup.sh"))
-        .arg("all")
-        .status()
-        .expect("run tests/browser/setup.sh");
-    assert!(status.success(), "tests/browser/setup.sh failed");
+    browser_setup();
 
     let sim = sim().await;
     let mut config = config_for(&sim);
@@ -98,34 +127,23 @@ async fn dashboard_shows_the_traffic_in_headless_chromium() {
     .expect("write expect.json");
     let screenshot = out_dir.join("dashboard.png");
     let _ = std::fs::remove_file(&screenshot);
-    let mut command = tokio::process::Command::new("node");
-    command
-        .current_dir(browser_dir())
-        .arg("dashboard_check.mjs")
-        .arg("--url")
-        .arg(gw.url(""))
-        .arg("--admin-key")
-        .arg(ADMIN)
-        .arg("--expect")
-        .arg(&expect)
-        .arg("--screenshot")
-        .arg(&screenshot)
-        .arg("--phone-screenshot")
-        .arg(out_dir.join("dashboard-phone.png"))
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .expect("the browser check finished in time")
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "dashboard check failed:\n{stdout}\n{stderr}");
-    let report: serde_json::Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .expect("a JSON report line");
-    assert_eq!(report["ok"], true, "{report}");
+    let phone = out_dir.join("dashboard-phone.png");
+    browser_check(
+        "dashboard_check.mjs",
+        &[
+            "--url".as_ref(),
+            gw.url("").as_ref(),
+            "--admin-key".as_ref(),
+            ADMIN.as_ref(),
+            "--expect".as_ref(),
+            expect.as_os_str(),
+            "--screenshot".as_ref(),
+            screenshot.as_os_str(),
+            "--phone-screenshot".as_ref(),
+            phone.as_os_str(),
+        ],
+    )
+    .await;
     let png = std::fs::read(&screenshot).expect("screenshot written");
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 20_000,
