@@ -42,15 +42,20 @@ fn chat_for(model: &str, extra: &str) -> String {
     format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"Say hi"}}]{extra}}}"#)
 }
 
-fn models_sent(sim: &Simulator) -> Vec<String> {
+/// One top-level string field of every request the simulator received, in order.
+fn sent(sim: &Simulator, field: &str) -> Vec<String> {
     calls(sim)
         .iter()
         .map(|r| {
             r.json()
-                .map(|v| v["model"].as_str().unwrap_or("").to_owned())
+                .map(|v| v[field].as_str().unwrap_or("").to_owned())
                 .unwrap_or_default()
         })
         .collect()
+}
+
+fn models_sent(sim: &Simulator) -> Vec<String> {
+    sent(sim, "model")
 }
 
 #[tokio::test]
@@ -331,15 +336,7 @@ async fn a_flex_request_turned_away_goes_on_demand_when_opted_in() {
     let response = post(&gw, &chat_for(SMALL, r#","service_tier":"flex""#), "fail:498:1").await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-groxy-attempts"), "2");
-    let tiers: Vec<_> = calls(&sim)
-        .iter()
-        .map(|r| {
-            r.json().expect("json")["service_tier"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .collect();
+    let tiers = sent(&sim, "service_tier");
     assert_eq!(tiers, ["flex", "on_demand"]);
 
     // Not opted in: the flex request is retried as it was.
@@ -347,15 +344,7 @@ async fn a_flex_request_turned_away_goes_on_demand_when_opted_in() {
     let gw = gateway(retrying(&sim)).await;
     let response = post(&gw, &chat_for(SMALL, r#","service_tier":"flex""#), "fail:498:1").await;
     assert_eq!(header(&response, "x-groxy-attempts"), "2");
-    let tiers: Vec<_> = calls(&sim)
-        .iter()
-        .map(|r| {
-            r.json().expect("json")["service_tier"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        })
-        .collect();
+    let tiers = sent(&sim, "service_tier");
     assert_eq!(tiers, ["flex", "flex"]);
 }
 
