@@ -207,16 +207,16 @@ fn inspect(json: &[u8], usage: &mut Option<Usage>, error_event: &mut bool) {
 /// content is most of its bytes. `None` leaves the document to the full parse in [`inspect`],
 /// which gives the same answer for these shapes and handles every other.
 fn usage_member(json: &[u8]) -> Option<Usage> {
-    let document = Raw::object(json)?;
-    let (mut top, mut x_groq) = (None, None);
-    for (key, value) in document.entries() {
-        if key.is("usage") {
-            top = Some(value);
-        } else if key.is("x_groq") {
-            x_groq = Some(value);
-        } else if key.is("error") {
-            return None;
-        }
+    let (mut top, mut x_groq, mut plain) = (None, None, true);
+    let whole = Raw::members_of_whole(json, |key, value| match key.raw() {
+        b"usage" => top = Some(value),
+        b"x_groq" => x_groq = Some(value),
+        // An error, or a key only a parser can compare.
+        name if name == b"error" || name.contains(&b'\\') => plain = false,
+        _ => {}
+    });
+    if !whole || !plain {
+        return None;
     }
     let value = top.filter(|usage| !usage.is_null()).or_else(|| x_groq?.get("usage"))?;
     serde_json::from_slice(value.bytes()).ok()

@@ -73,7 +73,29 @@ fn value_end(bytes: &[u8], at: usize) -> usize {
     match bytes.get(at) {
         None => at,
         Some(b'"') => string_end(bytes, at),
-        Some(b'{' | b'[') => container_end(bytes, at).unwrap_or(bytes.len()),
+        Some(b'{' | b'[') => {
+            // Iterative, so no input can deepen the stack here.
+            let mut depth = 0usize;
+            let mut i = at;
+            while let Some(&b) = bytes.get(i) {
+                match b {
+                    b'"' => {
+                        i = string_end(bytes, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            bytes.len()
+        }
         // A number or a literal: up to the next delimiter.
         Some(_) => {
             let mut i = at;
@@ -86,32 +108,6 @@ fn value_end(bytes: &[u8], at: usize) -> usize {
             i
         }
     }
-}
-
-/// The index just past the object or array that starts at `at`; `None` when its brackets never
-/// close (the bytes were cut short).
-fn container_end(bytes: &[u8], at: usize) -> Option<usize> {
-    // Iterative, so no input can deepen the stack here.
-    let mut depth = 0usize;
-    let mut i = at;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'"' => {
-                i = string_end(bytes, i);
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
 }
 
 /// The decoded text of a JSON string literal (quotes included in `quoted`).
@@ -132,15 +128,25 @@ impl<'a> Raw<'a> {
         (end > start).then(|| Raw(&body[start..end]))
     }
 
-    /// The object `body` holds, whole: `None` when it is not an object, its brackets never close
-    /// (cut short) or anything but whitespace follows. For bytes nobody checked (Groq's answers).
-    pub fn object(body: &'a [u8]) -> Option<Raw<'a>> {
+    /// For bytes nobody checked (Groq's answers): calls `each` with every member of the object
+    /// `body` holds, in one walk. `false` when `body` is not one whole object (not an object,
+    /// cut short, or followed by anything but whitespace): its members are then not to be
+    /// trusted, and the caller leaves the document to a parser.
+    pub fn members_of_whole(body: &'a [u8], mut each: impl FnMut(Key<'a>, Raw<'a>)) -> bool {
         let start = skip_space(body, 0);
-        if body.get(start) != Some(&b'{') {
-            return None;
+        let mut end = body.len();
+        while end > start && is_space(body[end - 1]) {
+            end -= 1;
         }
-        let end = container_end(body, start)?;
-        (skip_space(body, end) == body.len()).then(|| Raw(&body[start..end]))
+        let Some(object) = body.get(start..end).filter(|o| o.first() == Some(&b'{')) else {
+            return false;
+        };
+        let mut entries = Entries { bytes: object, at: 1 };
+        for (key, value) in entries.by_ref() {
+            each(key, value);
+        }
+        // The walk stops on the object's closing brace only when every member was whole.
+        entries.at + 1 == object.len() && object.last() == Some(&b'}')
     }
 
     /// Where this value is in `body`, if it was read from there.
@@ -509,17 +515,30 @@ mod tests {
 
     #[test]
     fn an_unchecked_object_is_read_only_when_whole() {
+        let members = |body: &[u8]| {
+            let mut seen = Vec::new();
+            let whole = Raw::members_of_whole(body, |k, v| seen.push((k.text().into_owned(), v.bytes().to_vec())));
+            whole.then_some(seen)
+        };
         let whole = br#" {"usage":{"a":[1,"}"]},"x":"\"}"} "#;
-        let object = Raw::object(whole).expect("a whole object");
-        assert_eq!(object.get("usage").map(Raw::bytes), Some(&br#"{"a":[1,"}"]}"#[..]));
+        assert_eq!(
+            members(whole),
+            Some(vec![
+                ("usage".to_owned(), br#"{"a":[1,"}"]}"#.to_vec()),
+                ("x".to_owned(), br#""\"}""#.to_vec())
+            ])
+        );
+        assert_eq!(members(b"{}"), Some(vec![]));
         for cut in [
             &br#"{"usage":{"a":1}"#[..],
             br#"{"usage":{"a":"}}"#,
+            br#"{"usage":1,"x":"ab"#,
             br#"{"usage":1} trailing"#,
+            br#"{"usage":1}}"#,
             br#"[{"usage":1}]"#,
             b"",
         ] {
-            assert_eq!(Raw::object(cut), None, "{}", String::from_utf8_lossy(cut));
+            assert_eq!(members(cut), None, "{}", String::from_utf8_lossy(cut));
         }
     }
 }
