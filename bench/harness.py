@@ -47,6 +47,18 @@ TARGETS = {
     "idle_rss_mb": 20.0,
     "ready_ms": 100.0,
 }
+# Targets of issue 19 (performance), on the same machine.
+TARGETS_19 = {
+    "added_p99_c1_us": 100.0,
+    "rss_per_stream_2k_kb": 20.0,
+    "rss_after_burst_ratio": 1.2,
+    "instructions_default": 75_000,
+    "instructions_miss": 110_000,
+    "instructions_hit": 60_000,
+}
+INSTRUCTIONS_JSON = BENCH / "results" / "instructions.json"  # written by bench/instructions
+C1_TARGETS = ["direct", "groxy", "nginx"]  # LiteLLM is left out of concurrency 1: bounded run time
+BURST_STREAMS, BURST_SECONDS, BURST_SETTLE_S = 2000, 4.0, 10
 
 
 def log(msg: str) -> None:
@@ -624,6 +636,8 @@ def run(args) -> dict:
         rate_res[str(rate)] = rr
     res["rate"] = rate_res
 
+    res["concurrency1"] = concurrency1(b, targets, url, hdrs, watch, proxy_of, reps, dur, warm)
+
     log("streaming (open loop, 30 chunks, ttft 100 ms, 10 ms apart; stamped chunks)")
     st: dict = {t: {"reps": []} for t in targets}
     for rep in range(reps):
@@ -644,6 +658,7 @@ def run(args) -> dict:
 
     if "groxy" in stack:
         res["rate_limit_check"] = rate_limit_check(b, sim_port, stack, watch, reps, dur, warm, args)
+        res["cache_hit"] = cache_hit(b, sim_port, stack, watch, reps, dur, warm, args)
 
     time.sleep(2)
     res["rss_after_load"] = {
@@ -659,9 +674,10 @@ def run(args) -> dict:
 
     # -- stack B: many slow streams held open -------------------------------------------------
     res["hold"] = hold(b, peers, q, args)
+    res["burst"] = burst_recovery(b)
 
-    # -- features not built yet ---------------------------------------------------------------
-    res["not_implemented"] = feature_rows(b)
+    # -- instruction counts: bench/instructions' latest results, not measured here ------------
+    res["instructions"] = instruction_counts()
     res["skipped"] = b.skipped
     res["noise"] = {
         "foreign_cpu_frac_median": med(b.foreign),
@@ -714,6 +730,112 @@ def rate_limit_check(b: Bench, sim_port: int, stack: dict, watch: list, reps: in
         }
     summary["added_us"] = paired(out["rate1000"]["groxy-limits"], out["rate1000"]["groxy"], "latency_us")
     return {"runs": out, "summary": summary}
+
+
+def concurrency1(b: Bench, targets: list[str], url, hdrs, watch: list, proxy_of, reps: int, dur: float,
+                 warm: float) -> dict:  # fmt: skip
+    """One connection, one request at a time (`loadgen sat --conns 1`, closed loop): the latency a
+    lone client sees, with nothing queued in front of its request; added = proxy - direct within
+    each repetition, as in the other latency rows (issue 19: added p99 <= 100 us)."""
+    ts = [t for t in C1_TARGETS if t in targets]
+    log(f"concurrency 1 (one connection, one request at a time): {ts}")
+    out: dict = {t: {"reps": []} for t in ts}
+    for rep in range(reps):
+        for t in rotate(ts, rep):
+            r = b.loadgen("sat", url(t), "req.json", f"c1-{t}-rep{rep}.json",
+                          ["--conns", "1", "--duration", str(dur), "--warmup", str(warm)],
+                          hdrs(t, False), watch, proxy=proxy_of(t))  # fmt: skip
+            out[t]["reps"].append(r)
+            lat = r["latency_us_closed_loop"]
+            log(f"  c1 {t:8s} rep{rep}: p50={fmt_us(lat['p50'])} p99={fmt_us(lat['p99'])} "
+                f"p99.9={fmt_us(lat['p99.9'])} n={r['completed']} errors={r['errors']}")  # fmt: skip
+    for t in ts:
+        reps_t = out[t]["reps"]
+        out[t]["median_us"] = {k: med([r["latency_us_closed_loop"][k] for r in reps_t]) for k in PCTS}
+        out[t]["median_rps"] = med([r["throughput_rps"] for r in reps_t])
+        out[t]["median_proxy_cpu_us_per_request"] = med([r.get("proxy_cpu_us_per_request") for r in reps_t])
+        if t != "direct":
+            out[t]["added_median_us"] = paired(reps_t, out["direct"]["reps"], "latency_us_closed_loop")
+    return out
+
+
+def make_cache_payload(work: Path) -> str:
+    """The 2,048-byte request with `"temperature":0` (what the `deterministic` cache mode, groxy's
+    default, stores), as bench/instructions builds it; returns its file name in work."""
+    req = json.loads((work / "req.json").read_text())
+    out = {"model": req["model"], "temperature": 0, "messages": [{"role": "user", "content": ""}]}
+    pad = 2048 - len(json.dumps(out, separators=(",", ":")))
+    out["messages"][0]["content"] = req["messages"][0]["content"][:pad]
+    body = json.dumps(out, separators=(",", ":"))
+    assert len(body) == 2048
+    (work / "req-t0.json").write_text(body)
+    return "req-t0.json"
+
+
+def cache_statuses(log_path: Path, offset: int = 0) -> dict:
+    """`cache` of every access line (JSON, target groxy::access) groxy logged after offset."""
+    counts: dict[str, int] = {}
+    with open(log_path, "rb") as f:
+        f.seek(offset)
+        for line in f:
+            if b'"groxy::access"' not in line:
+                continue
+            try:
+                c = json.loads(line).get("cache", "none")
+            except ValueError:
+                continue
+            counts[c] = counts.get(c, 0) + 1
+    return counts
+
+
+def cache_hit(b: Bench, sim_port: int, stack: dict, watch: list, reps: int, dur: float, warm: float,
+              args) -> dict:  # fmt: skip
+    """Identical `"temperature":0` requests through groxy's default config (cache mode
+    `deterministic`): the first is a MISS, every later one a HIT answered from memory. Saturation
+    and 1,000 rps open loop, against the same requests sent directly, interleaved per repetition."""
+    log("cache hit: identical temperature-0 requests, groxy (default cache) vs direct")
+    body = make_cache_payload(b.work)
+    groxy = stack["groxy"][0]
+    urls = {"direct": f"http://127.0.0.1:{sim_port}/openai/v1/chat/completions",
+            "groxy": f"http://127.0.0.1:{stack['groxy'][1]}/v1/chat/completions"}  # fmt: skip
+    offset = groxy.log_path.stat().st_size
+    # The first request stores the answer; the warm-up's others are HITs (or coalesced onto it).
+    b.loadgen("rate", urls["groxy"], body, None, ["--rate", "500", "--duration", "1", "--warmup", "0",
+              "--conns", "16"], [], watch)  # fmt: skip
+    runs: dict = {"sat": {t: [] for t in urls}, "rate1000": {t: [] for t in urls}}
+    for rep in range(reps):
+        for t in rotate(list(urls), rep):
+            r = b.loadgen("sat", urls[t], body, None,
+                          ["--conns", str(args.sat_conns), "--duration", str(dur), "--warmup", str(warm)],
+                          [], watch, proxy=groxy if t == "groxy" else None)  # fmt: skip
+            runs["sat"][t].append(r)
+            log(f"  cache sat {t:6s} rep{rep}: {r['throughput_rps']:9.0f} rps errors={r['errors']}")
+    sat_rps = {t: med([r["throughput_rps"] for r in runs["sat"][t]]) for t in urls}
+    skipped = {t: f"over capacity: saturation is {sat_rps[t]:.0f} rps" for t in urls if 1000 > 0.9 * sat_rps[t]}
+    for rep in range(reps if not skipped else 0):
+        for t in rotate(list(urls), rep):
+            r = b.loadgen("rate", urls[t], body, f"cache-rate1000-{t}-rep{rep}.json",
+                          ["--rate", "1000", "--duration", str(dur), "--warmup", str(warm),
+                           "--conns", str(args.rate_conns), "--grace", "5"],
+                          [], watch, proxy=groxy if t == "groxy" else None)  # fmt: skip
+            runs["rate1000"][t].append(r)
+            lat = r["latency_us"]
+            log(f"  cache 1000 rps {t:6s} rep{rep}: p50={fmt_us(lat['p50'])} p99={fmt_us(lat['p99'])} "
+                f"errors={r['errors']} incomplete={r['incomplete']}")  # fmt: skip
+    summary: dict = {}
+    for t in urls:
+        rr = runs["rate1000"][t]
+        summary[t] = {
+            "sat_rps": sat_rps[t],
+            "sat_cpu_us_per_request": med([r.get("proxy_cpu_us_per_request") for r in runs["sat"][t]]),
+            "sat_cpu_pct": med([r.get("proxy_cpu_pct") for r in runs["sat"][t]]),
+            "errors": sum(r["errors"] for r in runs["sat"][t] + rr),
+            "rate1000_us": {q: med([r["latency_us"][q] for r in rr]) for q in PCTS} if rr else None,
+            "rate1000_cpu_us_per_request": med([r.get("proxy_cpu_us_per_request") for r in rr]),
+        }
+    if runs["rate1000"]["groxy"]:
+        summary["added_us"] = paired(runs["rate1000"]["groxy"], runs["rate1000"]["direct"], "latency_us")
+    return {"runs": runs, "summary": summary, "skipped": skipped, "cache": cache_statuses(groxy.log_path, offset)}
 
 
 def paired(reps: list[dict], direct: list[dict], key: str) -> dict:
@@ -830,7 +952,7 @@ def hold(b: Bench, peers: list[str], q: bool, args) -> list[dict]:
     chunks, interval = (12, 500) if q else (24, 500)
     ramp = 2500
     sim, sim_port = b.start_sim("sim-hold", chunks, 0, interval)
-    levels = [int(x) for x in (args.hold.split(",") if args.hold else ["1000", "5000", "10000"])]
+    levels = [int(x) for x in (args.hold.split(",") if args.hold else ["1000", "2000", "5000", "10000"])]
     plan: list[tuple[int, int]] = []  # (streams, h2 connections; 0 = HTTP/1.1)
     for n in levels:
         fits_h1 = 2 * n + 200 <= b.nofile
@@ -917,21 +1039,100 @@ def hold(b: Bench, peers: list[str], q: bool, args) -> list[dict]:
     return out
 
 
-def feature_rows(b: Bench) -> list[dict]:
-    rows = []
-    for feature, table in (("cache hit", "cache"),):
-        cfg = b.work / f"probe-{table}.toml"
-        cfg.write_text(f"[{table}]\n")
-        env = dict(os.environ, GROQ_API_KEY="bench-key")
-        r = subprocess.run([str(GROXY), "check-config", "--config", str(cfg)], capture_output=True, text=True,
-                           env=env)  # fmt: skip
-        accepted = r.returncode == 0
-        rows.append({
-            "feature": feature,
-            "status": "config accepted: add a scenario to bench/harness.py" if accepted else "not implemented yet",
-            "probe": f"groxy check-config with an empty [{table}] table exited {r.returncode}",
-        })  # fmt: skip
-    return rows
+def burst_rss(pid: int, port: int, work: Path, streams: int = BURST_STREAMS, stream_seconds: float = BURST_SECONDS,
+              settle_s: int = BURST_SETTLE_S, loadgen: Path = LOADGEN) -> dict:  # fmt: skip
+    """Memory after a burst (issue 19: RSS back within 20% of its pre-burst level 10 s after it).
+    Against a running groxy at 127.0.0.1:port, whose simulator streams last stream_seconds: 2 s of
+    requests at 200 rps, 2 s of rest, RSS "before"; then the burst, `loadgen hold` opening `streams`
+    streams at 2,500/s while `loadgen sat` sends the 2,048-byte request over 32 connections for
+    stream_seconds; RSS (groxy's process tree) sampled every 250 ms for the peak, then 1, 5 and
+    settle_s seconds after the burst ended (the last stream and the sat run done). Shared with
+    bench/rss-burst, which runs it per allocator."""
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    lg = [str(loadgen)]
+    subprocess.run(lg + ["rate", "--url", url, "--body", str(work / "req.json"), "--rate", "200",
+                         "--duration", "2", "--warmup", "0"], capture_output=True, check=True,
+                   preexec_fn=pin(LOAD_CPUS))  # fmt: skip
+    time.sleep(2)
+    before = rss_kb(pid)
+    t0 = time.monotonic()
+    hold_p = subprocess.Popen(lg + ["hold", "--url", url, "--body", str(work / "req-stream.json"),
+                                    "--count", str(streams), "--rate", "2500",
+                                    "--grace", str(stream_seconds + 30)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              preexec_fn=pin(LOAD_CPUS))  # fmt: skip
+    sat_p = subprocess.Popen(lg + ["sat", "--url", url, "--body", str(work / "req.json"), "--conns", "32",
+                                   "--duration", str(stream_seconds), "--warmup", "0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             preexec_fn=pin(LOAD_CPUS))  # fmt: skip
+    peak, samples = before, []
+    while hold_p.poll() is None or sat_p.poll() is None:
+        time.sleep(0.25)
+        r = rss_kb(pid)
+        samples.append((round(time.monotonic() - t0, 2), r))
+        peak = max(peak, r)
+    held = json.loads(hold_p.stdout.read())
+    satr = json.loads(sat_p.stdout.read())
+    after = {}
+    t_end = time.monotonic()
+    for t in sorted({1, 5, settle_s}):
+        time.sleep(max(0.0, t_end + t - time.monotonic()))
+        after[t] = rss_kb(pid)
+    return {
+        "streams": streams,
+        "stream_seconds": stream_seconds,
+        "streams_completed": held.get("completed"),
+        "streams_failed": held.get("failed"),
+        "sat_requests": satr.get("completed", satr.get("requests")),
+        "sat_errors": satr.get("errors"),
+        "burst_s": round(t_end - t0, 2),
+        "rss_before_kb": before,
+        "rss_peak_kb": peak,
+        "rss_after_kb": after,
+        "settle_s": settle_s,
+        "after_settle_over_before": round(after[settle_s] / before, 3) if before else None,
+        "rss_samples_s_kb": samples,
+    }
+
+
+def burst_recovery(b: Bench) -> dict:
+    """burst_rss on a fresh simulator (streams of BURST_SECONDS, a chunk every 200 ms) and a fresh
+    groxy configured as everywhere else in this harness."""
+    log(f"memory after a burst: groxy, {BURST_STREAMS} streams of {BURST_SECONDS:.0f} s + saturation, "
+        f"RSS {BURST_SETTLE_S} s after")  # fmt: skip
+    sim, sim_port = b.start_sim("sim-burst", max(1, int(BURST_SECONDS * 1000 / 200)), 0, 200)
+    try:
+        p, port, _ = b.start_groxy(sim_port, name="groxy-burst")
+        try:
+            r = burst_rss(p.pid, port, b.work)
+        finally:
+            p.stop()
+    except (RuntimeError, SystemExit, subprocess.CalledProcessError, ValueError) as e:
+        return {"error": str(e)}
+    finally:
+        sim.stop()
+    log(f"  burst: RSS {r['rss_before_kb'] / 1024:.1f} MB before, {r['rss_peak_kb'] / 1024:.1f} MB peak, "
+        f"{r['rss_after_kb'][BURST_SETTLE_S] / 1024:.1f} MB {BURST_SETTLE_S} s after "
+        f"(x{r['after_settle_over_before']}); streams {r['streams_completed']}/{r['streams']}")  # fmt: skip
+    return r
+
+
+def instruction_counts(path: Path = INSTRUCTIONS_JSON) -> dict:
+    """bench/instructions' latest results (callgrind, exact): not measured by this run, read from
+    the file that script writes, with the run they come from."""
+    if not path.exists():
+        return {"missing": f"{path.relative_to(ROOT)} is absent: run `bench/instructions` (about 6 minutes, "
+                "every mode) to produce it, then bench/run again"}  # fmt: skip
+    try:
+        d = json.loads(path.read_text())
+        modes = {m: {"per_request": v["per_request"], "sha256_soft_per_request": v.get("sha256_soft_per_request")}
+                 for m, v in d["modes"].items() if m in ("default", "miss", "hit", "nginx")}  # fmt: skip
+    except (ValueError, KeyError, TypeError) as e:
+        return {"missing": f"{path.relative_to(ROOT)} could not be read ({e}): run `bench/instructions` again"}
+    meta_ = d.get("meta", {})
+    return {"file": str(path.relative_to(ROOT)), "date": meta_.get("date"), "git": meta_.get("git"),
+            "groxy_git": meta_.get("groxy_git"), "groxy": meta_.get("groxy"), "n1": meta_.get("n1"),
+            "n2": meta_.get("n2"), "modes": modes}  # fmt: skip
 
 
 def static_facts() -> dict:
@@ -1033,7 +1234,7 @@ def evaluate(res: dict) -> list[dict]:
     add("ready_ms", "ready after start (/readyz 200)", su["ready_ms_median"], TARGETS["ready_ms"], "ms",
         evidence=f"median of {len(su['runs'])} starts (max {su['ready_ms_max']:.1f} ms); catalogue fresh at "
         f"{su['fresh_ms_median']:.1f} ms")  # fmt: skip
-    return out
+    return out + evaluate_19(res)
 
 
 def ms(us):
@@ -1087,10 +1288,11 @@ def markdown(res: dict) -> str:
     L.append("| target | measured | threshold | met |")
     L.append("|---|---|---|---|")
     for t in res["targets"]:
-        meas = "n/a" if t["measured"] is None else f"{t['measured']:.3g} {t['unit']}"
+        meas = "n/a" if t["measured"] is None else f"{target_num(t['measured'], t['unit'])} {t['unit']}"
         op = "≥" if t["id"] == "saturation_vs_nginx" else "≤"
         verdict = {True: "**met**", False: "**missed**", None: "not measured"}[t["met"]]
-        L.append(f"| {t['target']} | {meas} | {op} {t['threshold']} {t['unit']} | {verdict} |")
+        L.append(f"| {t['target']} | {meas} | {op} {target_num(t['threshold'], t['unit'])} {t['unit']} | {verdict} |")
+    L += md_targets_note(res)
     L.append("")
     L.append("### Non-streaming, 2 KB request / 1 KB response")
     L.append("")
@@ -1138,6 +1340,8 @@ def markdown(res: dict) -> str:
     L.append("Latency cells: median over repetitions of the percentile, (added over direct in the same repetition). "
              "groxy/peer: ratio of the added latency (below 1: groxy adds less), or of throughput.")  # fmt: skip
     L.append("")
+    L += md_concurrency1(res)
+    L += md_cache_hit(res)
     L.append("### Streaming: 30 chunks, TTFT 100 ms, 10 ms apart (stamped by the simulator)")
     L.append("")
     L.append(head)
@@ -1175,6 +1379,7 @@ def markdown(res: dict) -> str:
                  f"{h['rss_per_stream_kb']:.1f} KB | {h['cpu_pct_mean']:.0f}% / {h['cpu_pct_peak_1s']:.0f}% | "
                  f"{fmt_us(cd)} |")  # fmt: skip
     L.append("")
+    L += md_burst(res)
     L.append("### Footprint")
     L.append("")
     L.append("| | " + " | ".join(LABEL[p] for p in peers) + " |")
@@ -1228,12 +1433,7 @@ def markdown(res: dict) -> str:
         L.append("Both have upstream-aware admission on (the default), fed by the simulator's computed "
                  "x-ratelimit-* headers; the client limits add a per-key check and settlement.")  # fmt: skip
         L.append("")
-    L.append("### Not implemented yet")
-    L.append("")
-    L.append("| scenario | status |")
-    L.append("|---|---|")
-    for r in res["not_implemented"]:
-        L.append(f"| {r['feature']} | {r['status']} ({r['probe']}) |")
+    L += md_instructions(res)
     notes = list(res.get("notes", []))
     for k, why in res.get("skipped", {}).items():
         notes.append(f"{LABEL.get(k, k)} skipped: {why}")
@@ -1241,6 +1441,161 @@ def markdown(res: dict) -> str:
         L.append("")
         L.append("Notes: " + " ".join(f"({i + 1}) {n}" for i, n in enumerate(notes)))
     return "\n".join(L) + "\n"
+
+
+def evaluate_19(res: dict) -> list[dict]:
+    """Issue 19's targets: concurrency-1 latency, memory per stream at 2,000 and after a burst,
+    and the instruction counts bench/instructions measured (read, not measured here)."""
+    out = []
+
+    def add(name, what, measured, unit, evidence=""):
+        limit = TARGETS_19[name]
+        out.append({"id": name, "target": what, "measured": measured, "threshold": limit, "unit": unit,
+                    "met": None if measured is None else measured <= limit, "evidence": evidence})  # fmt: skip
+
+    g = res.get("concurrency1", {}).get("groxy", {})
+    add("added_p99_c1_us", "added p99 latency at concurrency 1 (one connection, closed loop)",
+        (g.get("added_median_us") or {}).get("p99"), "µs",
+        evidence="median over repetitions of groxy p99 - direct p99, one request at a time")  # fmt: skip
+    rows = [h for h in res.get("hold", []) if h.get("proxy") == "groxy" and h.get("streams") == 2000
+            and str(h.get("protocol", "")).startswith("HTTP/1.1")]  # fmt: skip
+    h = rows[0] if rows else None
+    add("rss_per_stream_2k_kb", "2,000 HTTP/1.1 streams: RSS per stream (all must complete)",
+        h["rss_per_stream_kb"] if h and h["completed"] == 2000 else None, "KB",
+        evidence=f"(peak - before) / 2000; completed {h['completed']}/2000" if h else "no 2,000-stream level run")  # fmt: skip
+    bu = res.get("burst", {})
+    add("rss_after_burst_ratio", f"RSS {BURST_SETTLE_S} s after a burst / before it",
+        bu.get("after_settle_over_before"), "x",
+        evidence=f"{BURST_STREAMS} streams + saturation for {BURST_SECONDS:.0f} s" if "error" not in bu
+        else bu["error"])  # fmt: skip
+    ins = res.get("instructions", {})
+    src = f" (bench/instructions, git {ins.get('groxy_git') or ins.get('git')}, {str(ins.get('date'))[:10]})" \
+        if "modes" in ins else " (bench/instructions)"  # fmt: skip
+    for mode, what in (("default", "default"), ("miss", "cacheable miss"), ("hit", "cache hit")):
+        v = ins.get("modes", {}).get(mode, {}).get("per_request")
+        add(f"instructions_{mode}", f"instructions per request, {what}{src}", v, "instructions",
+            evidence=ins.get("missing", "callgrind, user space, net of start-up"))  # fmt: skip
+    return out
+
+
+def target_num(v, unit: str) -> str:
+    if unit == "instructions":
+        return f"{v:,.0f}"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def md_targets_note(res: dict) -> list[str]:
+    ins = res.get("instructions", {})
+    if "missing" in ins:
+        return ["", f"Instruction targets not measured: {ins['missing']}."]
+    m = res["meta"]
+    same = ins.get("groxy_git") == m.get("git_commit")
+    return ["", f"Instruction counts: `{ins['file']}`, written by `bench/instructions` on {ins['date']} for groxy "
+            f"git {ins.get('groxy_git')}" + ("" if same else f" (this run: git {m.get('git_commit')}; run "
+            "`bench/instructions` on this build to refresh them)") + "; see \"Instructions per request\" below."]  # fmt: skip
+
+
+def md_concurrency1(res: dict) -> list[str]:
+    c1 = res.get("concurrency1")
+    if not c1:
+        return []
+    ts = list(c1)
+    peers = [t for t in ts if t not in ("direct", "groxy")]
+    L = ["### Concurrency 1: one connection, one request at a time (closed loop)", ""]
+    L.append("| metric | " + " | ".join(LABEL[t] for t in ts) + "".join(f" | groxy/{LABEL[p]}" for p in peers) + " |")
+    L.append("|---|" + "---|" * (len(ts) + len(peers)))
+    for k in PCTS:
+        cells = [fmt_us(c1[t]["median_us"][k]) + ("" if t == "direct" else f" ({fmt_added(c1[t]['added_median_us'][k])})")
+                 for t in ts]  # fmt: skip
+        rat = [ratio(c1["groxy"]["added_median_us"][k], c1[p]["added_median_us"][k]) for p in peers]
+        L.append(f"| {k} | " + " | ".join(cells) + "".join(f" | {x}" for x in rat) + " |")
+    L.append("| requests per second | " + " | ".join(f"{c1[t]['median_rps']:,.0f}" for t in ts)
+             + " |" * (len(peers) + 1))  # fmt: skip
+    L.append("| proxy CPU per request | –" + "".join(
+        f" | {cpu_cell(c1[t].get('median_proxy_cpu_us_per_request'))}" for t in ts if t != "direct") + "".join(
+        f" | {ratio(c1['groxy'].get('median_proxy_cpu_us_per_request'), c1[p].get('median_proxy_cpu_us_per_request'))}"
+        for p in peers) + " |")  # fmt: skip
+    L += ["", "Latency of each request from its send to its last byte, nothing queued in front of it (the "
+          "next request leaves when the answer is in); cells as above: median, (added over direct).", ""]  # fmt: skip
+    return L
+
+
+def md_cache_hit(res: dict) -> list[str]:
+    ch = res.get("cache_hit")
+    if not ch:
+        return []
+    if "summary" not in ch:
+        return ["### Cache hit", "", f"Not measured: {ch.get('error')}", ""]
+    s = ch["summary"]
+    d, g = s["direct"], s["groxy"]
+    byp_sat = res.get("saturation", {}).get("groxy", {}).get("median_rps")
+    byp_1k = res.get("rate", {}).get("1000", {}).get("groxy", {})
+    L = ["### Cache hit: identical `\"temperature\":0` requests, answered from groxy's cache", ""]
+    L.append("| load | metric | direct | groxy, cache hit | groxy, cache bypassed (table above) | hit/direct |")
+    L.append("|---|---|---|---|---|---|")
+    L.append(f"| saturation ({res_conns(res)} conns) | throughput | {d['sat_rps']:,.0f} rps | {g['sat_rps']:,.0f} rps | "
+             f"{'n/a' if byp_sat is None else f'{byp_sat:,.0f} rps'} | {ratio(g['sat_rps'], d['sat_rps'])} |")  # fmt: skip
+    L.append(f"| saturation | proxy CPU per request (core busy) | – | "
+             f"{cpu_cell(g['sat_cpu_us_per_request'], g['sat_cpu_pct'])} | "
+             f"{cpu_cell(res.get('saturation', {}).get('groxy', {}).get('median_proxy_cpu_us_per_request'))} | |")  # fmt: skip
+    if ch.get("skipped"):
+        L.append(f"| 1000 rps open loop | | {'; '.join(f'{k}: {v}' for k, v in ch['skipped'].items())} | | | |")
+    else:
+        for q in PCTS:
+            byp = (byp_1k.get("median_us") or {}).get(q)
+            byp_add = (byp_1k.get("added_median_us") or {}).get(q)
+            L.append(f"| 1000 rps open loop | {q} | {fmt_us(d['rate1000_us'][q])} | {fmt_us(g['rate1000_us'][q])} "
+                     f"({fmt_added(s['added_us'][q])}) | {fmt_us(byp)} ({fmt_added(byp_add)}) | |")  # fmt: skip
+        L.append(f"| 1000 rps open loop | proxy CPU per request | – | {cpu_cell(g['rate1000_cpu_us_per_request'])} | "
+                 f"{cpu_cell(byp_1k.get('median_proxy_cpu_us_per_request'))} | |")  # fmt: skip
+    statuses = ", ".join(f"{k} {v:,}" for k, v in sorted(ch.get("cache", {}).items())) or "no access lines"
+    L += ["", f"groxy's access lines during these runs: cache {statuses}; errors: direct {d['errors']}, groxy "
+          f"{g['errors']}. A hit never reaches the simulator, which shares core 0 with the load generator: "
+          "hit throughput can exceed direct's.", ""]  # fmt: skip
+    return L
+
+
+def md_burst(res: dict) -> list[str]:
+    bu = res.get("burst")
+    if not bu:
+        return []
+    L = [f"### Memory after a burst (groxy, {BURST_STREAMS:,} streams of {BURST_SECONDS:.0f} s opened at 2,500/s "
+         f"+ saturation for {BURST_SECONDS:.0f} s)", ""]  # fmt: skip
+    if "error" in bu:
+        return L + [f"Not measured: {bu['error']}", ""]
+    a = bu["rss_after_kb"]
+    mb = lambda kb: f"{kb / 1024:.1f} MB"  # noqa: E731
+    L.append(f"| before | peak | 1 s after | 5 s after | {bu['settle_s']} s after | {bu['settle_s']} s after / before "
+             "| streams completed | saturation requests |")  # fmt: skip
+    L.append("|---|---|---|---|---|---|---|---|")
+    L.append(f"| {mb(bu['rss_before_kb'])} | {mb(bu['rss_peak_kb'])} | {mb(a[1])} | {mb(a[5])} | "
+             f"{mb(a[bu['settle_s']])} | {bu['after_settle_over_before']} | {bu['streams_completed']}/{bu['streams']} | "
+             f"{bu['sat_requests']:,} ({bu['sat_errors']} errors) |")  # fmt: skip
+    L += ["", "Before: after 2 s at 200 rps and 2 s of rest. \"After\" counts from the end of the burst (last "
+          "stream and saturation run done); RSS of groxy's process tree.", ""]  # fmt: skip
+    return L
+
+
+def md_instructions(res: dict) -> list[str]:
+    ins = res.get("instructions", {})
+    L = ["### Instructions per request (bench/instructions, callgrind)", ""]
+    if "missing" in ins:
+        return L + [f"Not measured: {ins['missing']}."]
+    L.append(f"From `{ins['file']}`: run {ins['date']}, groxy git {ins.get('groxy_git')} (`{ins.get('groxy')}`), "
+             f"N2 − N1 = {ins['n2'] - ins['n1']:,} requests; not measured by this run.")  # fmt: skip
+    L.append("")
+    L.append("| mode | instructions per request | of which SHA-256 in software (callgrind only) | ratio to nginx | "
+             "target |")  # fmt: skip
+    L.append("|---|---|---|---|---|")
+    ng = ins["modes"].get("nginx", {}).get("per_request")
+    for mode in ("default", "miss", "hit", "nginx"):
+        v = ins["modes"].get(mode)
+        if not v:
+            continue
+        t = TARGETS_19.get(f"instructions_{mode}")
+        L.append(f"| {mode} | {v['per_request']:,.0f} | {v.get('sha256_soft_per_request') or 0:,.0f} | "
+                 f"{ratio(v['per_request'], ng)} | {'' if t is None else f'≤ {t:,}'} |")  # fmt: skip
+    return L
 
 
 def diff(a, b):
@@ -1296,14 +1651,14 @@ def update_readme(md: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="groxy benchmark harness (use bench/run)")
-    ap.add_argument("--quick", action="store_true", help="one short repetition of everything (~3 minutes)")
+    ap.add_argument("--quick", action="store_true", help="one short repetition of everything (~5 minutes)")
     ap.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
     ap.add_argument("--duration", type=float, help="seconds measured per run (default 5, quick 2)")
     ap.add_argument("--rates", help="fixed rates, comma separated (default 50,500,1000,2000)")
     ap.add_argument("--stream-rate", type=float, default=50, help="streams started per second (default 50)")
     ap.add_argument("--sat-conns", type=int, default=32, help="connections of the saturation run (default 32)")
     ap.add_argument("--rate-conns", type=int, default=32, help="connection pool of the fixed-rate runs (default 32)")
-    ap.add_argument("--hold", help="concurrent stream levels (default 1000,5000,10000)")
+    ap.add_argument("--hold", help="concurrent stream levels (default 1000,2000,5000,10000)")
     ap.add_argument("--soak-seconds", type=int, help="soak length (default 120, quick 20; 0 skips)")
     ap.add_argument("--peers", default="nginx,litellm", help="peers to compare: nginx,litellm (default) or none")
     ap.add_argument("--quiet-wait", type=float, help="seconds to wait for foreign CPU load to settle before each "

@@ -8,7 +8,8 @@
 //!   the last response byte, so a request that waited for a free connection, or behind a
 //!   stalled one, is charged for the wait (coordinated omission corrected, as wrk2).
 //! * `sat`    closed loop: C connections sending back to back; throughput and (uncorrected)
-//!   latency.
+//!   latency. With `--conns 1` it is one request at a time: each latency is a single
+//!   request's round trip, with nothing queued in front of it (`--raw` keeps them all).
 //! * `stream` open-loop stream starts; for each stream the time to first body byte (from the
 //!   intended start) and, for every content frame stamped by `groq-sim` (`x-sim-stamp:
 //!   1`, content `t<unix-ns> `), the delay from the simulator's send time to the moment
@@ -460,6 +461,7 @@ async fn run_sat(a: Arc<Args>) -> Value {
     futures_join(workers).await;
     let r = std::mem::take(&mut *rec.lock().unwrap());
     let n = r.lat.len() as u64;
+    write_raw(&a.raw, json!({"latency_ns": r.lat}));
     json!({
         "mode": "sat",
         "conns": a.conns,
