@@ -1563,13 +1563,13 @@ def md_burst(res: dict) -> list[str]:
          f"+ saturation for {BURST_SECONDS:.0f} s)", ""]  # fmt: skip
     if "error" in bu:
         return L + [f"Not measured: {bu['error']}", ""]
-    a = bu["rss_after_kb"]
+    a = {int(k): v for k, v in bu["rss_after_kb"].items()}  # int keys, or strings after a JSON round trip
     mb = lambda kb: f"{kb / 1024:.1f} MB"  # noqa: E731
     L.append(f"| before | peak | 1 s after | 5 s after | {bu['settle_s']} s after | {bu['settle_s']} s after / before "
              "| streams completed | saturation requests |")  # fmt: skip
     L.append("|---|---|---|---|---|---|---|---|")
     L.append(f"| {mb(bu['rss_before_kb'])} | {mb(bu['rss_peak_kb'])} | {mb(a[1])} | {mb(a[5])} | "
-             f"{mb(a[bu['settle_s']])} | {bu['after_settle_over_before']} | {bu['streams_completed']}/{bu['streams']} | "
+             f"{mb(a[int(bu['settle_s'])])} | {bu['after_settle_over_before']} | {bu['streams_completed']}/{bu['streams']} | "
              f"{bu['sat_requests']:,} ({bu['sat_errors']} errors) |")  # fmt: skip
     L += ["", "Before: after 2 s at 200 rps and 2 s of rest. \"After\" counts from the end of the burst (last "
           "stream and saturation run done); RSS of groxy's process tree.", ""]  # fmt: skip
