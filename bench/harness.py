@@ -1479,7 +1479,7 @@ def evaluate_19(res: dict) -> list[dict]:
 
 
 def target_num(v, unit: str) -> str:
-    if unit == "instructions":
+    if unit == "instructions" or abs(v) >= 1000:
         return f"{v:,.0f}"
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
