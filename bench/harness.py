@@ -1651,7 +1651,7 @@ def update_readme(md: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="groxy benchmark harness (use bench/run)")
-    ap.add_argument("--quick", action="store_true", help="one short repetition of everything (~5 minutes)")
+    ap.add_argument("--quick", action="store_true", help="one short repetition of everything (~5-7 minutes)")
     ap.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
     ap.add_argument("--duration", type=float, help="seconds measured per run (default 5, quick 2)")
     ap.add_argument("--rates", help="fixed rates, comma separated (default 50,500,1000,2000)")
