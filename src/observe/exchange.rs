@@ -19,6 +19,16 @@ use crate::{
 /// Groq's own request id (a name built once: a `&str` is parsed on every lookup).
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
+/// `key-1`, `key-2`, …: a configured key's name in metrics and logs (no formatting for the
+/// first ones).
+fn key_label(index: usize) -> Arc<str> {
+    const NAMES: [&str; 8] = ["key-1", "key-2", "key-3", "key-4", "key-5", "key-6", "key-7", "key-8"];
+    match NAMES.get(index) {
+        Some(name) => Arc::from(*name),
+        None => format!("key-{}", index + 1).into(),
+    }
+}
+
 /// Watches one exchange with Groq on behalf of one request's record: the wait for Groq's
 /// budget, when the request left and its answer was ready (groxy's overhead is the rest), Groq's
 /// status, request id and budget headers, the failure kind, the duration, and the token usage.
@@ -77,7 +87,7 @@ impl Tap for ExchangeTap {
     }
 
     fn sent(&mut self, upstream_key: Option<usize>) {
-        self.key = upstream_key.map(|index| format!("key-{}", index + 1).into());
+        self.key = upstream_key.map(key_label);
         self.sent = Some(Instant::now());
         self.record.upstream_sent();
     }
@@ -183,6 +193,18 @@ fn read_facts(chunk: &[u8], facts: &mut trace::ResponseFacts) {
                     facts.finish_reasons.push(reason.to_owned());
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_labels_count_from_one() {
+        for (index, name) in [(0, "key-1"), (7, "key-8"), (8, "key-9"), (99, "key-100")] {
+            assert_eq!(&*key_label(index), name);
         }
     }
 }
