@@ -191,7 +191,7 @@ const MILLIS_EXACT_BELOW: f64 = 4_000_000_000_000_000.0;
 fn write_millis(out: &mut Vec<u8>, value: f64) {
     use std::io::Write as _;
     let thousandths = (value * 1000.0).round();
-    let exact = thousandths >= 0.0 && thousandths < MILLIS_EXACT_BELOW && thousandths / 1000.0 == value;
+    let exact = (0.0..MILLIS_EXACT_BELOW).contains(&thousandths) && thousandths / 1000.0 == value;
     if !exact || value.is_sign_negative() {
         let _ = write!(out, "{value}");
         return;

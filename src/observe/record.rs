@@ -111,13 +111,14 @@ pub struct RequestRecord(pub Arc<Record>);
 impl Record {
     pub fn new(id: String, method: http::Method, path: &str, started: Instant, headers: &http::HeaderMap) -> Self {
         let route = route_of(path);
-        let (span, trace_id, unsampled) = super::trace::server_span(&method, path, route, headers);
+        let path = clipped(path, 256);
+        let (span, trace_id, unsampled) = super::trace::server_span(&method, &path, route, headers);
         Self {
             id,
             started,
             route,
             method,
-            path: clipped(path, 256),
+            path,
             trace_id,
             span,
             unsampled,

@@ -27,6 +27,8 @@ use crate::relay::{Outcome, Report, usage::Usage};
 /// exported, and building them cost tens of thousands of instructions a request (issue 19).
 /// The span handed back is then disabled, so the step spans and the upstream span are never
 /// made; Groq still receives the trace id, unsampled, through the returned context.
+///
+/// `path` is the record's, already bounded.
 pub fn server_span(
     method: &http::Method,
     path: &str,
@@ -54,7 +56,7 @@ pub fn server_span(
     }
     span.set_attribute("http.request.method", method.as_str().to_owned());
     span.set_attribute("http.route", route);
-    span.set_attribute("url.path", super::record::clipped(path, 256));
+    span.set_attribute("url.path", path.to_owned());
     (span, Some(span_context.trace_id().to_string()), None)
 }
 
