@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use crate::{
     config::LimitSet,
     redis::Redis,
-    wire::ratelimit::{Dimension, RateHeaders},
+    wire::ratelimit::{Dimension, GroqBudgetHeaders, RateHeaders, header_number},
 };
 
 mod shared;
@@ -373,9 +373,23 @@ impl UpstreamBudget {
     /// Learns from a Groq response: its rate-limit headers, and a 429's cool-down, in this
     /// replica's view (the shared budget learns it in [`UpstreamBudget::share`], from the
     /// returned report: the headers are read once).
+    #[cfg(test)]
     pub fn observe(&self, key: usize, model: &str, status: StatusCode, headers: &HeaderMap) -> Report {
+        self.observe_read(key, model, status, headers, &GroqBudgetHeaders::read(headers))
+    }
+
+    /// [`UpstreamBudget::observe`] with the `x-ratelimit-*` headers already read (`seen`), so
+    /// the operators' report can have the same read.
+    pub fn observe_read(
+        &self,
+        key: usize,
+        model: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        seen: &GroqBudgetHeaders,
+    ) -> Report {
         let now = Instant::now();
-        let reported = reported(status, headers);
+        let reported = reported(status, headers, seen);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let entry = state
             .entry((key, model.into()))
@@ -415,47 +429,19 @@ impl UpstreamBudget {
 #[derive(Debug, Clone, Copy)]
 pub struct Report(Reported);
 
-// Names built once: looking up a `&str` parses and validates it on every call.
-const LIMIT: [HeaderName; 2] = [
-    HeaderName::from_static("x-ratelimit-limit-requests"),
-    HeaderName::from_static("x-ratelimit-limit-tokens"),
-];
-const REMAINING: [HeaderName; 2] = [
-    HeaderName::from_static("x-ratelimit-remaining-requests"),
-    HeaderName::from_static("x-ratelimit-remaining-tokens"),
-];
-const RESET: [HeaderName; 2] = [
-    HeaderName::from_static("x-ratelimit-reset-requests"),
-    HeaderName::from_static("x-ratelimit-reset-tokens"),
-];
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 
-/// What a Groq response says about its budget: `x-ratelimit-*` per dimension, and a 429's rest.
-fn reported(status: StatusCode, headers: &HeaderMap) -> Reported {
-    let number = |name: &HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    let duration = |name: &HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::wire::duration::parse)
-    };
-    let dimension = |i: usize| {
-        let remaining = number(&REMAINING[i])?;
-        let reset = duration(&RESET[i])?;
-        Some((number(&LIMIT[i]), remaining, reset))
-    };
+/// What a Groq response says about its budget: `x-ratelimit-*` per dimension (as `seen` read
+/// them), and a 429's rest.
+fn reported(status: StatusCode, headers: &HeaderMap, seen: &GroqBudgetHeaders) -> Reported {
+    let dimension = |i: usize| Some((seen.limit[i], seen.remaining[i]?, seen.reset[i]?));
     let cool = (status == StatusCode::TOO_MANY_REQUESTS).then(|| {
         headers
             .get(RETRY_AFTER_MS)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis)
-            .or_else(|| number(&http::header::RETRY_AFTER).map(Duration::from_secs))
+            .or_else(|| header_number(headers, &http::header::RETRY_AFTER).map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(1))
     });
     Reported {

@@ -139,6 +139,11 @@ impl SpendSeed {
 
     /// The budgets of `subject` (and the gateway's) that apply now, as lines.
     pub fn lines(&self, key: Option<(&Arc<str>, &str, Caps)>, gateway: Caps, now: i64) -> Vec<Line> {
+        // No budget at all (the default): no line, and none of the names below built.
+        let none = |caps: &Caps| caps.daily.is_none() && caps.monthly.is_none();
+        if none(&gateway) && key.as_ref().is_none_or(|(_, _, caps)| none(caps)) {
+            return Vec::new();
+        }
         let gateway_subject: Arc<str> = GATEWAY.into();
         let mut lines = Vec::with_capacity(4);
         let owners = key

@@ -5,8 +5,29 @@ use std::{sync::Arc, time::Duration};
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use super::{metrics, observer::Observer, record::Record, trace};
-use crate::relay::{Outcome, Report, Retry, Tap};
+use super::{
+    metrics,
+    observer::Observer,
+    record::{Record, clipped},
+    trace,
+};
+use crate::{
+    relay::{Outcome, Report, Retry, Tap},
+    wire::ratelimit::GroqBudgetHeaders,
+};
+
+/// Groq's own request id (a name built once: a `&str` is parsed on every lookup).
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// `key-1`, `key-2`, …: a configured key's name in metrics and logs (no formatting for the
+/// first ones).
+fn key_label(index: usize) -> Arc<str> {
+    const NAMES: [&str; 8] = ["key-1", "key-2", "key-3", "key-4", "key-5", "key-6", "key-7", "key-8"];
+    match NAMES.get(index) {
+        Some(name) => Arc::from(*name),
+        None => format!("key-{}", index + 1).into(),
+    }
+}
 
 /// Watches one exchange with Groq on behalf of one request's record: the wait for Groq's
 /// budget, when the request left and its answer was ready (groxy's overhead is the rest), Groq's
@@ -66,7 +87,7 @@ impl Tap for ExchangeTap {
     }
 
     fn sent(&mut self, upstream_key: Option<usize>) {
-        self.key = upstream_key.map(|index| format!("key-{}", index + 1).into());
+        self.key = upstream_key.map(key_label);
         self.sent = Some(Instant::now());
         self.record.upstream_sent();
     }
@@ -78,9 +99,9 @@ impl Tap for ExchangeTap {
             data.upstream_status = Some(status.as_u16());
             data.upstream_key = self.key.clone();
             data.upstream_request_id = headers
-                .get("x-request-id")
+                .get(X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
-                .map(|v| v.chars().take(128).collect());
+                .map(|v| clipped(v, 128));
         }
         let m = &self.observer.metrics;
         if status.is_server_error() {
@@ -88,11 +109,17 @@ impl Tap for ExchangeTap {
         } else if status == StatusCode::TOO_MANY_REQUESTS {
             m.upstream_error("status_429");
         }
+        trace::upstream_status(&self.span, status.as_u16(), self.key.as_deref());
+    }
+
+    fn budget(&mut self, seen: &GroqBudgetHeaders) {
         if let Some(key) = &self.key {
             let model = self.model();
-            self.observer.groq_budget.observe(m, key.clone(), model, headers);
+            let observer = &self.observer;
+            observer
+                .groq_budget
+                .observe(&observer.metrics, key.clone(), model, seen);
         }
-        trace::upstream_status(&self.span, status.as_u16(), self.key.as_deref());
     }
 
     fn ready(&mut self) {
@@ -151,10 +178,10 @@ fn read_facts(chunk: &[u8], facts: &mut trace::ResponseFacts) {
         std::str::from_utf8(&rest[..end]).ok()
     }
     if facts.id.is_none() {
-        facts.id = string_after(chunk, b"\"id\":\"").map(|id| id.chars().take(128).collect());
+        facts.id = string_after(chunk, b"\"id\":\"").map(|id| clipped(id, 128));
     }
     if facts.model.is_none() {
-        facts.model = string_after(chunk, b"\"model\":\"").map(|m| m.chars().take(128).collect());
+        facts.model = string_after(chunk, b"\"model\":\"").map(|m| clipped(m, 128));
     }
     let key = b"\"finish_reason\":\"";
     let mut rest = chunk;
@@ -166,6 +193,18 @@ fn read_facts(chunk: &[u8], facts: &mut trace::ResponseFacts) {
                     facts.finish_reasons.push(reason.to_owned());
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_labels_count_from_one() {
+        for (index, name) in [(0, "key-1"), (7, "key-8"), (8, "key-9"), (99, "key-100")] {
+            assert_eq!(&*key_label(index), name);
         }
     }
 }

@@ -9,12 +9,11 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use http::{HeaderMap, HeaderName};
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
 use super::metrics::{BudgetLabels, Metrics};
-use crate::wire::duration::parse as parse_go_duration;
+use crate::wire::ratelimit::GroqBudgetHeaders;
 
 /// A (client or upstream key name, model) pair: the rows of the table.
 type KeyModel = (Arc<str>, Arc<str>);
@@ -83,41 +82,25 @@ pub struct GroqBudget {
     seen: Mutex<BTreeMap<KeyModel, (Seen, Gauges)>>,
 }
 
-// Names built once: looking up a `&str` parses and validates it on every call.
-const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
-const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
-const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
-const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
-const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
-const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
-
-fn number(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
-    headers.get(name)?.to_str().ok()?.trim().parse().ok()
-}
-
-fn duration(headers: &HeaderMap, name: &HeaderName) -> Option<Duration> {
-    parse_go_duration(headers.get(name)?.to_str().ok()?.trim())
-}
-
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl GroqBudget {
-    /// Records the headers of one Groq response; responses without budget headers change nothing.
-    pub fn observe(&self, metrics: &Metrics, key: Arc<str>, model: Arc<str>, headers: &HeaderMap) {
-        let remaining_requests = number(headers, &REMAINING_REQUESTS);
-        let remaining_tokens = number(headers, &REMAINING_TOKENS);
+    /// Records the budget headers of one Groq response (read once, by the forward path);
+    /// responses without them change nothing.
+    pub fn observe(&self, metrics: &Metrics, key: Arc<str>, model: Arc<str>, headers: &GroqBudgetHeaders) {
+        let [remaining_requests, remaining_tokens] = headers.remaining;
         if remaining_requests.is_none() && remaining_tokens.is_none() {
             return;
         }
         let seen = Seen {
             remaining_requests,
-            limit_requests: number(headers, &LIMIT_REQUESTS),
-            reset_requests: duration(headers, &RESET_REQUESTS),
+            limit_requests: headers.limit[0],
+            reset_requests: headers.reset[0],
             remaining_tokens,
-            limit_tokens: number(headers, &LIMIT_TOKENS),
-            reset_tokens: duration(headers, &RESET_TOKENS),
+            limit_tokens: headers.limit[1],
+            reset_tokens: headers.reset[1],
             at: Some(SystemTime::now()),
         };
         let mut table = self.seen.lock().unwrap_or_else(|p| p.into_inner());

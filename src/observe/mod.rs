@@ -23,6 +23,6 @@ pub use exchange::ExchangeTap;
 pub use layer::observe_request;
 pub use observer::{Gauges, Observer};
 pub use persist::{Delta, Pending};
-pub use record::RequestRecord;
+pub use record::{Record, RequestRecord};
 pub use report::{stats_document, usage_document};
-pub use trace::{GenAiRequest, inject, upstream_span};
+pub use trace::{GenAiRequest, inject, step_span, upstream_span};

@@ -12,6 +12,16 @@ use crate::{
     relay::{Outcome, usage::Usage},
 };
 
+/// The first `chars` characters of `text`, owned: log fields and span attributes are bounded.
+/// Most values are short, and a text of at most `chars` bytes has at most `chars` characters,
+/// so it is copied whole without walking it.
+pub fn clipped(text: &str, chars: usize) -> String {
+    if text.len() <= chars {
+        return text.to_owned();
+    }
+    text.chars().take(chars).collect()
+}
+
 /// The route label: a small fixed set, so metrics stay bounded whatever paths clients send.
 pub fn route_of(path: &str) -> &'static str {
     let api = ["/openai/v1/", "/v1/"].iter().find_map(|p| path.strip_prefix(p));
@@ -84,10 +94,13 @@ pub struct Record {
     pub method: http::Method,
     /// Path only: a query string may carry anything.
     pub path: String,
-    /// The request's server span (disabled when tracing is off), parent of the upstream span.
+    /// The request's server span, parent of the step spans and the upstream span; disabled
+    /// when tracing is off or the request is not sampled.
     pub span: tracing::Span,
     /// Its trace id when sampled, for the access line.
     pub trace_id: Option<String>,
+    /// Tracing on, the request not sampled: the context Groq's `traceparent` carries.
+    pub unsampled: Option<opentelemetry::Context>,
     data: Mutex<Data>,
 }
 
@@ -98,15 +111,17 @@ pub struct RequestRecord(pub Arc<Record>);
 impl Record {
     pub fn new(id: String, method: http::Method, path: &str, started: Instant, headers: &http::HeaderMap) -> Self {
         let route = route_of(path);
-        let span = super::trace::server_span(&method, path, route, headers);
+        let path = clipped(path, 256);
+        let (span, trace_id, unsampled) = super::trace::server_span(&method, &path, route, headers);
         Self {
             id,
             started,
             route,
             method,
-            path: path.chars().take(256).collect(),
-            trace_id: super::trace::trace_id(&span),
+            path,
+            trace_id,
             span,
+            unsampled,
             data: Mutex::new(Data::default()),
         }
     }
@@ -182,6 +197,26 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clipping_counts_characters_as_before() {
+        for (text, chars) in [
+            ("", 3),
+            ("abc", 3),
+            ("abcd", 3),
+            ("é", 1),
+            ("éé", 1),
+            ("aé", 2),
+            ("日本語", 2),
+            ("日本語", 9),
+        ] {
+            assert_eq!(
+                clipped(text, chars),
+                text.chars().take(chars).collect::<String>(),
+                "{text} {chars}"
+            );
+        }
+    }
 
     #[test]
     fn routes_are_a_fixed_set() {

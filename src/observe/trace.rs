@@ -6,7 +6,7 @@
 
 use http::HeaderMap;
 use opentelemetry::{
-    KeyValue,
+    Context, KeyValue,
     propagation::TextMapPropagator,
     trace::{Status, TraceContextExt},
 };
@@ -18,8 +18,23 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::relay::{Outcome, Report, usage::Usage};
 
 /// The server span of one request, continuing the client's trace when it sent a
-/// `traceparent`.
-pub fn server_span(method: &http::Method, path: &str, route: &'static str, headers: &HeaderMap) -> Span {
+/// `traceparent`, with its sampling decision: the span, its trace id when sampled (for the
+/// access line), and, when tracing is on but the request is not sampled, the context Groq is
+/// told about instead.
+///
+/// An unsampled request keeps no span: every sampler groxy offers decides a child as its
+/// parent (by the parent's flag, or by the same trace id), so none of its spans would be
+/// exported, and building them cost tens of thousands of instructions a request (issue 19).
+/// The span handed back is then disabled, so the step spans and the upstream span are never
+/// made; Groq still receives the trace id, unsampled, through the returned context.
+///
+/// `path` is the record's, already bounded.
+pub fn server_span(
+    method: &http::Method,
+    path: &str,
+    route: &'static str,
+    headers: &HeaderMap,
+) -> (Span, Option<String>, Option<Context>) {
     let span = tracing::info_span!(
         target: "groxy::otel",
         "request",
@@ -27,26 +42,22 @@ pub fn server_span(method: &http::Method, path: &str, route: &'static str, heade
         otel.kind = "server",
     );
     if span.is_disabled() {
-        return span;
+        return (span, None, None);
     }
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
     }
-    span.set_attribute("http.request.method", method.as_str().to_owned());
-    span.set_attribute("http.route", route);
-    span.set_attribute("url.path", path.chars().take(256).collect::<String>());
-    span
-}
-
-/// The trace id of `span`, for the access line; `None` when tracing is off or not sampled.
-pub fn trace_id(span: &Span) -> Option<String> {
-    if span.is_disabled() {
-        return None;
-    }
+    // Starts the span: the sampler decides here.
     let context = span.context();
     let span_context = context.span().span_context().clone();
-    span_context.is_sampled().then(|| span_context.trace_id().to_string())
+    if !span_context.is_sampled() {
+        return (Span::none(), None, Some(context));
+    }
+    span.set_attribute("http.request.method", method.as_str().to_owned());
+    span.set_attribute("http.route", route);
+    span.set_attribute("url.path", path.to_owned());
+    (span, Some(span_context.trace_id().to_string()), None)
 }
 
 /// What the server span learns when the request ends.
@@ -116,12 +127,24 @@ pub fn upstream_span(parent: &Span, request: &GenAiRequest) -> Span {
     span
 }
 
-/// Writes `span`'s context as `traceparent` (and `tracestate`) for Groq.
-pub fn inject(span: &Span, headers: &mut HeaderMap) {
-    if span.is_disabled() {
-        return;
+/// Writes `span`'s context as `traceparent` (and `tracestate`) for Groq; for a request that is
+/// not sampled (no span), `unsampled`, the server span's context: the same trace, unsampled.
+pub fn inject(span: &Span, unsampled: Option<&Context>, headers: &mut HeaderMap) {
+    let propagator = TraceContextPropagator::new();
+    if !span.is_disabled() {
+        propagator.inject_context(&span.context(), &mut HeaderInjector(headers));
+    } else if let Some(context) = unsampled {
+        propagator.inject_context(context, &mut HeaderInjector(headers));
     }
-    TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
+}
+
+/// A child span of `parent` for one step that takes time; disabled when `parent` is (tracing
+/// off, or the request not sampled), never a root of its own.
+pub fn step_span(parent: &Span, name: &'static str) -> Span {
+    if parent.is_disabled() {
+        return Span::none();
+    }
+    tracing::info_span!(target: "groxy::otel", parent: parent, "step", otel.name = name)
 }
 
 pub fn first_token(span: &Span) {

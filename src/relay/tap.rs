@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
 use super::usage::{Usage, UsageReader};
-use crate::error::GatewayError;
+use crate::{error::GatewayError, wire::ratelimit::GroqBudgetHeaders};
 
 /// How a relayed exchange ended, told to every tap exactly once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,9 @@ pub trait Tap: Send + 'static {
     /// rest are told of the last attempt only.
     fn retried(&mut self, _retry: &Retry<'_>) {}
     fn start(&mut self, _status: StatusCode, _headers: &HeaderMap) {}
+    /// Right after `start`, what the `x-ratelimit-*` headers it was given say, when the
+    /// attempt went out on a configured key (read once by the forward path).
+    fn budget(&mut self, _seen: &GroqBudgetHeaders) {}
     fn ready(&mut self) {}
     fn chunk(&mut self, _chunk: &Bytes) {}
     fn end(&mut self, _report: &Report) {}
@@ -89,6 +92,8 @@ pub struct Taps {
     status: u16,
     upstream_error: Option<&'static str>,
     ended: bool,
+    /// The budget headers of the last attempt's answer, for `start` to hand on.
+    budget: Option<GroqBudgetHeaders>,
 }
 
 impl Taps {
@@ -106,7 +111,14 @@ impl Taps {
 
     /// The request left for Groq, under a configured key (its index) or the caller's own.
     pub fn sent(&mut self, upstream_key: Option<usize>) {
+        self.budget = None;
         self.taps.iter_mut().for_each(|tap| tap.sent(upstream_key));
+    }
+
+    /// What the budget headers of the attempt's answer say; told to the taps with `start`
+    /// (only the last attempt's answer is started).
+    pub fn budget(&mut self, seen: GroqBudgetHeaders) {
+        self.budget = Some(seen);
     }
 
     pub fn retried(&mut self, retry: &Retry<'_>) {
@@ -116,8 +128,12 @@ impl Taps {
     pub fn start(&mut self, status: StatusCode, headers: &HeaderMap) {
         self.status = status.as_u16();
         self.usage.start(headers);
+        let budget = self.budget.take();
         for tap in &mut self.taps {
             tap.start(status, headers);
+            if let Some(seen) = &budget {
+                tap.budget(seen);
+            }
         }
     }
 

@@ -36,18 +36,26 @@ pub async fn api(
     let config = state.config();
     let (mut parts, body) = request.into_parts();
     let catalog = state.catalog().snapshot();
-    let (call, upload, remapped) =
-        read_call(&state, &route, &parts.headers, body, catalog.as_deref(), record.started).await?;
+    let (call, upload, remapped) = read_call(&state, &route, &parts.headers, body, catalog.as_deref(), &record).await?;
     record.set_request(call.model.clone(), call.stream);
     keyring::check_model(caller.account.as_deref(), call.model.as_deref())?;
 
     // A stored answer is looked up before admission: a hit counts as a request but reserves
     // no tokens, since it spends none upstream.
     let cache = state.cache();
-    let controls = Controls::parse(&parts.headers);
     let key = cache.key_for(&caller, route.endpoint, call.cacheable.as_ref());
+    // Read only for a request the cache may answer.
+    let controls = match &key {
+        Some(_) => Controls::parse(&parts.headers),
+        None => Controls::default(),
+    };
     let stored = match &key {
-        Some(key) => cache.stored(key, &controls).instrument(step_span("cache.lookup")).await,
+        Some(key) => {
+            cache
+                .stored(key, &controls)
+                .instrument(observe::step_span(&record.span, "cache.lookup"))
+                .await
+        }
         None => None,
     };
     let reserved = reservation(
@@ -63,7 +71,7 @@ pub async fn api(
     let admission = state
         .limiter()
         .admit(&config.rate_limits, &caller, call.model.as_deref(), reserved)
-        .instrument(step_span("limits.admit"))
+        .instrument(observe::step_span(&record.span, "limits.admit"))
         .await
         .map_err(GatewayError::RateLimited)?
         .for_request(call.prompt_estimate, call.stream);
@@ -74,7 +82,7 @@ pub async fn api(
     // Only a request that goes to Groq gets an upstream span, its taps and its forward.
     let exchange = |admission, spend: Option<SpendHold>| {
         let upstream_span = observe::upstream_span(&record.span, &gen_ai_request(route.endpoint, &call));
-        observe::inject(&upstream_span, &mut parts.headers);
+        observe::inject(&upstream_span, record.unsampled.as_ref(), &mut parts.headers);
         let mut taps = Taps::new();
         taps.push(ExchangeTap::new(
             std::sync::Arc::clone(state.observer()),
@@ -89,6 +97,7 @@ pub async fn api(
             taps.push(spend);
         }
         let mut forward = state.forward(&route, &caller, parts.headers, &call, upload, record.started);
+        forward.span = record.span.clone();
         forward.alternatives = fallback::alternatives(&state, &config, &caller, &call, catalog.as_deref());
         (forward, taps)
     };
@@ -137,7 +146,7 @@ async fn read_call(
     headers: &HeaderMap,
     body: axum::body::Body,
     catalog: Option<&crate::catalog::Catalog>,
-    started: Instant,
+    record: &observe::Record,
 ) -> Result<(validate::Call, Intake, Option<retired::Remapped>), GatewayError> {
     let config = state.config();
     let intake = intake::read(
@@ -164,9 +173,9 @@ async fn read_call(
         &config.models.aliases,
         catalog,
         state.validation(),
-        started + config.limits.body_read_timeout.0,
+        record.started + config.limits.body_read_timeout.0,
     )
-    .instrument(step_span("validate"))
+    .instrument(observe::step_span(&record.span, "validate"))
     .await?;
     Ok((call, upload, remapped))
 }
@@ -232,11 +241,6 @@ async fn reserve_spend(
     let reserve = limiter.reserve_spend(&config.budgets, caller, price, worst, call.prompt_estimate, call.stream);
     let hold = reserve.await.map_err(GatewayError::InsufficientQuota)?;
     Ok(hold.map(|hold| hold.repriced_from(prices)))
-}
-
-/// A child span of the request's for one step that takes time (disabled when tracing is off).
-fn step_span(name: &'static str) -> tracing::Span {
-    tracing::info_span!(target: "groxy::otel", "step", otel.name = name)
 }
 
 /// The request settings the GenAI conventions put on the upstream span; never content.

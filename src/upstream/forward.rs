@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -24,12 +24,13 @@ use crate::{
     error::GatewayError,
     limits::Admission,
     relay::{self, Deadlines, Early, EarlyFailure, RelayContext, Retry, Taps},
+    wire::ratelimit::GroqBudgetHeaders,
 };
 
 /// How many attempts an answer took, on every answer that went to Groq (errors included).
-pub const ATTEMPTS_HEADER: &str = "x-groxy-attempts";
+pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-groxy-attempts");
 /// The model that answered, when it is a fallback rather than the one requested.
-pub const MODEL_HEADER: &str = "x-groxy-model";
+pub const MODEL_HEADER: HeaderName = HeaderName::from_static("x-groxy-model");
 
 /// The request body as it goes to Groq.
 pub enum ForwardBody {
@@ -84,8 +85,9 @@ pub struct Forward {
     /// Tokens to ask Groq's budget for: the prompt and the completion the request caps.
     pub upstream_tokens: u64,
     pub started: Instant,
-    /// The request's span: a flight's driver runs in a task of its own, where the current
-    /// span is no longer the request's.
+    /// The request's server span (disabled when tracing is off or the request not sampled): a
+    /// flight's driver runs in a task of its own, where the current span is no longer the
+    /// request's.
     pub span: tracing::Span,
     /// Fallback models and the on-demand rewrite of a flex request.
     pub alternatives: Alternatives,
@@ -338,11 +340,17 @@ impl Forward {
             }
         };
         let status = response.status();
-        if let (Some(budget), Some(model), Some(index)) = (&self.budget, model, configured) {
-            let report = budget.observe(index, model, status, response.headers());
-            // The budget shared with the other replicas learns this answer before the client
-            // does, so a request the client sends next, to any replica, is counted against it.
-            budget.share(index, model, report).await;
+        if let Some(index) = configured {
+            // Read once, for the budget here and for the operators' report (the taps).
+            let seen = GroqBudgetHeaders::read(response.headers());
+            if let (Some(budget), Some(model)) = (&self.budget, model) {
+                let report = budget.observe_read(index, model, status, response.headers(), &seen);
+                // The budget shared with the other replicas learns this answer before the
+                // client does, so a request the client sends next, to any replica, is counted
+                // against it.
+                budget.share(index, model, report).await;
+            }
+            taps.budget(seen);
         }
         let failure = Failure::of_status(status);
         let retry_after = failure.and_then(|_| retry::retry_after(response.headers()));
@@ -420,11 +428,15 @@ impl Forward {
             return Ok(UpstreamKey::Configured(avoid.map_or(0, |key| (key + 1) % keys)));
         };
         let queued = Instant::now();
-        let acquired = tracing::Instrument::instrument(
-            budget.acquire_avoiding(model, self.upstream_tokens, avoid),
-            tracing::info_span!(target: "groxy::otel", parent: &self.span, "step", otel.name = "budget.wait"),
-        )
-        .await;
+        // A child of the request's span only: with that disabled (tracing off, or the request
+        // not sampled) the step would be a root span of a trace of its own.
+        let span = if self.span.is_disabled() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(target: "groxy::otel", parent: &self.span, "step", otel.name = "budget.wait")
+        };
+        let acquired =
+            tracing::Instrument::instrument(budget.acquire_avoiding(model, self.upstream_tokens, avoid), span).await;
         // An immediate grant is groxy's own work (overhead); only a real wait is queueing.
         let waited = queued.elapsed();
         if waited >= Duration::from_millis(1) {

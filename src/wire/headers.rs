@@ -112,7 +112,15 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
+        .is_some_and(|ct| {
+            // The prefix compared in place: lowercasing a copy of the value cost an allocation
+            // on every response.
+            let prefix = b"text/event-stream";
+            ct.trim_start()
+                .as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        })
 }
 
 #[cfg(test)]
@@ -183,6 +191,12 @@ mod tests {
         assert!(!is_json(&map(&[("content-type", "text/plain")])));
         assert!(is_event_stream(&map(&[("content-type", "text/event-stream")])));
         assert!(!is_event_stream(&HeaderMap::new()));
+        assert!(is_event_stream(&map(&[(
+            "content-type",
+            "  Text/Event-Stream; charset=utf-8"
+        )])));
+        assert!(!is_event_stream(&map(&[("content-type", "text/event-strea")])));
+        assert!(!is_event_stream(&map(&[("content-type", "application/json")])));
         assert!(is_coded(&map(&[("content-encoding", "br")])));
         assert!(is_coded(&map(&[("content-encoding", "identity, gzip")])));
         assert!(!is_coded(&map(&[("content-encoding", "identity")])));

@@ -2,9 +2,52 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::duration::format as go_duration;
+use super::duration::{format as go_duration, parse as parse_go_duration};
+
+/// What one Groq answer's `x-ratelimit-*` headers say, per dimension (`[requests, tokens]`),
+/// read once: the budget that paces requests (`budget`) and the operators' report
+/// (`observe::groq_budget`) both learn from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroqBudgetHeaders {
+    pub limit: [Option<u64>; 2],
+    pub remaining: [Option<u64>; 2],
+    pub reset: [Option<Duration>; 2],
+}
+
+// Names built once: looking up a `&str` parses and validates it on every call.
+const LIMIT: [HeaderName; 2] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+];
+const REMAINING: [HeaderName; 2] = [
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+];
+const RESET: [HeaderName; 2] = [
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
+/// A header's value as a whole number (whitespace around it allowed), if it is one.
+pub fn header_number(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+impl GroqBudgetHeaders {
+    pub fn read(headers: &HeaderMap) -> Self {
+        let reset = |i: usize| parse_go_duration(headers.get(&RESET[i])?.to_str().ok()?);
+        Self {
+            limit: [header_number(headers, &LIMIT[0]), header_number(headers, &LIMIT[1])],
+            remaining: [
+                header_number(headers, &REMAINING[0]),
+                header_number(headers, &REMAINING[1]),
+            ],
+            reset: [reset(0), reset(1)],
+        }
+    }
+}
 
 /// One dimension's state (requests or tokens) as the client should see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +118,26 @@ pub fn retry_after(headers: &mut HeaderMap, wait: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groqs_budget_headers_are_read_per_dimension() {
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("x-ratelimit-limit-requests", "14400"),
+            ("x-ratelimit-remaining-requests", " 14370 "),
+            ("x-ratelimit-reset-requests", "2m59.56s"),
+            ("x-ratelimit-remaining-tokens", "5980"),
+            ("x-ratelimit-reset-tokens", "not a duration"),
+            ("x-ratelimit-limit-tokens", "-1"),
+        ] {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+        let seen = GroqBudgetHeaders::read(&h);
+        assert_eq!(seen.limit, [Some(14_400), None]);
+        assert_eq!(seen.remaining, [Some(14_370), Some(5_980)]);
+        assert_eq!(seen.reset, [Some(Duration::from_millis(179_560)), None]);
+        assert_eq!(GroqBudgetHeaders::read(&HeaderMap::new()), GroqBudgetHeaders::default());
+    }
 
     #[test]
     fn headers_are_written_per_dimension() {

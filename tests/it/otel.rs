@@ -248,6 +248,69 @@ async fn spans_carry_the_http_and_genai_conventions_and_continue_the_clients_tra
     );
 }
 
+/// A request the sampler drops exports nothing and builds no spans (issue 19: the step and
+/// upstream spans of an unsampled request cost tens of thousands of instructions), yet Groq
+/// still hears of the trace, unsampled, and the next sampled request is traced as before.
+#[tokio::test]
+async fn an_unsampled_request_exports_nothing_but_still_propagates_its_trace() {
+    let sim = sim().await;
+    let (endpoint, receiver) = collector(Collector::Accept).await;
+    let groxy = traced_groxy(&sim, &endpoint, &[]).await;
+    let unsampled = "5b".repeat(16);
+    let sampled = "6c".repeat(16);
+
+    // The client's trace is unsampled (flag 00): parentbased_always_on follows it.
+    let traceparent = format!("00-{unsampled}-{CLIENT_SPAN}-00");
+    let response = chat(&groxy.base, chat_body(false), &[("traceparent", &traceparent)]).await;
+    assert_eq!(response.status(), 200);
+    let _ = response.bytes().await;
+    let sent = last_request(&sim);
+    let forwarded = sent.header("traceparent").expect("traceparent sent to Groq");
+    assert!(
+        forwarded.starts_with(&format!("00-{unsampled}-")) && forwarded.ends_with("-00"),
+        "the same trace, unsampled: {forwarded}"
+    );
+    assert_ne!(forwarded, traceparent, "groxy's own span id, not the client's");
+
+    // A sampled request after it: once its spans are in, the unsampled one's would be too.
+    let traceparent = format!("00-{sampled}-{CLIENT_SPAN}-01");
+    let _ = chat(&groxy.base, chat_body(false), &[("traceparent", &traceparent)])
+        .await
+        .bytes()
+        .await;
+    let server = span_where(&receiver, |s| hex(&s.trace_id) == sampled && s.kind == 2).await;
+    let _ = span_where(&receiver, |s| s.trace_id == server.trace_id && s.kind == 3).await;
+    let names: Vec<String> = trace_of(&receiver, &server).into_keys().collect();
+    assert!(names.iter().any(|n| n == "validate"), "{names:?}");
+    let spans = receiver.spans.lock().expect("lock").clone();
+    assert!(
+        spans.iter().all(|s| hex(&s.trace_id) != unsampled),
+        "nothing of the unsampled trace is exported"
+    );
+    // Besides the sampled request's trace only the readiness probes' server spans.
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.trace_id == server.trace_id || (s.name == "GET health" && s.parent_span_id.is_empty())),
+        "no step of the unsampled request became a trace of its own: {:?}",
+        spans.iter().map(|s| (&s.name, hex(&s.trace_id))).collect::<Vec<_>>()
+    );
+    // Only the sampled request's access line carries a trace id.
+    let lines = poll_until(Duration::from_secs(5), || async {
+        let lines: Vec<serde_json::Value> = groxy
+            .output()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["target"] == "groxy::access")
+            .collect();
+        (lines.len() >= 2).then_some(lines)
+    })
+    .await
+    .expect("two access lines");
+    assert!(lines[0].get("trace_id").is_none(), "{}", lines[0]);
+    assert_eq!(lines[1]["trace_id"], sampled.as_str());
+}
+
 #[tokio::test]
 async fn a_stream_a_cache_hit_a_429_and_a_cancelled_stream_are_told_apart() {
     let sim = sim().await;
