@@ -192,7 +192,7 @@ async fn read_limited(
                 None => held = Some(more),
             }
         }
-        // Chunks after the first go into one buffer of the final size.
+        // One chunk is kept as is (no copy); later ones go into one buffer of the final size.
         match (&mut first, &mut rest) {
             (None, None) => first = Some(chunk),
             (Some(_), None) => {
@@ -209,10 +209,7 @@ async fn read_limited(
     drop(held);
     Ok(match (first, rest) {
         (_, Some(buffer)) => buffer.freeze(),
-        // A lone chunk is a slice of the connection's read buffer: kept as is it would pin that
-        // buffer (8 KB or more) for the life of the exchange, a stream included, and make hyper
-        // allocate another for the connection's next read; copied, it costs its own length.
-        (Some(chunk), None) => Bytes::copy_from_slice(&chunk),
+        (Some(chunk), None) => chunk,
         (None, None) => Bytes::new(),
     })
 }
