@@ -325,6 +325,7 @@ class Bench:
             "--stream-chunks", str(chunks), "--ttft-ms", str(ttft_ms),
             "--chunk-interval-ms", str(interval_ms),
         ]  # fmt: skip
+        argv += upstream_http2_sim_args(getattr(self, "args", None))
         if self.sim_has_budget:
             # Groq-style x-ratelimit-* headers computed from a budget no run can spend: groxy's
             # upstream-aware admission (on by default) then sees a realistic, roomy budget instead
@@ -347,7 +348,7 @@ class Bench:
             "# concurrency scenario.\n"
             "[server]\nmax_connections = 20000\n\n"
             '[upstream]\nforward_headers = ["x-sim-stamp"]\n'
-        )
+        ) + upstream_http2_toml(self.args)
         if limits:
             # Client rate limits no run can reach: every request is checked and settled.
             text += "\n[rate_limits.default]\nrequests_per_minute = 1000000000\ntokens_per_minute = 1000000000000\n"
@@ -545,6 +546,8 @@ def run(args) -> dict:
         "skipped": b.skipped,
     }
     log(f"targets: {targets}; reps={reps} duration={dur}s; raw data in {b.raw}")
+    if args.only_hold:
+        return hold_only(b, peers, q, args, res)
 
     # -- static and start-up ----------------------------------------------------------------
     res["static"] = static_facts()
@@ -1135,6 +1138,42 @@ def instruction_counts(path: Path = INSTRUCTIONS_JSON) -> dict:
             "n2": meta_.get("n2"), "modes": modes}  # fmt: skip
 
 
+def upstream_http2_toml(args) -> str:
+    """--upstream-http2: the `upstream.http2` line of groxy's config (under `[upstream]`)."""
+    return f'http2 = "{args.upstream_http2}"\n' if getattr(args, "upstream_http2", None) else ""
+
+
+def upstream_http2_sim_args(args) -> list[str]:
+    """With HTTP/2 to the simulator every held stream shares one connection: the simulator's
+    stream cap (hyper's default, 200) must not make them queue."""
+    return ["--h2-max-streams", "20000"] if getattr(args, "upstream_http2", None) == "always" else []
+
+
+def hold_only(b: Bench, peers: list[str], q: bool, args, res: dict) -> dict:
+    """--only-hold: the concurrency rows alone (memory per stream), nothing else."""
+    res["hold"] = hold(b, peers, q, args)
+    res["notes"] = b.notes
+    res["meta"]["upstream_http2"] = args.upstream_http2
+    return res
+
+
+def hold_only_report(res: dict, out: Path) -> None:
+    """Writes hold.json and prints one line per level (latest.json and the README stay as they are)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "hold.json").write_text(json.dumps(res, indent=1) + "\n")
+    for h in res["hold"]:
+        if "error" in h:
+            print(f"{h['proxy']} {h['streams']}: {h['error']}")
+            continue
+        print(f"{h['proxy']} {h['streams']} {h['protocol']} upstream.http2={res['meta']['upstream_http2'] or 'default'}: "
+              f"completed {h['completed']}/{h['streams']}, RSS {h['rss_before_kb'] / 1024:.1f} -> peak "
+              f"{h['rss_peak_kb'] / 1024:.1f} MB ({h['rss_per_stream_kb']:.1f} KB/stream), "
+              f"{h['rss_after_kb'] / 1024:.1f} MB 2 s after")  # fmt: skip
+    log(f"wrote {out / 'hold.json'}")
+
+
+
+
 def static_facts() -> dict:
     out = {"groxy_binary_bytes": GROXY.stat().st_size, "groq_sim_binary_bytes": SIM.stat().st_size}
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -1664,10 +1703,18 @@ def main() -> None:
     ap.add_argument("--quiet-wait", type=float, help="seconds to wait for foreign CPU load to settle before each "
                     "measured run (default 20, quick 5)")  # fmt: skip
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    ap.add_argument("--only-hold", action="store_true", help="run only the concurrency rows (--hold levels, "
+                    "memory per stream); writes OUT/hold.json, not latest.json or the README")  # fmt: skip
+    ap.add_argument("--upstream-http2", choices=["auto", "always", "never"],
+                    help="groxy's upstream.http2 (always: h2c to the simulator, whose stream cap is raised)")  # fmt: skip
+    ap.add_argument("--groxy", help="groxy binary (default target/release/groxy)")
     ap.add_argument("--out", default=str(BENCH / "results"), help="results directory (default bench/results)")
     ap.add_argument("--update-readme", choices=["auto", "yes", "no"], default="auto",
                     help="write the table into bench/README.md (auto: full runs only)")  # fmt: skip
     args = ap.parse_args()
+    if args.groxy:
+        global GROXY
+        GROXY = Path(args.groxy).resolve()
     if args.quiet_wait is None:
         args.quiet_wait = 5.0 if args.quick else 20.0
     for path in (LOADGEN, GROXY, SIM):
@@ -1684,6 +1731,9 @@ def main() -> None:
     t0 = time.monotonic()
     res = run(args)
     res["meta"]["elapsed_s"] = round(time.monotonic() - t0, 1)
+    if args.only_hold:
+        hold_only_report(res, Path(args.out))
+        return
     md = markdown(res)
     out = Path(args.out)
     (out / "latest.json").write_text(json.dumps(res, indent=1) + "\n")
