@@ -35,7 +35,8 @@ LITELLM_KEY = "sk-bench-5f2c9a7e1d3b4c6a8e0f2a4b6c8d0e1f"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 PROXIES = ["groxy", "nginx", "litellm"]
-LABEL = {"direct": "direct", "groxy": "groxy", "nginx": "nginx", "litellm": "LiteLLM"}
+LABEL = {"direct": "direct", "groxy": "groxy", "groxy-h2": "groxy, HTTP/2 upstream", "nginx": "nginx",
+         "litellm": "LiteLLM"}
 
 # Targets of issue 3, on this 2-core machine.
 TARGETS = {
@@ -317,7 +318,8 @@ class Bench:
 
     # -- simulator --------------------------------------------------------------------------
 
-    def start_sim(self, name: str, chunks: int, ttft_ms: int, interval_ms: int) -> tuple[Proc, int]:
+    def start_sim(self, name: str, chunks: int, ttft_ms: int, interval_ms: int,
+                  h2_streams: bool = False) -> tuple[Proc, int]:
         port = free_port()
         argv = [
             str(SIM), "--listen", f"127.0.0.1:{port}", "--threads", "1",
@@ -326,6 +328,8 @@ class Bench:
             "--chunk-interval-ms", str(interval_ms),
         ]  # fmt: skip
         argv += upstream_http2_sim_args(getattr(self, "args", None))
+        if h2_streams and "--h2-max-streams" not in argv:
+            argv += ["--h2-max-streams", "20000"]  # groxy-h2's held streams share one connection
         if self.sim_has_budget:
             # Groq-style x-ratelimit-* headers computed from a budget no run can spend: groxy's
             # upstream-aware admission (on by default) then sees a realistic, roomy budget instead
@@ -340,7 +344,8 @@ class Bench:
 
     # -- proxies ----------------------------------------------------------------------------
 
-    def start_groxy(self, sim_port: int, name="groxy", limits: bool = False) -> tuple[Proc, int, dict]:
+    def start_groxy(self, sim_port: int, name="groxy", limits: bool = False,
+                    http2: str | None = None) -> tuple[Proc, int, dict]:
         port = free_port()
         cfg = self.work / f"{name}.toml"
         text = (
@@ -348,7 +353,7 @@ class Bench:
             "# concurrency scenario.\n"
             "[server]\nmax_connections = 20000\n\n"
             '[upstream]\nforward_headers = ["x-sim-stamp"]\n'
-        ) + upstream_http2_toml(self.args)
+        ) + (f'http2 = "{http2}"\n' if http2 else upstream_http2_toml(self.args))
         if limits:
             # Client rate limits no run can reach: every request is checked and settled.
             text += "\n[rate_limits.default]\nrequests_per_minute = 1000000000\ntokens_per_minute = 1000000000000\n"
@@ -434,6 +439,9 @@ general_settings:
     def start_proxy(self, kind: str, sim_port: int) -> tuple[Proc, int, dict]:
         if kind == "groxy-limits":
             return self.start_groxy(sim_port, name="groxy-limits", limits=True)
+        if kind == "groxy-h2":
+            # HTTP/2 to the simulator, as groxy speaks it to api.groq.com (ALPN, `upstream.http2 = "auto"`).
+            return self.start_groxy(sim_port, name="groxy-h2", http2="always")
         return {"groxy": self.start_groxy, "nginx": self.start_nginx, "litellm": self.start_litellm}[kind](sim_port)
 
     # -- load -------------------------------------------------------------------------------
@@ -954,7 +962,8 @@ def soak(b: Bench, groxy: Proc, url: str, seconds: int, watch: list[Proc]) -> di
 def hold(b: Bench, peers: list[str], q: bool, args) -> list[dict]:
     chunks, interval = (12, 500) if q else (24, 500)
     ramp = 2500
-    sim, sim_port = b.start_sim("sim-hold", chunks, 0, interval)
+    sim, sim_port = b.start_sim("sim-hold", chunks, 0, interval, h2_streams=True)
+    peers = hold_peers(peers, args)
     levels = [int(x) for x in (args.hold.split(",") if args.hold else ["1000", "2000", "5000", "10000"])]
     plan: list[tuple[int, int]] = []  # (streams, h2 connections; 0 = HTTP/1.1)
     for n in levels:
@@ -967,7 +976,7 @@ def hold(b: Bench, peers: list[str], q: bool, args) -> list[dict]:
                 f"{n} streams over HTTP/1.1 need {2 * n}+ descriptors in the proxy (one client and one "
                 f"upstream socket per stream) but this machine's hard RLIMIT_NOFILE is {b.nofile}: "
                 f"the client multiplexes them over {n // 100} h2c connections instead (the proxy still "
-                "holds one HTTP/1.1 upstream connection per stream)"
+                "holds one HTTP/1.1 upstream connection per stream, groxy-h2 one HTTP/2 stream)"
             )
     h1_levels = [n for n, k in plan if k == 0]
     if not q and h1_levels and len(h1_levels) < len(plan):
@@ -977,6 +986,8 @@ def hold(b: Bench, peers: list[str], q: bool, args) -> list[dict]:
     out = []
     for n, h2 in plan:
         for kind in peers:
+            if kind in ("litellm", "groxy-h2") and h2 and not n == max(levels):
+                continue  # bounded run time: the h2c client rows of these only at the top level
             if kind == "litellm" and (n > 1000 or h2):
                 continue  # bounded run time: LiteLLM gets the 1k HTTP/1.1 level only
             log(f"hold: {kind} {n} streams over {'h2c x' + str(h2) if h2 else 'HTTP/1.1'}")
@@ -1138,6 +1149,16 @@ def instruction_counts(path: Path = INSTRUCTIONS_JSON) -> dict:
             "n2": meta_.get("n2"), "modes": modes}  # fmt: skip
 
 
+def hold_peers(peers: list[str], args) -> list[str]:
+    """The hold rows run groxy twice, unless --upstream-http2 chose one: speaking HTTP/1.1 to the
+    simulator (one upstream connection per held stream, like nginx) and HTTP/2 (every stream on
+    one connection), which is what it speaks to api.groq.com, whose TLS offers h2 by ALPN."""
+    if "groxy" not in peers or getattr(args, "upstream_http2", None):
+        return peers
+    i = peers.index("groxy") + 1
+    return peers[:i] + ["groxy-h2"] + peers[i:]
+
+
 def upstream_http2_toml(args) -> str:
     """--upstream-http2: the `upstream.http2` line of groxy's config (under `[upstream]`)."""
     return f'http2 = "{args.upstream_http2}"\n' if getattr(args, "upstream_http2", None) else ""
@@ -1260,13 +1281,14 @@ def evaluate(res: dict) -> list[dict]:
     add("added_chunk_p99_ms", "added per-chunk delay p99 (streaming)",
         ms(st.get("added_chunk_delay_us", {}).get("p99")), TARGETS["added_chunk_p99_ms"], "ms",
         evidence="groxy chunk delay p99 - direct chunk delay p99 (simulator send stamp to client read)")  # fmt: skip
-    rows = [h for h in res.get("hold", []) if h.get("proxy") == "groxy" and h.get("streams") == 10000]
-    if rows:
-        h = rows[-1]
-        ok = h["completed"] == 10000
-        add("rss_10k_streams_mb", "10k concurrent streams: peak RSS (all must complete)",
-            h["rss_peak_kb"] / 1024 if ok else None, TARGETS["rss_10k_streams_mb"], "MB",
-            evidence=f"{h['protocol']}; completed {h['completed']}/10000")  # fmt: skip
+    for proxy, how in (("groxy", ""), ("groxy-h2", ", groxy speaking HTTP/2 upstream (as to api.groq.com)")):
+        rows = [h for h in res.get("hold", []) if h.get("proxy") == proxy and h.get("streams") == 10000]
+        if rows:
+            h = rows[-1]
+            ok = h["completed"] == 10000
+            add("rss_10k_streams_mb", f"10k concurrent streams: peak RSS (all must complete){how}",
+                h["rss_peak_kb"] / 1024 if ok else None, TARGETS["rss_10k_streams_mb"], "MB",
+                evidence=f"{h['protocol']}; completed {h['completed']}/10000")  # fmt: skip
     su = res["startup"]["groxy"]
     add("idle_rss_mb", "idle RSS", su["idle_rss_kb"] / 1024, TARGETS["idle_rss_mb"], "MB",
         evidence="2 s after ready, catalogue loaded, before any request")  # fmt: skip
@@ -1496,12 +1518,15 @@ def evaluate_19(res: dict) -> list[dict]:
     add("added_p99_c1_us", "added p99 latency at concurrency 1 (one connection, closed loop)",
         (g.get("added_median_us") or {}).get("p99"), "µs",
         evidence="median over repetitions of groxy p99 - direct p99, one request at a time")  # fmt: skip
-    rows = [h for h in res.get("hold", []) if h.get("proxy") == "groxy" and h.get("streams") == 2000
-            and str(h.get("protocol", "")).startswith("HTTP/1.1")]  # fmt: skip
-    h = rows[0] if rows else None
-    add("rss_per_stream_2k_kb", "2,000 HTTP/1.1 streams: RSS per stream (all must complete)",
-        h["rss_per_stream_kb"] if h and h["completed"] == 2000 else None, "KB",
-        evidence=f"(peak - before) / 2000; completed {h['completed']}/2000" if h else "no 2,000-stream level run")  # fmt: skip
+    for proxy, how in (("groxy", ", HTTP/1.1 upstream"), ("groxy-h2", ", HTTP/2 upstream (as to api.groq.com)")):
+        rows = [h for h in res.get("hold", []) if h.get("proxy") == proxy and h.get("streams") == 2000
+                and str(h.get("protocol", "")).startswith("HTTP/1.1")]  # fmt: skip
+        h = rows[0] if rows else None
+        if h is None and proxy == "groxy-h2":
+            continue
+        add("rss_per_stream_2k_kb", f"2,000 HTTP/1.1 client streams: RSS per stream (all must complete){how}",
+            h["rss_per_stream_kb"] if h and h["completed"] == 2000 else None, "KB",
+            evidence=f"(peak - before) / 2000; completed {h['completed']}/2000" if h else "no 2,000-stream level run")  # fmt: skip
     bu = res.get("burst", {})
     add("rss_after_burst_ratio", f"RSS {BURST_SETTLE_S} s after a burst / before it",
         bu.get("after_settle_over_before"), "x",
