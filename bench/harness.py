@@ -686,6 +686,8 @@ def run(args) -> dict:
     # -- stack B: many slow streams held open -------------------------------------------------
     res["hold"] = hold(b, peers, q, args)
     res["burst"] = burst_recovery(b)
+    if not getattr(args, "upstream_http2", None):
+        res["burst_h2"] = burst_recovery(b, http2="always")
 
     # -- instruction counts: bench/instructions' latest results, not measured here ------------
     res["instructions"] = instruction_counts()
@@ -1109,14 +1111,14 @@ def burst_rss(pid: int, port: int, work: Path, streams: int = BURST_STREAMS, str
     }
 
 
-def burst_recovery(b: Bench) -> dict:
+def burst_recovery(b: Bench, http2: str | None = None) -> dict:
     """burst_rss on a fresh simulator (streams of BURST_SECONDS, a chunk every 200 ms) and a fresh
-    groxy configured as everywhere else in this harness."""
-    log(f"memory after a burst: groxy, {BURST_STREAMS} streams of {BURST_SECONDS:.0f} s + saturation, "
+    groxy configured as everywhere else in this harness (with `upstream.http2 = http2` if given)."""
+    log(f"memory after a burst: groxy{' upstream.http2=' + http2 if http2 else ''}, {BURST_STREAMS} streams of {BURST_SECONDS:.0f} s + saturation, "
         f"RSS {BURST_SETTLE_S} s after")  # fmt: skip
-    sim, sim_port = b.start_sim("sim-burst", max(1, int(BURST_SECONDS * 1000 / 200)), 0, 200)
+    sim, sim_port = b.start_sim("sim-burst", max(1, int(BURST_SECONDS * 1000 / 200)), 0, 200, h2_streams=bool(http2))
     try:
-        p, port, _ = b.start_groxy(sim_port, name="groxy-burst")
+        p, port, _ = b.start_groxy(sim_port, name=f"groxy-burst{'-h2' if http2 else ''}", http2=http2)
         try:
             r = burst_rss(p.pid, port, b.work)
         finally:
@@ -1527,11 +1529,14 @@ def evaluate_19(res: dict) -> list[dict]:
         add("rss_per_stream_2k_kb", f"2,000 HTTP/1.1 client streams: RSS per stream (all must complete){how}",
             h["rss_per_stream_kb"] if h and h["completed"] == 2000 else None, "KB",
             evidence=f"(peak - before) / 2000; completed {h['completed']}/2000" if h else "no 2,000-stream level run")  # fmt: skip
-    bu = res.get("burst", {})
-    add("rss_after_burst_ratio", f"RSS {BURST_SETTLE_S} s after a burst / before it",
-        bu.get("after_settle_over_before"), "x",
-        evidence=f"{BURST_STREAMS} streams + saturation for {BURST_SECONDS:.0f} s" if "error" not in bu
-        else bu["error"])  # fmt: skip
+    for key, how in (("burst", ", HTTP/1.1 upstream"), ("burst_h2", ", HTTP/2 upstream (as to api.groq.com)")):
+        if key not in res and key == "burst_h2":
+            continue
+        bu = res.get(key, {})
+        add("rss_after_burst_ratio", f"RSS {BURST_SETTLE_S} s after a burst / before it{how}",
+            bu.get("after_settle_over_before"), "x",
+            evidence=f"{BURST_STREAMS} streams + saturation for {BURST_SECONDS:.0f} s" if "error" not in bu
+            else bu["error"])  # fmt: skip
     ins = res.get("instructions", {})
     src = f" (bench/instructions, git {ins.get('groxy_git') or ins.get('git')}, {str(ins.get('date'))[:10]})" \
         if "modes" in ins else " (bench/instructions)"  # fmt: skip
@@ -1620,21 +1625,25 @@ def md_cache_hit(res: dict) -> list[str]:
 
 
 def md_burst(res: dict) -> list[str]:
-    bu = res.get("burst")
-    if not bu:
+    if not res.get("burst"):
         return []
     L = [f"### Memory after a burst (groxy, {BURST_STREAMS:,} streams of {BURST_SECONDS:.0f} s opened at 2,500/s "
          f"+ saturation for {BURST_SECONDS:.0f} s)", ""]  # fmt: skip
-    if "error" in bu:
-        return L + [f"Not measured: {bu['error']}", ""]
-    a = {int(k): v for k, v in bu["rss_after_kb"].items()}  # int keys, or strings after a JSON round trip
     mb = lambda kb: f"{kb / 1024:.1f} MB"  # noqa: E731
-    L.append(f"| before | peak | 1 s after | 5 s after | {bu['settle_s']} s after | {bu['settle_s']} s after / before "
-             "| streams completed | saturation requests |")  # fmt: skip
-    L.append("|---|---|---|---|---|---|---|---|")
-    L.append(f"| {mb(bu['rss_before_kb'])} | {mb(bu['rss_peak_kb'])} | {mb(a[1])} | {mb(a[5])} | "
-             f"{mb(a[int(bu['settle_s'])])} | {bu['after_settle_over_before']} | {bu['streams_completed']}/{bu['streams']} | "
-             f"{bu['sat_requests']:,} ({bu['sat_errors']} errors) |")  # fmt: skip
+    L.append(f"| groxy → simulator | before | peak | 1 s after | 5 s after | {BURST_SETTLE_S} s after | "
+             f"{BURST_SETTLE_S} s after / before | streams completed | saturation requests |")  # fmt: skip
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    for key, label in (("burst", "HTTP/1.1"), ("burst_h2", "HTTP/2")):
+        bu = res.get(key)
+        if not bu:
+            continue
+        if "error" in bu:
+            L.append(f"| {label} | not measured: {bu['error']} | | | | | | | |")
+            continue
+        a = {int(k): v for k, v in bu["rss_after_kb"].items()}  # int keys, or strings after a JSON round trip
+        L.append(f"| {label} | {mb(bu['rss_before_kb'])} | {mb(bu['rss_peak_kb'])} | {mb(a[1])} | {mb(a[5])} | "
+                 f"{mb(a[int(bu['settle_s'])])} | {bu['after_settle_over_before']} | "
+                 f"{bu['streams_completed']}/{bu['streams']} | {bu['sat_requests']:,} ({bu['sat_errors']} errors) |")  # fmt: skip
     L += ["", "Before: after 2 s at 200 rps and 2 s of rest. \"After\" counts from the end of the burst (last "
           "stream and saturation run done); RSS of groxy's process tree.", ""]  # fmt: skip
     return L
