@@ -28,6 +28,7 @@ mod intake;
 mod keyring;
 mod lifecycle;
 mod limits;
+pub mod memory;
 mod observe;
 mod prices;
 mod redis;

@@ -16,9 +16,10 @@ use groxy::{
 };
 
 /// mimalloc rather than glibc's malloc: a tenth fewer instructions per request (jemalloc saves
-/// about a sixteenth). None of the three gives a burst's memory back within seconds by default
-/// (measured with `bench/instructions --preload` and `bench/rss-burst`: bench/README.md). Plain
-/// C, built with the C compiler the image's build stage already has (aws-lc needs it too).
+/// about a sixteenth). None of the three gives a burst's memory back within seconds by itself
+/// (measured with `bench/instructions --preload` and `bench/rss-burst`: bench/README.md), so
+/// `groxy::memory` has each worker collect its heap once a second. Plain C, built with the C
+/// compiler the image's build stage already has (aws-lc needs it too).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -344,7 +345,11 @@ fn health(listen: SocketAddr, path: &str, timeout: Duration) -> ExitCode {
 
 #[expect(clippy::print_stderr, reason = "start-up failures before logging exists")]
 fn serve(config: Config, source: ConfigSource) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(groxy::memory::on_park)
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");
@@ -359,6 +364,7 @@ fn serve(config: Config, source: ConfigSource) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        groxy::memory::spawn_collector();
         match groxy::run_with(listener, config, Some(source), shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
