@@ -103,9 +103,27 @@ pub struct UpstreamConfig {
     pub total_timeout: HumanDuration,
     pub pool_idle_timeout: HumanDuration,
     pub pool_max_idle_per_host: usize,
+    /// Which HTTP version to speak to Groq.
+    pub http2: UpstreamHttp2,
     /// Request headers forwarded in addition to the built-in allowlist (lower-case names).
     pub forward_headers: Vec<String>,
     pub retries: RetryConfig,
+}
+
+/// HTTP/2 to Groq multiplexes every stream over a few connections, so a held stream costs a
+/// stream's state instead of a connection's buffers; but the server's
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` then caps the streams open on one connection, and requests
+/// above it wait for a free stream (under `upstream.first_byte_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamHttp2 {
+    /// HTTP/2 where TLS negotiates it (ALPN: api.groq.com offers it), HTTP/1.1 on plain `http://`.
+    #[default]
+    Auto,
+    /// HTTP/2 only: prior knowledge (h2c) on `http://`, h2 by ALPN on `https://`.
+    Always,
+    /// HTTP/1.1 only, one connection per request in flight.
+    Never,
 }
 
 /// Another attempt for a request Groq did not answer usefully before anything went to the
@@ -144,6 +162,7 @@ impl Default for UpstreamConfig {
             total_timeout: HumanDuration::secs(600),
             pool_idle_timeout: HumanDuration::secs(90),
             pool_max_idle_per_host: 256,
+            http2: UpstreamHttp2::Auto,
             forward_headers: Vec::new(),
             retries: RetryConfig::default(),
         }

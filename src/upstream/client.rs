@@ -6,7 +6,11 @@ use http::{HeaderMap, HeaderValue, Method, header};
 use tokio::time::Instant;
 
 use crate::relay::Deadlines;
-use crate::{config::UpstreamConfig, error::GatewayError, wire::headers};
+use crate::{
+    config::{UpstreamConfig, UpstreamHttp2},
+    error::GatewayError,
+    wire::headers,
+};
 
 /// A request about to be sent to Groq.
 pub struct UpstreamRequest<'a> {
@@ -61,7 +65,13 @@ impl Upstream {
         // gzip and deflate are decoded should Groq send them anyway (groxy asks for `identity`):
         // the relay, the usage reader, the SSE framing and the cache then all see plain bytes,
         // and the client gets them without a `content-encoding` it never asked for.
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder();
+        let builder = match config.http2 {
+            UpstreamHttp2::Auto => builder,
+            UpstreamHttp2::Always => builder.http2_prior_knowledge(),
+            UpstreamHttp2::Never => builder.http1_only(),
+        };
+        let client = builder
             .gzip(true)
             .deflate(true)
             .redirect(reqwest::redirect::Policy::none())

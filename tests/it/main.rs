@@ -46,5 +46,6 @@ mod sdk;
 mod shutdown;
 mod streaming;
 mod support;
+mod upstream_http2;
 mod validation;
 mod validation_memory;

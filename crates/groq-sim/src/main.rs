@@ -59,6 +59,11 @@ struct Args {
     /// Token window of the budget, a Go duration.
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_window)]
     budget_token_window: Duration,
+    /// HTTP/2 (h2c) streams one connection may have open at once (default: hyper's 200); a
+    /// client over it waits for a stream to end. A benchmark holding thousands of streams over
+    /// a few connections needs more.
+    #[arg(long, value_name = "N")]
+    h2_max_streams: Option<u32>,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -107,6 +112,7 @@ fn run(args: Args) -> Result<(), String> {
             }),
             _ => None,
         },
+        h2_max_concurrent_streams: args.h2_max_streams,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {

@@ -11,6 +11,8 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub method: http::Method,
+    /// HTTP/1.1, or HTTP/2 for h2c.
+    pub version: http::Version,
     /// Path and query as received.
     pub path: String,
     pub headers: http::HeaderMap,
@@ -112,6 +114,7 @@ impl Track {
         let entry = recorder.keep.then(|| {
             Arc::new(Mutex::new(Recorded {
                 method: parts.method.clone(),
+                version: parts.version,
                 path: parts
                     .uri
                     .path_and_query()

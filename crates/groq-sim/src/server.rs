@@ -22,6 +22,9 @@ use super::state::State;
 pub(crate) async fn run(listener: TcpListener, state: Arc<State>, stop: CancellationToken) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
+    if let Some(max) = state.config.h2_max_concurrent_streams {
+        builder.http2().max_concurrent_streams(max);
+    }
     let builder = Arc::new(builder);
     loop {
         let accepted = tokio::select! {

@@ -33,6 +33,9 @@ pub struct SimConfig {
     /// enforce this budget per key and model on chat completions, and report it (see
     /// [`SimBudget`]).
     pub budget: Option<SimBudget>,
+    /// HTTP/2 streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`);
+    /// `None`: hyper's default, 200. A client over the cap waits for a stream to end.
+    pub h2_max_concurrent_streams: Option<u32>,
 }
 
 /// By hand so the key never lands in a log, even a test's.
@@ -46,6 +49,7 @@ impl std::fmt::Debug for SimConfig {
             .field("stream_chunks", &self.stream_chunks)
             .field("json_body", &self.json_body.as_ref().map(|b| b.len()))
             .field("budget", &self.budget)
+            .field("h2_max_concurrent_streams", &self.h2_max_concurrent_streams)
             .finish()
     }
 }
