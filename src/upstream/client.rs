@@ -273,12 +273,18 @@ fn pool(config: &UpstreamConfig) -> Result<Pool, String> {
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(config.pool_idle_timeout.0)
-        .pool_max_idle_per_host(config.pool_max_idle_per_host);
+        .pool_max_idle_per_host(config.pool_max_idle_per_host)
+        // A held stream's answer frames are small: a fixed read buffer keeps each HTTP/1.1
+        // connection from growing (and keeping) a large one; a large answer takes more reads.
+        .http1_read_buf_exact_size(UPSTREAM_READ_BUFFER);
     if config.http2 == UpstreamHttp2::Always {
         builder.http2_only(true);
     }
     Ok(builder.build(connector))
 }
+
+/// Bytes per read from an HTTP/1.1 upstream connection.
+const UPSTREAM_READ_BUFFER: usize = 4096;
 
 /// rustls with the platform's verifier (the system's roots), as reqwest's `rustls` feature had
 /// it: the process-wide crypto provider if one is installed, aws-lc-rs otherwise.
