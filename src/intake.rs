@@ -6,7 +6,8 @@ use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, header};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
+use sync_wrapper::SyncWrapper;
 use tokio::time::{Instant, timeout_at};
 
 use crate::{config::LimitsConfig, error::GatewayError, lifecycle::BodyBudget, routes::table::BodyKind};
@@ -17,7 +18,7 @@ pub enum Intake {
     /// A JSON document, whole.
     Json(Bytes),
     /// An upload, streamed to Groq as it arrives.
-    Streamed(reqwest::Body),
+    Streamed(SyncWrapper<UnsyncBoxBody<Bytes, StreamError>>),
 }
 
 /// Reads (or prepares to stream) the body the way its endpoint takes it. The deadline counts
@@ -53,7 +54,8 @@ pub async fn read(
             )?;
             let deadline = Deadline::after(limits.upload_read_timeout.0);
             let stream = stream_limited(body, headers, limits.upload_body.as_usize(), deadline)?;
-            Ok(Intake::Streamed(reqwest::Body::wrap_stream(stream)))
+            let frames = http_body_util::StreamBody::new(stream.map(|chunk| chunk.map(http_body::Frame::data)));
+            Ok(Intake::Streamed(SyncWrapper::new(UnsyncBoxBody::new(frames))))
         }
     }
 }
@@ -92,7 +94,7 @@ fn check_content_type(headers: &HeaderMap, fits: impl Fn(&str) -> bool, wanted: 
     }
 }
 
-/// The streamed body passed its limit; carried inside reqwest's error so `upstream` can map it to 413.
+/// The streamed body passed its limit; carried inside the upstream client's error so `upstream` can map it to 413.
 #[derive(Debug, thiserror::Error)]
 #[error("request body exceeds {limit} bytes")]
 pub struct BodyTooLarge {
@@ -104,7 +106,7 @@ pub struct BodyTooLarge {
 #[error("client request body failed")]
 pub struct ClientBodyError;
 
-/// The streamed body did not arrive by its deadline; carried inside reqwest's error so
+/// The streamed body did not arrive by its deadline; carried inside the upstream client's error so
 /// `upstream` can map it to 408, as a JSON body's deadline is.
 #[derive(Debug, thiserror::Error)]
 #[error("request body did not arrive within {seconds} s")]

@@ -30,7 +30,10 @@ pub enum Framing {
     Opaque,
 }
 
-type Upstream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+/// Any error Groq's answer body may fail with.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;
 
 /// Why a stream and not a channel: polling the upstream only when hyper asks for the next chunk
 /// is what gives backpressure (a slow reader slows the upstream read) with at most one chunk

@@ -6,11 +6,11 @@ pub mod tap;
 pub mod usage;
 
 use axum::{body::Body, response::Response};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderValue, header};
 use tokio::time::Instant;
 
-pub use body::{Framing, RelayBody, RelayError};
+pub use body::{BodyError, Framing, RelayBody, RelayError};
 pub use deadlines::Deadlines;
 pub use tap::{Outcome, Report, Retry, Tap, Taps};
 
@@ -41,7 +41,7 @@ pub struct RelayContext {
     pub taps: Taps,
 }
 
-type UpstreamStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+type UpstreamStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, BodyError>> + Send>>;
 
 /// Groq's answer while nothing of it has gone to the client (so it may still be given up for
 /// another attempt): its head and, for a successful event stream, its first bytes.
@@ -63,15 +63,21 @@ pub struct EarlyFailure {
 /// Builds the client's response from Groq's, in two steps: this one reads Groq's head and
 /// waits for a successful event stream's first bytes, so a stream that fails that early is
 /// still an ordinary HTTP error (or worth another attempt); then [`Early::respond`].
-pub async fn early(
-    mut upstream: reqwest::Response,
+pub async fn early<B>(
+    upstream: http::Response<B>,
     deadlines: &Deadlines,
     started: Instant,
-) -> Result<Early, EarlyFailure> {
-    let status = upstream.status();
-    let headers = std::mem::take(upstream.headers_mut());
+) -> Result<Early, EarlyFailure>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BodyError>,
+{
+    let (head, body) = upstream.into_parts();
+    let (status, headers) = (head.status, head.headers);
     let is_sse = status.is_success() && headers::is_event_stream(&headers);
-    let mut stream: UpstreamStream = upstream.bytes_stream().boxed();
+    let mut stream: UpstreamStream = http_body_util::BodyExt::into_data_stream(body)
+        .map_err(Into::<BodyError>::into)
+        .boxed();
     let first = if is_sse {
         match body::first_chunk(&mut stream, deadlines, started).await {
             Ok(first) => first,

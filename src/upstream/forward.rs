@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::body::{RequestBody, Streamed};
 use super::client::{Upstream, UpstreamKey, UpstreamRequest};
 use super::retry::{self, Failure, Waits};
 use crate::{
@@ -37,7 +38,7 @@ pub enum ForwardBody {
     /// Validated bytes (JSON) or nothing: replayable, so retried when Groq fails early.
     Whole(Bytes),
     /// An upload, streamed as the client sends it; it cannot be replayed, so never retried.
-    Streamed(reqwest::Body),
+    Streamed(Streamed),
 }
 
 /// Admits a fallback model under the caller's per-model limits: the hold to keep until the
@@ -166,8 +167,8 @@ impl Forward {
         let mut avoid = None;
         loop {
             let body = match streamed.take() {
-                Some(body) => (body, true),
-                None => (reqwest::Body::from(current.body.clone()), false),
+                Some(body) => (RequestBody::Streamed(body), true),
+                None => (RequestBody::whole(current.body.clone()), false),
             };
             let attempt = self
                 .attempt(&mut taps, body, current.model.as_ref(), avoid, &deadlines)
@@ -292,7 +293,7 @@ impl Forward {
     async fn attempt(
         &self,
         taps: &mut Taps,
-        (body, streamed_body): (reqwest::Body, bool),
+        (body, streamed_body): (RequestBody, bool),
         model: Option<&Arc<str>>,
         avoid: Option<usize>,
         deadlines: &Deadlines,

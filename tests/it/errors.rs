@@ -101,6 +101,38 @@ async fn unreachable_upstream_is_a_502() {
 }
 
 #[tokio::test]
+async fn a_tls_handshake_stalled_past_the_connect_timeout_is_a_502_not_a_504() {
+    // TCP connects, then the server never answers the ClientHello: `upstream.connect_timeout`
+    // bounds the whole connect, the handshake included, well before the first-byte deadline.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let sim = sim().await;
+    let mut config = config_for(&sim);
+    config.upstream.url = format!("https://127.0.0.1:{port}/openai/v1");
+    config.upstream.connect_timeout = HumanDuration::millis(300);
+    config.upstream.retries.attempts = 0;
+    let gw = gateway(config).await;
+    let started = std::time::Instant::now();
+    let response = post_chat(&gw, chat_body(false)).await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(
+        assert_openai_error(&response.bytes().await.expect("body"))["code"],
+        "upstream_unreachable"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "bounded by the connect timeout, not the 5 s first-byte deadline: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn no_headers_by_the_first_byte_deadline_is_a_504() {
     let sim = sim().await;
     let mut config = config_for(&sim);
