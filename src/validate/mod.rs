@@ -2,7 +2,8 @@
 //!
 //! Steps, in order (each a submodule):
 //! 1. `strict`: one JSON document; duplicate keys, bad UTF-8, lone surrogates, overflowing
-//!    numbers, deep nesting and trailing garbage are refused.
+//!    numbers, deep nesting and trailing garbage are refused. A cheap walk (`quick`) answers for
+//!    plainly valid bodies; serde_json's exact pass, which words the errors, for the rest.
 //! 2. `compat`: model aliases, OpenAI-only fields (strip / reject / forward), OpenAI enum values,
 //!    decided as `request::Edits` that every later reader applies.
 //! 3. `nul`, then `rules` and `messages`: Groq's field and per-role rules, in Groq's wording.
