@@ -6,7 +6,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use super::{
-    metrics,
+    handles::Label,
     observer::Observer,
     record::{Record, clipped},
     trace,
@@ -61,12 +61,12 @@ impl ExchangeTap {
     }
 
     /// The model that answered (a fallback's, after one) as a label.
-    fn model(&self) -> Arc<str> {
+    fn model(&self) -> Label {
         let model = {
             let data = self.record.data();
             data.upstream_model.clone().or_else(|| data.model.clone())
         };
-        self.observer.metrics.models.get(model.as_deref().unwrap_or(""))
+        self.observer.metrics.models.label(model.as_deref().unwrap_or(""))
     }
 }
 
@@ -118,7 +118,7 @@ impl Tap for ExchangeTap {
             let observer = &self.observer;
             observer
                 .groq_budget
-                .observe(&observer.metrics, key.clone(), model, seen);
+                .observe(&observer.metrics, key.clone(), model.name, seen);
         }
     }
 
@@ -157,13 +157,9 @@ impl Tap for ExchangeTap {
             return;
         };
         let model = self.model();
-        m.upstream_duration
-            .get_or_create(&metrics::ModelLabels { model: model.clone() })
-            .observe(sent.elapsed().as_secs_f64());
+        m.upstream_duration(&model, sent.elapsed().as_secs_f64());
         if let (Some(ready), true) = (ready, status.is_success()) {
-            m.upstream_ttft
-                .get_or_create(&metrics::ModelLabels { model })
-                .observe(ready.saturating_duration_since(sent).as_secs_f64());
+            m.upstream_ttft(&model, ready.saturating_duration_since(sent).as_secs_f64());
         }
     }
 }

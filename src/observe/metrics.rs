@@ -6,7 +6,6 @@
 
 use std::{
     borrow::Cow,
-    collections::HashSet,
     sync::{Arc, Mutex},
 };
 
@@ -21,6 +20,8 @@ use prometheus_client::{
     },
     registry::{Registry, Unit},
 };
+
+use super::handles::{Handles, Label};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -156,25 +157,42 @@ pub fn bounded_arc(name: &Arc<str>) -> Arc<str> {
     }
 }
 
-/// Bounds a label's distinct values, and the length of each.
-#[derive(Default)]
+/// Bounds a label's distinct values, and the length of each; keeps each value's series.
+///
+/// A scan rather than a hash set: at most [`MAX_LABEL_VALUES`] values, compared by length
+/// first, cost less than hashing the name once.
 pub struct LabelBound {
-    seen: Mutex<HashSet<Arc<str>>>,
+    seen: Mutex<Vec<Label>>,
+    other: Label,
+}
+
+impl Default for LabelBound {
+    fn default() -> Self {
+        LabelBound {
+            seen: Mutex::new(Vec::new()),
+            other: Label::new("other".into()),
+        }
+    }
 }
 
 impl LabelBound {
     pub fn get(&self, value: &str) -> Arc<str> {
+        self.label(value).name
+    }
+
+    /// The label for `value`, with its series.
+    pub fn label(&self, value: &str) -> Label {
         let value = bounded_name(value);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(found) = seen.get(&*value) {
+        if let Some(found) = seen.iter().find(|label| *label.name == *value) {
             return found.clone();
         }
         if seen.len() >= MAX_LABEL_VALUES {
-            return "other".into();
+            return self.other.clone();
         }
-        let value: Arc<str> = value.into();
-        seen.insert(value.clone());
-        value
+        let label = Label::new(value.into());
+        seen.push(label.clone());
+        label
     }
 }
 
@@ -215,6 +233,11 @@ pub struct Metrics {
     pub database_up: Gauge,
     pub models: LabelBound,
     pub keys: LabelBound,
+    /// The series of requests without a model (the empty `model` label).
+    no_model: Label,
+    /// `request_duration` and `overhead` by route.
+    routes: Handles<&'static str, (HistogramWithExemplars<TraceLabels>, Histogram)>,
+    cache_results: Handles<&'static str, Counter>,
     /// Whether per-client-key series exist at all (`metrics.per_key_labels`; fixed at start,
     /// since a registry cannot drop a family once scraped).
     pub per_key: bool,
@@ -440,6 +463,9 @@ impl Metrics {
             database_up,
             models: LabelBound::default(),
             keys: LabelBound::default(),
+            no_model: Label::new("".into()),
+            routes: Handles::default(),
+            cache_results: Handles::default(),
             per_key,
         }
     }
@@ -451,6 +477,76 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// `groxy_requests_total` for one answered request.
+    pub fn count_request(&self, route: &'static str, status: u16, model: Option<&Label>) {
+        let model = model.unwrap_or(&self.no_model);
+        let make = || {
+            let labels = RequestLabels {
+                route,
+                status,
+                model: model.name.clone(),
+            };
+            self.requests.get_or_create(&labels).clone()
+        };
+        model.series.requests.get((route, status), make).inc();
+    }
+
+    /// A request's duration and groxy's overhead, by route.
+    pub fn observe_route(&self, route: &'static str, latency: f64, exemplar: Option<TraceLabels>, overhead: f64) {
+        let (duration, own) = self.routes.get(route, || {
+            let labels = RouteLabels { route };
+            let duration = self.request_duration.get_or_create(&labels).clone();
+            let own = self.overhead.get_or_create(&labels).clone();
+            (duration, own)
+        });
+        duration.observe(latency, exemplar, None);
+        own.observe(overhead);
+    }
+
+    pub fn count_cache(&self, result: &'static str) {
+        let make = || self.cache.get_or_create(&ResultLabels { result }).clone();
+        self.cache_results.get(result, make).inc();
+    }
+
+    pub fn upstream_duration(&self, model: &Label, seconds: f64) {
+        let labels = || ModelLabels {
+            model: model.name.clone(),
+        };
+        let make = || self.upstream_duration.get_or_create(&labels()).clone();
+        model.series.upstream_duration.get_or_init(make).observe(seconds);
+    }
+
+    pub fn upstream_ttft(&self, model: &Label, seconds: f64) {
+        let labels = || ModelLabels {
+            model: model.name.clone(),
+        };
+        let make = || self.upstream_ttft.get_or_create(&labels()).clone();
+        model.series.upstream_ttft.get_or_init(make).observe(seconds);
+    }
+
+    pub fn cost(&self, model: &Label, dollars: f64) {
+        let labels = || ModelLabels {
+            model: model.name.clone(),
+        };
+        let make = || self.cost.get_or_create(&labels()).clone();
+        model.series.cost.get_or_init(make).inc_by(dollars);
+    }
+
+    /// Tokens of one kind: 0 `prompt`, 1 `completion`.
+    pub fn tokens(&self, model: &Label, kind: usize, count: u64) {
+        let (Some(series), Some(&name)) = (model.series.tokens.get(kind), ["prompt", "completion"].get(kind)) else {
+            return;
+        };
+        let make = || {
+            let labels = TokenLabels {
+                model: model.name.clone(),
+                kind: name,
+            };
+            self.tokens.get_or_create(&labels).clone()
+        };
+        series.get_or_init(make).inc_by(count);
     }
 
     pub fn upstream_error(&self, kind: &'static str) {

@@ -8,6 +8,7 @@
 mod access;
 mod exchange;
 mod groq_budget;
+mod handles;
 mod layer;
 mod ledger;
 mod metrics;

@@ -107,22 +107,14 @@ impl Observer {
                 },
             );
         }
-        let model = self.metrics.models.get(model.as_deref().unwrap_or(""));
-        if let Some(cost) = cost {
-            self.metrics
-                .cost
-                .get_or_create(&metrics::ModelLabels { model: model.clone() })
-                .inc_by(cost as f64 / 1e9);
-        }
         let m = &self.metrics;
-        for (kind, count) in [("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens)] {
-            m.tokens
-                .get_or_create(&metrics::TokenLabels {
-                    model: model.clone(),
-                    kind,
-                })
-                .inc_by(count);
+        let label = m.models.label(model.as_deref().unwrap_or(""));
+        if let Some(cost) = cost {
+            m.cost(&label, cost as f64 / 1e9);
         }
+        m.tokens(&label, 0, usage.prompt_tokens);
+        m.tokens(&label, 1, usage.completion_tokens);
+        let model = label.name;
         if let Some(key) = key {
             if m.per_key {
                 let key = m.keys.get(&key);
@@ -160,28 +152,17 @@ impl Observer {
         let m = &self.metrics;
         let route = record.route;
         let api = is_api(route);
-        let model = data.model.as_deref().map(|name| m.models.get(name));
+        let label = data.model.as_deref().map(|name| m.models.label(name));
         let status = head.status.as_u16();
-        m.requests
-            .get_or_create(&metrics::RequestLabels {
-                route,
-                status,
-                model: model.clone().unwrap_or_else(|| "".into()),
-            })
-            .inc();
-        let route_labels = metrics::RouteLabels { route };
+        m.count_request(route, status, label.as_ref());
+        let model = label.map(|label| label.name);
         let exemplar = record
             .trace_id
             .clone()
             .map(|trace_id| metrics::TraceLabels { trace_id });
-        m.request_duration
-            .get_or_create(&route_labels)
-            .observe(latency.as_secs_f64(), exemplar, None);
-        m.overhead.get_or_create(&route_labels).observe(overhead.as_secs_f64());
+        m.observe_route(route, latency.as_secs_f64(), exemplar, overhead.as_secs_f64());
         if let Some(cache) = data.cache {
-            m.cache
-                .get_or_create(&metrics::ResultLabels { result: cache.label() })
-                .inc();
+            m.count_cache(cache.label());
         }
         if let Some(limit) = head.refused_by {
             m.rate_limited

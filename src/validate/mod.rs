@@ -2,7 +2,8 @@
 //!
 //! Steps, in order (each a submodule):
 //! 1. `strict`: one JSON document; duplicate keys, bad UTF-8, lone surrogates, overflowing
-//!    numbers, deep nesting and trailing garbage are refused.
+//!    numbers, deep nesting and trailing garbage are refused. A cheap walk (`quick`) answers for
+//!    plainly valid bodies; serde_json's exact pass, which words the errors, for the rest.
 //! 2. `compat`: model aliases, OpenAI-only fields (strip / reject / forward), OpenAI enum values,
 //!    decided as `request::Edits` that every later reader applies.
 //! 3. `nul`, then `rules` and `messages`: Groq's field and per-role rules, in Groq's wording.
@@ -23,6 +24,7 @@ mod messages;
 mod nul;
 #[cfg(test)]
 mod props;
+mod quick;
 mod request;
 mod responses;
 mod responses_input;
@@ -207,7 +209,7 @@ pub fn validate_chat(
     aliases: &BTreeMap<String, String>,
     catalog: Option<&Catalog>,
 ) -> Result<ValidatedChat, Rejection> {
-    strict::check(&body).map_err(|message| Rejection::Invalid { message, param: None })?;
+    let plain = strict::check(&body).map_err(|message| Rejection::Invalid { message, param: None })?;
     let top = request::Top::new(object(&body).map_err(not_an_object)?);
     let reject_unknown = config.unknown_fields == crate::config::FieldPolicy::Reject;
     let walk = match top.get("messages").filter(|m| m.is_array()) {
@@ -221,8 +223,8 @@ pub fn validate_chat(
     };
     let (rewrites, edits) = compat::plan(&top, &walk, config, aliases)?;
     // A NUL can only be spelled `\u0000` inside a string (a raw control byte is not JSON), so
-    // the walk runs only for bodies that hold that spelling.
-    if config.reject_nul && memchr::memmem::find(&body, b"\\u0000").is_some() {
+    // the walk runs only for bodies the strict check saw that spelling in.
+    if config.reject_nul && plain.nul {
         nul::check(top.raw(), &edits)?;
     }
     let checked = rules::check(&top, &edits, &walk, config.max_messages)?;

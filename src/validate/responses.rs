@@ -54,7 +54,7 @@ pub fn validate_responses(
     aliases: &BTreeMap<String, String>,
     catalog: Option<&Catalog>,
 ) -> Result<ValidatedResponses, Rejection> {
-    strict::check(&body).map_err(|message| Rejection::Invalid { message, param: None })?;
+    let plain = strict::check(&body).map_err(|message| Rejection::Invalid { message, param: None })?;
     let root = match Raw::root(&body) {
         Some(root) if root.is_object() => root,
         root => {
@@ -130,7 +130,7 @@ pub fn validate_responses(
             param: Some("previous_response_id".to_owned()),
         });
     }
-    if config.reject_nul && memchr::memmem::find(&body, b"\\u0000").is_some() {
+    if config.reject_nul && plain.nul {
         nul::check(root, &edits)?;
     }
 

@@ -17,17 +17,35 @@ use std::{borrow::Cow, fmt};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::quick;
+pub use super::quick::Plain;
+
 /// Objects with up to this many keys are checked key by key as they are read.
 const SMALL: usize = 16;
 
 /// Key references point into the body, or (this bit set) into the arena of escaped keys.
 const ARENA: u32 = 1 << 31;
 
-/// Checks that `bytes` is a single JSON document with no duplicate keys.
-pub fn check(bytes: &[u8]) -> Result<(), String> {
+/// Checks that `bytes` is a single JSON document with no duplicate keys. The cheap walk
+/// (`quick`) answers for plainly valid bodies; anything else takes the exact pass, whose
+/// messages are serde_json's.
+pub fn check(bytes: &[u8]) -> Result<Plain, String> {
     if bytes.len() >= ARENA as usize {
         return Err("request body is too large to validate".to_owned());
     }
+    if let Some(plain) = quick::plain(bytes) {
+        return Ok(plain);
+    }
+    exact(bytes)?;
+    Ok(Plain {
+        // Over-approximated (an escaped backslash before `u0000` counts too): the NUL check
+        // itself is exact, this only spares it bodies that cannot hold a NUL.
+        nul: memchr::memmem::find(bytes, b"\\u0000").is_some(),
+    })
+}
+
+/// The pass that words every error the way serde_json does.
+fn exact(bytes: &[u8]) -> Result<(), String> {
     let mut pass = Pass::new(bytes, None);
     let Err(error) = pass.run() else {
         return Ok(());
@@ -389,7 +407,7 @@ mod tests {
             format!("{{\"z\":tru,{}}}", outer.join(",")),
         ];
         for case in cases {
-            let got = check(case.as_bytes());
+            let got = check(case.as_bytes()).map(|_| ());
             assert_eq!(got, reference(case.as_bytes()), "{case}");
             assert!(got.is_err());
         }
@@ -422,7 +440,29 @@ mod tests {
     proptest! {
         #[test]
         fn words_every_error_like_the_tree_parser(doc in json_with_repeats()) {
-            prop_assert_eq!(check(doc.as_bytes()), reference(doc.as_bytes()));
+            let expected = reference(doc.as_bytes());
+            prop_assert_eq!(check(doc.as_bytes()).map(|_| ()), expected.clone());
+            prop_assert_eq!(exact(doc.as_bytes()), expected);
+        }
+
+        /// The cheap walk's yes is never wrong, whatever the bytes.
+        #[test]
+        fn the_cheap_walk_accepts_only_what_the_exact_pass_accepts(
+            doc in prop_oneof![
+                json_with_repeats(),
+                r#"[\[\]{}",:0-9a-e .\\u+-]{0,24}"#,
+                json_with_repeats().prop_flat_map(|doc| {
+                    let len = doc.len();
+                    (Just(doc), 0..=len, r#"[\[\]{}",:0\\ue.-]"#)
+                }).prop_map(|(mut doc, at, insert)| {
+                    doc.insert_str(at.min(doc.len()), &insert);
+                    doc
+                }),
+            ]
+        ) {
+            if quick::plain(doc.as_bytes()).is_some() {
+                prop_assert_eq!(reference(doc.as_bytes()), Ok(()), "{}", doc);
+            }
         }
     }
 }
