@@ -286,12 +286,8 @@ fn rfc3339(t: SystemTime) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// [`rfc3339`], written digit by digit.
-fn rfc3339_into(out: &mut Vec<u8>, t: SystemTime) {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm): year, month, day.
+fn civil_date(days: u64) -> (i64, i64, i64) {
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -300,7 +296,15 @@ fn rfc3339_into(out: &mut Vec<u8>, t: SystemTime) {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// [`rfc3339`], written digit by digit.
+fn rfc3339_into(out: &mut Vec<u8>, t: SystemTime) {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_date(secs / 86_400);
     // Years before 1 would need a sign; SystemTime before the epoch reads as the epoch above.
     write_padded(out, year.max(0) as u64, 4);
     for (separator, value, width) in [
@@ -401,16 +405,8 @@ mod tests {
     fn rfc3339_with_format(t: SystemTime) -> String {
         let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
         let secs = since.as_secs();
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        let z = days as i64 + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let rem = secs % 86_400;
+        let (year, month, day) = super::civil_date(secs / 86_400);
         format!(
             "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
             rem / 3600,
